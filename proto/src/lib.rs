@@ -1,0 +1,63 @@
+//! camstream's protocol and pixel library: the wire format, the frame
+//! reader, gzip with limits, BMP encode/decode and YUYV→BGR. It does no I/O
+//! (no sockets, files, clocks or threads), so every part is a pure function
+//! over byte slices that tests and fuzzers can drive alone.
+//!
+//! # Wire format
+//!
+//! Each frame is one message on a TCP stream; nothing else is sent.
+//!
+//! ```text
+//! offset 0  u8      camera id (0-255)
+//! offset 1  u32 BE  body length in bytes, network byte order, > 0
+//! offset 5  body    gzip stream (RFC 1952) of a complete BMP file
+//! ```
+//!
+//! This is Python's `struct.pack('!BI', camera_id, len(body))` followed by the
+//! body, as in the original Python/OpenCV design.
+//!
+//! # Limits (all configurable, all enforced before allocating)
+//!
+//! - body length: 1..=[`wire::MAX_BODY_LEN`] (32 MiB), checked as soon as the
+//!   5 header bytes exist;
+//! - decompressed BMP: at most [`gzip::MAX_DECOMPRESSED_LEN`] (64 MiB), and
+//!   never more than the gzip trailer announces;
+//! - BMP width and height: 1..=[`bmp::MAX_DIMENSION`] (16384).
+//!
+//! # Round trip
+//!
+//! ```
+//! use proto::{bmp, gzip, wire};
+//!
+//! let (width, height) = (4, 2);
+//! let bgr: Vec<u8> = (0..width * height * 3).map(|i| i as u8).collect();
+//! let mut file = Vec::new();
+//! bmp::encode_bgr24(&bgr, width, height, &mut file)?;
+//!
+//! let mut send = Vec::new();
+//! let start = wire::begin_frame(7, &mut send);
+//! gzip::Compressor::new(gzip::DEFAULT_LEVEL)?.compress_append(&file, &mut send);
+//! wire::finish_frame(&mut send, start)?;
+//!
+//! let mut reader = wire::FrameReader::new(wire::MAX_BODY_LEN);
+//! let (used, frame) = reader.feed(&send)?;
+//! let frame = frame.expect("one whole frame was fed");
+//! assert_eq!((used, frame.camera_id), (send.len(), 7));
+//!
+//! let mut unzipped = Vec::new();
+//! gzip::Decompressor::new(gzip::MAX_DECOMPRESSED_LEN).decompress(&frame.body, &mut unzipped)?;
+//! assert_eq!(unzipped, file);
+//!
+//! let mut pixels = Vec::new();
+//! assert_eq!(bmp::decode_0rgb(&unzipped, &mut pixels)?, (width, height));
+//! // The first pixel is B=0, G=1, R=2.
+//! assert_eq!(pixels[0], 0x0002_0100);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod bmp;
+pub mod gzip;
+pub mod pixel;
+pub mod wire;
