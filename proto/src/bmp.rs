@@ -1,6 +1,31 @@
 //! BMP encoding (24-bit, byte-identical to OpenCV's `cv2.imencode('.bmp')`)
 //! and decoding to 0RGB pixels, with every header field checked.
+//!
+//! ```text
+//! offset  size  field (little-endian)     what OpenCV writes for BGR24
+//!  0      2     magic                     "BM"
+//!  2      4     file size                 whole file, in bytes
+//!  6      4     reserved                  0
+//! 10      4     pixel data offset         54
+//! 14      4     info header size          40 (BITMAPINFOHEADER)
+//! 18      4     width  (i32)              width
+//! 22      4     height (i32, <0 top-down) height (bottom-up)
+//! 26      2     planes                    1
+//! 28      2     bits per pixel            24
+//! 30      4     compression               0 (BI_RGB)
+//! 34      4     image size                0
+//! 38      4+4   pixels per metre x, y     0, 0
+//! 46      4+4   colours used, important   0, 0
+//! 54            pixel rows, bottom row first, each padded to 4 bytes
+//! ```
+//!
+//! The decoder is strict: the declared file size must equal the buffer's
+//! length, and every offset and size is checked, with checked arithmetic,
+//! before anything is allocated. It fast-paths what OpenCV writes (24-bit,
+//! 8-bit grey with a palette, 32-bit with a V5 header and bit fields) and
+//! hands 1- and 4-bit images, after the same checks, to the `bmp` crate.
 
+use crate::pixel;
 use std::fmt;
 
 /// File header (14) plus BITMAPINFOHEADER (40).
@@ -9,25 +34,166 @@ pub const HEADER_LEN: usize = 54;
 /// Largest accepted width or height, in pixels.
 pub const MAX_DIMENSION: u32 = 16384;
 
+/// Byte ranges of the header fields (smoltcp's `mod field`).
+mod field {
+    use std::ops::Range;
+    pub const MAGIC: Range<usize> = 0..2;
+    pub const FILE_SIZE: Range<usize> = 2..6;
+    pub const PIXEL_OFFSET: Range<usize> = 10..14;
+    /// End of the 14-byte file header; the info header starts here.
+    pub const INFO: usize = 14;
+    pub const INFO_SIZE: Range<usize> = 14..18;
+    pub const WIDTH: Range<usize> = 18..22;
+    pub const HEIGHT: Range<usize> = 22..26;
+    pub const PLANES: Range<usize> = 26..28;
+    pub const BITS: Range<usize> = 28..30;
+    pub const COMPRESSION: Range<usize> = 30..34;
+    pub const IMAGE_SIZE: Range<usize> = 34..38;
+    pub const COLORS_USED: Range<usize> = 46..50;
+    /// BI_BITFIELDS masks: inside a V2+ info header, or right after a 40-byte one.
+    pub const RED_MASK: Range<usize> = 54..58;
+    pub const GREEN_MASK: Range<usize> = 58..62;
+    pub const BLUE_MASK: Range<usize> = 62..66;
+}
+
+const MAGIC: [u8; 2] = *b"BM";
+const INFO_HEADER_LEN: u32 = 40;
+/// BITMAPINFOHEADER, BITMAPV2INFOHEADER, V3, V4 and V5: all share the first 40 bytes.
+const INFO_HEADER_SIZES: [u32; 5] = [40, 52, 56, 108, 124];
+const BI_RGB: u32 = 0;
+const BI_BITFIELDS: u32 = 3;
+/// Bytes in a palette entry (B, G, R, reserved) for every header we accept.
+const PALETTE_ENTRY_LEN: usize = 4;
+
 /// Why a BMP could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BmpError {
-    /// TODO(proto helper): named variants carrying the offending values.
-    Todo,
+    /// Width or height is 0 or over [`MAX_DIMENSION`] (or negative width).
+    BadDimensions { width: i64, height: i64 },
+    /// The BGR buffer to encode is not `width * height * 3` bytes.
+    InputSize { len: usize, expected: usize },
+    /// The file does not start with "BM".
+    BadMagic { found: [u8; 2] },
+    /// The buffer ends before the headers do.
+    Truncated { need: usize, have: usize },
+    /// The file header's size field disagrees with the buffer's length.
+    SizeMismatch { declared: u32, actual: usize },
+    /// An info header size that is not one of the Windows BMP versions.
+    UnsupportedHeader { size: u32 },
+    /// The colour planes field is not 1.
+    BadPlanes { planes: u16 },
+    /// Bits per pixel other than 1, 4, 8, 24 or 32.
+    UnsupportedDepth { bits: u16 },
+    /// RLE, JPEG/PNG-in-BMP, or bit fields on a depth that cannot have them.
+    UnsupportedCompression { compression: u32, bits: u16 },
+    /// 32-bit bit-field masks that are not three 8-bit channels.
+    UnsupportedMasks { red: u32, green: u32, blue: u32 },
+    /// A palette with more colours than the depth can index.
+    BadPalette { colors: u32, max: u32 },
+    /// A pixel refers to a palette entry that does not exist.
+    BadPaletteIndex { index: u8, colors: u32 },
+    /// The pixel data offset points into the headers/palette or past the end.
+    BadPixelOffset { offset: u32, min: usize, len: usize },
+    /// The image size field disagrees with the dimensions.
+    ImageSizeMismatch { declared: u32, expected: usize },
+    /// The pixel rows run past the end of the file.
+    PixelsTruncated { need: usize, have: usize },
+    /// The `bmp` crate (1- and 4-bit fallback) refused the file.
+    Fallback { bits: u16, reason: &'static str },
 }
 
 impl fmt::Display for BmpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self:?}")
+        match self {
+            BmpError::BadDimensions { width, height } => write!(
+                f,
+                "BMP dimensions {width}x{height} are out of range: width and height must be 1..={MAX_DIMENSION}"
+            ),
+            BmpError::InputSize { len, expected } => write!(
+                f,
+                "BGR buffer has {len} bytes but width x height x 3 is {expected}"
+            ),
+            BmpError::BadMagic { found } => write!(
+                f,
+                "not a BMP file: starts with {:02x} {:02x}, expected \"BM\" (42 4d)",
+                found[0], found[1]
+            ),
+            BmpError::Truncated { need, have } => write!(
+                f,
+                "BMP is truncated: its headers need {need} bytes but only {have} arrived"
+            ),
+            BmpError::SizeMismatch { declared, actual } => write!(
+                f,
+                "BMP header declares a {declared}-byte file but {actual} bytes arrived (truncated or padded in transit?)"
+            ),
+            BmpError::UnsupportedHeader { size } => write!(
+                f,
+                "unsupported BMP info header of {size} bytes (expected 40, 52, 56, 108 or 124; OS/2 BMPs are not supported)"
+            ),
+            BmpError::BadPlanes { planes } => {
+                write!(f, "BMP has {planes} colour planes; it must have 1")
+            }
+            BmpError::UnsupportedDepth { bits } => write!(
+                f,
+                "unsupported BMP depth of {bits} bits per pixel (supported: 1, 4, 8, 24, 32)"
+            ),
+            BmpError::UnsupportedCompression { compression, bits } => write!(
+                f,
+                "unsupported BMP compression {compression} at {bits} bits per pixel (supported: uncompressed, and bit fields at 32 bits)"
+            ),
+            BmpError::UnsupportedMasks { red, green, blue } => write!(
+                f,
+                "unsupported 32-bit BMP masks red {red:#010x} green {green:#010x} blue {blue:#010x} (each must be 8 contiguous bits)"
+            ),
+            BmpError::BadPalette { colors, max } => write!(
+                f,
+                "BMP palette claims {colors} colours but its depth can index only {max}"
+            ),
+            BmpError::BadPaletteIndex { index, colors } => write!(
+                f,
+                "BMP pixel uses palette entry {index} but the palette has only {colors} colours"
+            ),
+            BmpError::BadPixelOffset { offset, min, len } => write!(
+                f,
+                "BMP pixel data offset {offset} is outside the file: it must be in {min}..={len}"
+            ),
+            BmpError::ImageSizeMismatch { declared, expected } => write!(
+                f,
+                "BMP header declares {declared} bytes of pixels but the dimensions need {expected}"
+            ),
+            BmpError::PixelsTruncated { need, have } => write!(
+                f,
+                "BMP pixel data is truncated: the dimensions need {need} bytes of file but it has {have}"
+            ),
+            BmpError::Fallback { bits, reason } => {
+                write!(f, "cannot decode {bits}-bit BMP: {reason}")
+            }
+        }
     }
 }
 
 impl std::error::Error for BmpError {}
 
+fn check_dimensions(width: i64, height: i64) -> Result<(), BmpError> {
+    let range = 1..=i64::from(MAX_DIMENSION);
+    if range.contains(&width) && range.contains(&height) {
+        Ok(())
+    } else {
+        Err(BmpError::BadDimensions { width, height })
+    }
+}
+
+/// Bytes in one stored row: `width * bits` rounded up to whole 32-bit words.
+/// Only called with checked dimensions, so it cannot overflow.
+fn row_len(width: u32, bits: u16) -> usize {
+    (width as usize * bits as usize).div_ceil(32) * 4
+}
+
 /// Size in bytes of the 24-bit BMP file for a `width` x `height` image.
 pub fn encoded_len(width: u32, height: u32) -> Result<usize, BmpError> {
-    let _ = (width, height);
-    todo!()
+    check_dimensions(i64::from(width), i64::from(height))?;
+    // At most 54 + 49152 * 16384 bytes, which fits the 32-bit size field.
+    Ok(HEADER_LEN + row_len(width, 24) * height as usize)
 }
 
 /// Replaces `out` with a 24-bit bottom-up BMP of `bgr`, a tightly packed,
@@ -38,13 +204,329 @@ pub fn encode_bgr24(
     height: u32,
     out: &mut Vec<u8>,
 ) -> Result<(), BmpError> {
-    let _ = (bgr, width, height, out);
-    todo!()
+    let file_len = encoded_len(width, height)?;
+    let pixels_len = width as usize * 3;
+    let expected = pixels_len * height as usize;
+    if bgr.len() != expected {
+        return Err(BmpError::InputSize {
+            len: bgr.len(),
+            expected,
+        });
+    }
+    let padding = row_len(width, 24) - pixels_len;
+
+    out.clear();
+    out.reserve(file_len);
+    let le32 = |v: u32| v.to_le_bytes();
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&le32(file_len as u32));
+    out.extend_from_slice(&[0; 4]); // reserved
+    out.extend_from_slice(&le32(HEADER_LEN as u32)); // pixel data offset
+    out.extend_from_slice(&le32(INFO_HEADER_LEN));
+    out.extend_from_slice(&le32(width));
+    out.extend_from_slice(&le32(height)); // positive: bottom-up
+    out.extend_from_slice(&1u16.to_le_bytes()); // planes
+    out.extend_from_slice(&24u16.to_le_bytes()); // bits per pixel
+                                                 // Compression BI_RGB, image size, x/y pixels per metre, colours used and
+                                                 // important: OpenCV writes all six as 0.
+    out.extend_from_slice(&[0; 24]);
+    debug_assert_eq!(out.len(), HEADER_LEN);
+    for row in bgr.chunks_exact(pixels_len).rev() {
+        out.extend_from_slice(row);
+        out.extend_from_slice(&[0; 3][..padding]);
+    }
+    debug_assert_eq!(out.len(), file_len);
+    Ok(())
+}
+
+fn read_u16(bmp: &[u8], range: std::ops::Range<usize>) -> u16 {
+    let mut b = [0; 2];
+    b.copy_from_slice(&bmp[range]);
+    u16::from_le_bytes(b)
+}
+
+fn read_u32(bmp: &[u8], range: std::ops::Range<usize>) -> u32 {
+    let mut b = [0; 4];
+    b.copy_from_slice(&bmp[range]);
+    u32::from_le_bytes(b)
+}
+
+/// Requires `bmp` to hold at least `need` bytes.
+fn need(bmp: &[u8], need: usize) -> Result<(), BmpError> {
+    if bmp.len() < need {
+        return Err(BmpError::Truncated {
+            need,
+            have: bmp.len(),
+        });
+    }
+    Ok(())
+}
+
+/// How the stored pixels map to colours.
+enum Layout {
+    /// 24-bit B, G, R.
+    Bgr,
+    /// 32-bit little-endian words with an 8-bit channel at each shift.
+    Words { red: u32, green: u32, blue: u32 },
+    /// 8-bit indices into a palette of `colors` entries.
+    Indexed8 { palette: [u32; 256], colors: u32 },
+    /// 1- or 4-bit indices, decoded by the `bmp` crate.
+    Fallback { colors: u32 },
+}
+
+/// The shift of an 8-bit contiguous mask, if it is one.
+fn mask_shift(mask: u32) -> Option<u32> {
+    let shift = mask.trailing_zeros();
+    (shift <= 24 && mask >> shift == 0xff).then_some(shift)
 }
 
 /// Decodes a BMP file into `out` as 0RGB `u32` pixels (minifb's format),
 /// top row first, replacing its contents. Returns `(width, height)`.
+///
+/// Accepts uncompressed 1-, 4-, 8-, 24- and 32-bit images, 32-bit bit
+/// fields, bottom-up and top-down rows, and info headers from
+/// BITMAPINFOHEADER to V5. Everything is checked before `out` grows, and
+/// `out` grows only to `width * height`, which the data present bounds.
 pub fn decode_0rgb(bmp: &[u8], out: &mut Vec<u32>) -> Result<(u32, u32), BmpError> {
-    let _ = (bmp, out);
-    todo!()
+    if bmp.len() >= field::MAGIC.end && bmp[field::MAGIC] != MAGIC {
+        return Err(BmpError::BadMagic {
+            found: [bmp[0], bmp[1]],
+        });
+    }
+    need(bmp, field::INFO_SIZE.end)?;
+    let declared = read_u32(bmp, field::FILE_SIZE);
+    if declared as usize != bmp.len() {
+        return Err(BmpError::SizeMismatch {
+            declared,
+            actual: bmp.len(),
+        });
+    }
+    let info_size = read_u32(bmp, field::INFO_SIZE);
+    if !INFO_HEADER_SIZES.contains(&info_size) {
+        return Err(BmpError::UnsupportedHeader { size: info_size });
+    }
+    let headers_end = field::INFO + info_size as usize;
+    need(bmp, headers_end)?;
+
+    let raw_width = read_u32(bmp, field::WIDTH) as i32;
+    let raw_height = read_u32(bmp, field::HEIGHT) as i32;
+    let top_down = raw_height < 0;
+    check_dimensions(i64::from(raw_width), i64::from(raw_height).abs()).map_err(|_| {
+        BmpError::BadDimensions {
+            width: i64::from(raw_width),
+            height: i64::from(raw_height),
+        }
+    })?;
+    let width = raw_width.unsigned_abs();
+    let height = raw_height.unsigned_abs();
+
+    let planes = read_u16(bmp, field::PLANES);
+    if planes != 1 {
+        return Err(BmpError::BadPlanes { planes });
+    }
+    let bits = read_u16(bmp, field::BITS);
+    if !matches!(bits, 1 | 4 | 8 | 24 | 32) {
+        return Err(BmpError::UnsupportedDepth { bits });
+    }
+    let compression = read_u32(bmp, field::COMPRESSION);
+    match (compression, bits) {
+        (BI_RGB, _) | (BI_BITFIELDS, 32) => {}
+        _ => return Err(BmpError::UnsupportedCompression { compression, bits }),
+    }
+
+    // What sits between the info header and the pixels: masks or a palette.
+    let mut min_offset = headers_end;
+    let layout = if compression == BI_BITFIELDS {
+        if info_size == INFO_HEADER_LEN {
+            // BITMAPINFOHEADER keeps the three masks after the header.
+            min_offset = field::BLUE_MASK.end;
+            need(bmp, min_offset)?;
+        }
+        let (r, g, b) = (
+            read_u32(bmp, field::RED_MASK),
+            read_u32(bmp, field::GREEN_MASK),
+            read_u32(bmp, field::BLUE_MASK),
+        );
+        match (mask_shift(r), mask_shift(g), mask_shift(b)) {
+            (Some(red), Some(green), Some(blue)) => Layout::Words { red, green, blue },
+            _ => {
+                return Err(BmpError::UnsupportedMasks {
+                    red: r,
+                    green: g,
+                    blue: b,
+                })
+            }
+        }
+    } else if bits <= 8 {
+        let max = 1u32 << bits;
+        let colors = match read_u32(bmp, field::COLORS_USED) {
+            0 => max,
+            n => n,
+        };
+        if colors > max {
+            return Err(BmpError::BadPalette { colors, max });
+        }
+        min_offset = headers_end + colors as usize * PALETTE_ENTRY_LEN;
+        need(bmp, min_offset)?;
+        if bits == 8 {
+            let mut palette = [0u32; 256];
+            for (entry, color) in bmp[headers_end..min_offset]
+                .chunks_exact(PALETTE_ENTRY_LEN)
+                .zip(palette.iter_mut())
+            {
+                *color = u32::from_le_bytes([entry[0], entry[1], entry[2], 0]);
+            }
+            Layout::Indexed8 { palette, colors }
+        } else {
+            Layout::Fallback { colors }
+        }
+    } else if bits == 24 {
+        Layout::Bgr
+    } else {
+        // 32-bit BI_RGB is B, G, R, unused.
+        Layout::Words {
+            red: 16,
+            green: 8,
+            blue: 0,
+        }
+    };
+
+    let offset = read_u32(bmp, field::PIXEL_OFFSET);
+    if (offset as usize) < min_offset || offset as usize > bmp.len() {
+        return Err(BmpError::BadPixelOffset {
+            offset,
+            min: min_offset,
+            len: bmp.len(),
+        });
+    }
+    let offset = offset as usize;
+    let stored_row = row_len(width, bits);
+    // Dimensions are at most 16384 and rows at most 65536 bytes: no overflow.
+    let data_len = stored_row * height as usize;
+    let data_end = offset + data_len;
+    if data_end > bmp.len() {
+        return Err(BmpError::PixelsTruncated {
+            need: data_end,
+            have: bmp.len(),
+        });
+    }
+    let image_size = read_u32(bmp, field::IMAGE_SIZE);
+    if image_size != 0
+        && ((image_size as usize) < data_len || offset + image_size as usize > bmp.len())
+    {
+        return Err(BmpError::ImageSizeMismatch {
+            declared: image_size,
+            expected: data_len,
+        });
+    }
+
+    // Every header field is checked and the pixels are present: only now
+    // allocate. `truncate` + `resize` only writes elements that are new.
+    let (w, h) = (width as usize, height as usize);
+    let pixels = &bmp[offset..data_end];
+    if let Layout::Fallback { colors } = layout {
+        decode_fallback(bmp, pixels, width, height, bits, colors, top_down, out)?;
+        return Ok((width, height));
+    }
+    out.truncate(w * h);
+    out.resize(w * h, 0);
+    let rows = pixels.chunks_exact(stored_row);
+    // File rows run bottom-up unless the height is negative.
+    let rows: Box<dyn Iterator<Item = &[u8]>> = if top_down {
+        Box::new(rows)
+    } else {
+        Box::new(rows.rev())
+    };
+    for (row, dst) in rows.zip(out.chunks_exact_mut(w)) {
+        match &layout {
+            Layout::Bgr => pixel::bgr_row_to_0rgb(&row[..w * 3], dst),
+            Layout::Words { red, green, blue } => {
+                for (p, o) in row.chunks_exact(4).zip(dst.iter_mut()) {
+                    let p = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+                    *o = (p >> red & 0xff) << 16 | (p >> green & 0xff) << 8 | (p >> blue & 0xff);
+                }
+            }
+            Layout::Indexed8 { palette, colors } => {
+                let row = &row[..w];
+                if *colors < 256 {
+                    if let Some(&index) = row.iter().find(|&&i| u32::from(i) >= *colors) {
+                        return Err(BmpError::BadPaletteIndex {
+                            index,
+                            colors: *colors,
+                        });
+                    }
+                }
+                for (&i, o) in row.iter().zip(dst.iter_mut()) {
+                    *o = palette[usize::from(i)];
+                }
+            }
+            Layout::Fallback { .. } => {}
+        }
+    }
+    Ok((width, height))
+}
+
+/// 1- and 4-bit images through the `bmp` crate. The crate indexes its
+/// palette and the file without checks, so first prove that every index
+/// it will read exists (the caller already proved the rows are present).
+#[allow(clippy::too_many_arguments)]
+fn decode_fallback(
+    bmp: &[u8],
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    bits: u16,
+    colors: u32,
+    top_down: bool,
+    out: &mut Vec<u32>,
+) -> Result<(), BmpError> {
+    let info_size = read_u32(bmp, field::INFO_SIZE);
+    // The crate knows only these three info header sizes.
+    if !matches!(info_size, 40 | 108 | 124) {
+        return Err(BmpError::UnsupportedHeader { size: info_size });
+    }
+    let (w, h) = (width as usize, height as usize);
+    let stored_row = row_len(width, bits);
+    if colors < 1 << bits {
+        let per_byte = 8 / usize::from(bits);
+        let mask = (1u8 << bits) - 1;
+        for row in pixels.chunks_exact(stored_row) {
+            for x in 0..w {
+                let shift = 8 - usize::from(bits) * (x % per_byte + 1);
+                let index = row[x / per_byte] >> shift & mask;
+                if u32::from(index) >= colors {
+                    return Err(BmpError::BadPaletteIndex { index, colors });
+                }
+            }
+        }
+    }
+    let image = bmp::from_reader(&mut &bmp[..]).map_err(|e| BmpError::Fallback {
+        bits,
+        reason: match e.kind {
+            bmp::BmpErrorKind::WrongMagicNumbers => "wrong magic numbers",
+            bmp::BmpErrorKind::UnsupportedBitsPerPixel => "unsupported bits per pixel",
+            bmp::BmpErrorKind::UnsupportedCompressionType => "unsupported compression",
+            bmp::BmpErrorKind::UnsupportedBmpVersion => "unsupported BMP version",
+            bmp::BmpErrorKind::UnsupportedHeader => "unsupported header",
+            bmp::BmpErrorKind::BmpIoError(_) => "read error",
+        },
+    })?;
+    if (image.get_width(), image.get_height()) != (width, height) {
+        return Err(BmpError::Fallback {
+            bits,
+            reason: "the bmp crate read different dimensions",
+        });
+    }
+    out.clear();
+    out.reserve_exact(w * h);
+    for y in 0..height {
+        // The crate assumes bottom-up rows: `get_pixel(x, 0)` is the last
+        // row stored. For top-down files, ask for the mirrored row.
+        let y = if top_down { height - 1 - y } else { y };
+        out.extend((0..width).map(|x| {
+            let p = image.get_pixel(x, y);
+            u32::from(p.r) << 16 | u32::from(p.g) << 8 | u32::from(p.b)
+        }));
+    }
+    Ok(())
 }
