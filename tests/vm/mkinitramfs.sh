@@ -1,0 +1,43 @@
+#!/bin/bash
+# Build the base initramfs of the vivid test guest.
+#
+#   tests/vm/mkinitramfs.sh OUT [HOST_FILE[:GUEST_PATH]]...
+#
+# OUT holds busybox, the module closure of virtio_pci, virtio_net and vivid
+# (from tests/vm/setup.sh's cache), /init, and each HOST_FILE at GUEST_PATH
+# (default: /<basename>) with its ldd libraries and the dynamic loader.
+# Build it once per test run; run.sh appends the per-run command to it.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${CAMSTREAM_VM_CACHE:-$here/cache}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+[[ $# -ge 1 ]] || { echo "usage: $0 OUT [HOST_FILE[:GUEST_PATH]]..." >&2; exit 2; }
+out=$1
+shift
+"$here/setup.sh" --check >/dev/null || { echo "vm: not set up; run tests/vm/setup.sh (as root)" >&2; exit 1; }
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+# Merged /usr like the host, so library paths from ldd resolve either way.
+mkdir -p "$stage"/{bin,usr/bin,usr/lib,usr/lib64,usr/sbin,sbin,vm,root}
+ln -s usr/lib "$stage/lib"
+ln -s usr/lib64 "$stage/lib64"
+
+busybox=$(command -v busybox)
+file -L "$busybox" | grep -q 'statically linked' || { echo "vm: $busybox is not static (install busybox-static)" >&2; exit 1; }
+cp -L "$busybox" "$stage/bin/busybox"
+install -m 0755 "$here/init" "$stage/init"
+cp -a "$cache/modules/lib/modules" "$stage/usr/lib/"
+
+for spec in "$@"; do
+    src=${spec%%:*}
+    dest=${spec#*:}
+    [[ $spec == *:* ]] || dest=/$(basename "$src")
+    stage_file "$stage" "$src" "$dest"
+done
+
+tmp="$out.tmp.$$"
+make_cpio "$stage" "$tmp"
+mv "$tmp" "$out"
