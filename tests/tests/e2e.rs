@@ -2,9 +2,19 @@
 //! runs the real binaries against real substitutes: TCP on loopback, Xvfb,
 //! a vivid V4L2 device in a QEMU guest, and OpenCV peers in Python.
 
+// A test target's root file resolves `mod x;` next to itself (tests/tests/x.rs),
+// like a crate root, so the module files under e2e/ need explicit paths.
+#[path = "e2e/agent.rs"]
 mod agent;
+#[path = "e2e/deploy.rs"]
 mod deploy;
+#[path = "e2e/faults.rs"]
+mod faults;
+#[path = "e2e/interop.rs"]
 mod interop;
+#[path = "e2e/viewer.rs"]
 mod viewer;
+#[path = "e2e/vm.rs"]
 mod vm;
+#[path = "e2e/windows.rs"]
 mod windows;

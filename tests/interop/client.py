@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Camera client of the original Python/OpenCV design, used as an independent peer.
+
+Written from the design, not from our Rust code:
+    cv2.imencode('.bmp') -> gzip.compress(level=9) -> struct.pack('!BI', id, len) + body -> sendall
+
+Instead of a camera it sends a raw BGR frame from a file (colour, or converted to
+grayscale with OpenCV, which makes imencode write an 8-bit paletted BMP).
+
+With --save-sent DIR it also writes what it sent, so a test can compare:
+    DIR/sent.bmp  the BMP bytes exactly as cv2.imencode produced them
+    DIR/sent.raw  the pixels (rows top-down, no padding; BGR or one byte of gray)
+"""
+
+import argparse
+import gzip
+import os
+import socket
+import struct
+import sys
+import time
+
+import cv2
+import numpy as np
+
+
+def parse_size(text):
+    width, height = text.lower().split("x")
+    return int(width), int(height)
+
+
+def parse_addr(text):
+    host, port = text.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--server", required=True, help="HOST:PORT of the viewer")
+    ap.add_argument("--id", type=int, default=0, help="camera id, 0-255")
+    ap.add_argument("--image", required=True, help="raw BGR24 file, rows top-down")
+    ap.add_argument("--size", required=True, help="WxH of the raw file")
+    ap.add_argument("--gray", action="store_true", help="send it as a 1-channel image")
+    ap.add_argument("--count", type=int, default=1, help="frames to send")
+    ap.add_argument("--interval", type=float, default=0.0, help="seconds between frames")
+    ap.add_argument("--save-sent", help="directory for sent.bmp and sent.raw")
+    args = ap.parse_args()
+
+    width, height = parse_size(args.size)
+    raw = np.fromfile(args.image, dtype=np.uint8)
+    if raw.size != width * height * 3:
+        sys.exit(f"client: {args.image} has {raw.size} bytes, not {width}x{height}x3")
+    image = raw.reshape(height, width, 3)
+    if args.gray:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+    ok, encoded = cv2.imencode(".bmp", image)
+    if not ok:
+        sys.exit("client: cv2.imencode('.bmp') failed")
+    bmp = encoded.tobytes()
+    body = gzip.compress(bmp, compresslevel=9)
+    message = struct.pack("!BI", args.id, len(body)) + body
+
+    if args.save_sent:
+        os.makedirs(args.save_sent, exist_ok=True)
+        with open(os.path.join(args.save_sent, "sent.bmp"), "wb") as f:
+            f.write(bmp)
+        with open(os.path.join(args.save_sent, "sent.raw"), "wb") as f:
+            f.write(np.ascontiguousarray(image).tobytes())
+
+    sock = socket.create_connection(parse_addr(args.server), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(args.count):
+        sock.sendall(message)
+        if args.interval and i + 1 < args.count:
+            time.sleep(args.interval)
+    # An orderly close: the viewer sees a read of 0 only after every byte above.
+    sock.shutdown(socket.SHUT_WR)
+    sock.close()
+    kind = "gray" if args.gray else "colour"
+    print(f"client: sent {args.count} {kind} {width}x{height} frames, bmp {len(bmp)} bytes, "
+          f"gzip {len(body)} bytes", flush=True)
+
+
+if __name__ == "__main__":
+    main()

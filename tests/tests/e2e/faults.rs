@@ -1,0 +1,1 @@
+//! Faults, load and soak: the viewer killed, stopped and flooded while agents stream.
