@@ -41,7 +41,7 @@ fn profile_dir() -> PathBuf {
 // ---------------------------------------------------------------------------
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -414,4 +414,340 @@ pub fn read_npy_u8(path: &Path) -> Result<(Vec<usize>, Vec<u8>), String> {
         ));
     }
     Ok((shape, data))
+}
+
+// ---------------------------------------------------------------------------
+// A real X server for the window tests: Xvfb with a private cookie, a
+// screenshot of the root window (xwd), the window tree (xwininfo), and the
+// WM_DELETE_WINDOW message a window manager sends when a window is closed.
+// ---------------------------------------------------------------------------
+
+const X_COOKIE_NAME: &[u8] = b"MIT-MAGIC-COOKIE-1";
+
+/// A running Xvfb on a free display, reachable only through its Unix socket
+/// and a fresh MIT-MAGIC-COOKIE-1. Dropping it stops the server.
+pub struct Xvfb {
+    /// The display, e.g. `:117`.
+    pub display: String,
+    number: u32,
+    cookie: [u8; 16],
+    authority: PathBuf,
+    server: LoggedChild,
+    _dir: tempfile::TempDir,
+}
+
+impl Xvfb {
+    /// Starts Xvfb with one `width`x`height` 24-bit screen on the first free
+    /// display from 100 up, and waits until it accepts clients (`-displayfd`).
+    pub fn start(width: u32, height: u32) -> Xvfb {
+        use std::hash::{BuildHasher, Hasher};
+        let dir = tempfile::tempdir().expect("temp dir for the X authority");
+        let authority = dir.path().join("Xauthority");
+        std::fs::File::create(&authority).expect("create the X authority file");
+        let mut cookie = [0u8; 16];
+        for half in cookie.chunks_mut(8) {
+            let random = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            half.copy_from_slice(&random.to_le_bytes());
+        }
+        let hex: String = cookie.iter().map(|b| format!("{b:02x}")).collect();
+        // Spread parallel test binaries over displays; retry on a clash.
+        let first = 100 + std::process::id() % 400;
+        for number in (first..first + 50).map(|n| 100 + (n - 100) % 400) {
+            if Path::new(&format!("/tmp/.X{number}-lock")).exists()
+                || Path::new(&format!("/tmp/.X11-unix/X{number}")).exists()
+            {
+                continue;
+            }
+            let display = format!(":{number}");
+            let status = Command::new("xauth")
+                .arg("-q")
+                .arg("-f")
+                .arg(&authority)
+                .args(["add", &display, "MIT-MAGIC-COOKIE-1", &hex])
+                .status()
+                .expect("run xauth (apt-get install xauth)");
+            assert!(status.success(), "xauth add failed");
+            let mut cmd = Command::new("Xvfb");
+            cmd.arg(&display)
+                .args(["-screen", "0", &format!("{width}x{height}x24")])
+                .arg("-auth")
+                .arg(&authority)
+                .args(["-nolisten", "tcp", "-noreset", "-displayfd", "1"]);
+            let mut server = LoggedChild::spawn("Xvfb", cmd);
+            // -displayfd 1 prints the display number once clients can connect.
+            let ready = wait_until(Duration::from_secs(20), || {
+                if server
+                    .lines()
+                    .iter()
+                    .any(|l| l.trim() == number.to_string())
+                {
+                    return Some(true);
+                }
+                server.try_status().map(|_| false)
+            });
+            match ready {
+                Some(true) => {
+                    return Xvfb {
+                        display,
+                        number,
+                        cookie,
+                        authority,
+                        server,
+                        _dir: dir,
+                    }
+                }
+                Some(false) => continue, // display taken meanwhile: next one
+                None => panic!(
+                    "Xvfb {display} did not start within 20 s:\n{}",
+                    server.tail(20)
+                ),
+            }
+        }
+        panic!("no free X display among 50 tried (is Xvfb installed? apt-get install xvfb)");
+    }
+
+    /// Sets `DISPLAY` and `XAUTHORITY` on a command so it talks to this server.
+    pub fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("DISPLAY", &self.display)
+            .env("XAUTHORITY", &self.authority)
+    }
+
+    /// Runs an X client tool (`xwininfo`, `xdotool`, `xwd`) to completion and
+    /// returns its stdout; panics with its stderr if it fails.
+    pub fn run(&self, program: &str, args: &[&str]) -> Vec<u8> {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        let out = self
+            .env(&mut cmd)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// The top-level windows (children of the root) that have a name, with
+    /// their position on the screen, from `xwininfo -root -children`.
+    pub fn windows(&self) -> Vec<XWindow> {
+        let out = self.run("xwininfo", &["-root", "-children"]);
+        String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(XWindow::parse_xwininfo_line)
+            .collect()
+    }
+
+    /// A screenshot of the whole root window, taken with `xwd`.
+    pub fn screenshot(&self) -> XImage {
+        let xwd = self.run("xwd", &["-root", "-silent"]);
+        XImage::from_xwd(&xwd).unwrap_or_else(|e| panic!("cannot read xwd output: {e}"))
+    }
+
+    /// Sends the ClientMessage a window manager sends when the user clicks a
+    /// window's close button: WM_PROTOCOLS with WM_DELETE_WINDOW, to the
+    /// client that created `window`. (`xdotool windowclose` would instead
+    /// destroy the window under the client, which is not what a user does.)
+    /// Speaks the X11 protocol directly: three requests need no library.
+    pub fn send_wm_delete(&self, window: u32) -> Result<(), String> {
+        use std::os::unix::net::UnixStream;
+        let path = format!("/tmp/.X11-unix/X{}", self.number);
+        let mut x = UnixStream::connect(&path).map_err(|e| format!("connect {path}: {e}"))?;
+        x.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        // Connection setup, little-endian ('l'), protocol 11.0, with our cookie.
+        let mut setup = vec![b'l', 0, 11, 0, 0, 0];
+        setup.extend_from_slice(&(X_COOKIE_NAME.len() as u16).to_le_bytes());
+        setup.extend_from_slice(&(self.cookie.len() as u16).to_le_bytes());
+        setup.extend_from_slice(&[0, 0]);
+        setup.extend_from_slice(X_COOKIE_NAME);
+        setup.resize(setup.len().next_multiple_of(4), 0);
+        setup.extend_from_slice(&self.cookie);
+        x.write_all(&setup).map_err(|e| e.to_string())?;
+        let mut head = [0u8; 8];
+        x.read_exact(&mut head)
+            .map_err(|e| format!("setup reply: {e}"))?;
+        let extra_len = usize::from(u16::from_le_bytes([head[6], head[7]])) * 4;
+        let mut extra = vec![0u8; extra_len];
+        x.read_exact(&mut extra)
+            .map_err(|e| format!("setup reply: {e}"))?;
+        if head[0] != 1 {
+            return Err(format!(
+                "X server refused the connection: {}",
+                String::from_utf8_lossy(&extra)
+            ));
+        }
+        let wm_protocols = x11_intern_atom(&mut x, b"WM_PROTOCOLS")?;
+        let wm_delete = x11_intern_atom(&mut x, b"WM_DELETE_WINDOW")?;
+        // SendEvent (25), no propagation, empty event mask: delivered to the
+        // client that created the window, as ICCCM says for WM_PROTOCOLS.
+        let mut req = vec![25u8, 0];
+        req.extend_from_slice(&11u16.to_le_bytes());
+        req.extend_from_slice(&window.to_le_bytes());
+        req.extend_from_slice(&0u32.to_le_bytes());
+        // The 32-byte ClientMessage (33) event, format 32.
+        req.extend_from_slice(&[33, 32, 0, 0]);
+        req.extend_from_slice(&window.to_le_bytes());
+        req.extend_from_slice(&wm_protocols.to_le_bytes());
+        req.extend_from_slice(&wm_delete.to_le_bytes());
+        req.extend_from_slice(&[0u8; 16]); // CurrentTime and unused data
+                                           // GetInputFocus (43) as a round trip: its reply (or SendEvent's error
+                                           // before it) tells us the server processed the event.
+        req.extend_from_slice(&[43, 0, 1, 0]);
+        x.write_all(&req).map_err(|e| e.to_string())?;
+        let mut reply = [0u8; 32];
+        x.read_exact(&mut reply)
+            .map_err(|e| format!("SendEvent: {e}"))?;
+        match reply[0] {
+            1 => Ok(()),
+            0 => Err(format!(
+                "X error {} on SendEvent to window {window:#x}",
+                reply[1]
+            )),
+            other => Err(format!("unexpected X reply type {other}")),
+        }
+    }
+
+    /// The Xvfb process (for its log).
+    pub fn server(&self) -> &LoggedChild {
+        &self.server
+    }
+}
+
+/// InternAtom (16): the atom for `name`, created if needed.
+fn x11_intern_atom(x: &mut std::os::unix::net::UnixStream, name: &[u8]) -> Result<u32, String> {
+    let padded = name.len().next_multiple_of(4);
+    let mut req = vec![16u8, 0];
+    req.extend_from_slice(&(((8 + padded) / 4) as u16).to_le_bytes());
+    req.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    req.extend_from_slice(&[0, 0]);
+    req.extend_from_slice(name);
+    req.resize(8 + padded, 0);
+    x.write_all(&req).map_err(|e| e.to_string())?;
+    let mut reply = [0u8; 32];
+    x.read_exact(&mut reply)
+        .map_err(|e| format!("InternAtom reply: {e}"))?;
+    if reply[0] != 1 {
+        return Err(format!("X error {} on InternAtom", reply[1]));
+    }
+    Ok(u32::from_le_bytes([
+        reply[8], reply[9], reply[10], reply[11],
+    ]))
+}
+
+/// A top-level X window as `xwininfo -root -children` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XWindow {
+    pub id: u32,
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// Position of the top-left corner on the screen.
+    pub x: i32,
+    pub y: i32,
+}
+
+impl XWindow {
+    /// Parses `     0x200001 "name": ()  320x240+0+0  +640+480`.
+    fn parse_xwininfo_line(line: &str) -> Option<XWindow> {
+        let line = line.trim();
+        let id =
+            u32::from_str_radix(line.split_whitespace().next()?.strip_prefix("0x")?, 16).ok()?;
+        let open = line.find('"')?;
+        let close = line.rfind("\":")?;
+        let name = line.get(open + 1..close)?.to_string();
+        let mut rest = line.get(close + 2..)?.split_whitespace().rev();
+        let abs = rest.next()?;
+        let geometry = rest.next()?;
+        let (w, h) = geometry.split('+').next()?.split_once('x')?;
+        let (x, y) = parse_offsets(abs)?;
+        Some(XWindow {
+            id,
+            name,
+            width: w.parse().ok()?,
+            height: h.parse().ok()?,
+            x,
+            y,
+        })
+    }
+}
+
+/// Parses an X offset pair such as `+640+480` or `-10+20`.
+fn parse_offsets(text: &str) -> Option<(i32, i32)> {
+    let second = text.get(1..)?.find(['+', '-'])? + 1;
+    let x = text[..second].trim_start_matches('+').parse().ok()?;
+    let y = text[second..].trim_start_matches('+').parse().ok()?;
+    Some((x, y))
+}
+
+/// A screenshot: `width`x`height` pixels as 0x00RRGGBB, rows top-down.
+pub struct XImage {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u32>,
+}
+
+impl XImage {
+    /// Reads an XWD file (X Window Dump, version 7) of a 24/32-bit TrueColor
+    /// ZPixmap, which is what `xwd` writes for an Xvfb `x24` screen.
+    pub fn from_xwd(xwd: &[u8]) -> Result<XImage, String> {
+        let field = |i: usize| -> Result<u32, String> {
+            xwd.get(i * 4..i * 4 + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| "truncated XWD header".to_string())
+        };
+        let header_len = field(0)? as usize;
+        let (version, format) = (field(1)?, field(2)?);
+        let (width, height) = (field(4)?, field(5)?);
+        let (byte_order, bits_per_pixel, bytes_per_line) = (field(7)?, field(11)?, field(12)?);
+        let masks = [field(14)?, field(15)?, field(16)?];
+        let ncolors = field(19)? as usize;
+        if version != 7 || format != 2 || bits_per_pixel != 32 {
+            return Err(format!(
+                "unsupported XWD: version {version}, format {format}, {bits_per_pixel} bits per pixel"
+            ));
+        }
+        let start = header_len + ncolors * 12;
+        let len = bytes_per_line as usize * height as usize;
+        let data = xwd
+            .get(start..start + len)
+            .ok_or_else(|| format!("XWD has {} bytes, need {}", xwd.len(), start + len))?;
+        let mut pixels = Vec::with_capacity(width as usize * height as usize);
+        for row in data.chunks_exact(bytes_per_line as usize) {
+            for px in row.chunks_exact(4).take(width as usize) {
+                let v = if byte_order == 0 {
+                    u32::from_le_bytes([px[0], px[1], px[2], px[3]])
+                } else {
+                    u32::from_be_bytes([px[0], px[1], px[2], px[3]])
+                };
+                let channel = |mask: u32| {
+                    if mask == 0 {
+                        0
+                    } else {
+                        ((v & mask) >> mask.trailing_zeros()) & 0xff
+                    }
+                };
+                pixels.push(channel(masks[0]) << 16 | channel(masks[1]) << 8 | channel(masks[2]));
+            }
+        }
+        Ok(XImage {
+            width,
+            height,
+            pixels,
+        })
+    }
+
+    /// The pixel at (x, y) as 0x00RRGGBB, or None outside the image.
+    pub fn get(&self, x: i32, y: i32) -> Option<u32> {
+        if x < 0 || y < 0 || x as u32 >= self.width || y as u32 >= self.height {
+            return None;
+        }
+        self.pixels
+            .get(y as usize * self.width as usize + x as usize)
+            .copied()
+    }
 }
