@@ -40,6 +40,7 @@ def main():
     ap.add_argument("--id", type=int, default=0, help="camera id, 0-255")
     ap.add_argument("--image", required=True, help="raw BGR24 file, rows top-down")
     ap.add_argument("--size", required=True, help="WxH of the raw file")
+    ap.add_argument("--crop", help="WxH: send only the top-left part (odd widths pad BMP rows)")
     ap.add_argument("--gray", action="store_true", help="send it as a 1-channel image")
     ap.add_argument("--count", type=int, default=1, help="frames to send")
     ap.add_argument("--interval", type=float, default=0.0, help="seconds between frames")
@@ -51,6 +52,10 @@ def main():
     if raw.size != width * height * 3:
         sys.exit(f"client: {args.image} has {raw.size} bytes, not {width}x{height}x3")
     image = raw.reshape(height, width, 3)
+    if args.crop:
+        crop_width, crop_height = parse_size(args.crop)
+        image = np.ascontiguousarray(image[:crop_height, :crop_width])
+        width, height = crop_width, crop_height
     if args.gray:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 

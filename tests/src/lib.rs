@@ -14,7 +14,8 @@ pub fn bin_path(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bin", "agent", "--bin", "viewer"]);
+        // -p: the tests run with cwd tests/, where `--bin agent` alone finds nothing.
+        cmd.args(["build", "--quiet", "-p", "agent", "-p", "viewer"]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

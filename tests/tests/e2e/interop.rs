@@ -1,1 +1,227 @@
-//! (tests for this area land with its issue)
+//! Interop with an independent implementation: Python/OpenCV peers written
+//! from the original design (`tests/interop/`), against our viewer and agent.
+//!
+//! - Python client → `viewer --headless --record`: OpenCV's BMP arrives byte
+//!   for byte and decodes to exactly the pixels sent, colour and grayscale
+//!   (8-bit paletted), with widths that pad BMP rows.
+//! - `agent --source file:` → Python server: OpenCV decodes every frame, and
+//!   each is within 1 of OpenCV's own `COLOR_YUV2BGR_YUYV` of the same YUYV.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use camstream_tests::{
+    bin_path, interop_script, read_npy_u8, recorded_conn_dirs, recorded_frames, start_viewer,
+    venv_python, wait_until, workspace_root, LoggedChild,
+};
+
+/// Frames each Python client sends.
+const CLIENT_FRAMES: usize = 3;
+
+/// Sends `CLIENT_FRAMES` frames of the noisy coffee photo, cropped to `crop`,
+/// from the Python client as camera `id`; returns the directory holding
+/// `sent.bmp` and `sent.raw`.
+fn run_python_client(server: std::net::SocketAddr, id: u8, crop: &str, gray: bool, out: &Path) {
+    let frame = workspace_root().join("testdata/frames/coffee_640x480_noise.bgr");
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(interop_script("client.py"))
+        .args(["--server", &server.to_string(), "--id", &id.to_string()])
+        .arg("--image")
+        .arg(&frame)
+        .args(["--size", "640x480", "--crop", crop])
+        .args(["--count", &CLIENT_FRAMES.to_string()])
+        .arg("--save-sent")
+        .arg(out);
+    if gray {
+        cmd.arg("--gray");
+    }
+    let mut client = LoggedChild::spawn(&format!("python client {id}"), cmd);
+    let status = client
+        .wait_exit(Duration::from_secs(120))
+        .expect("the Python client finishes within 120 s");
+    assert!(
+        status.success(),
+        "Python client failed ({status}):\n{}",
+        client.tail(20)
+    );
+}
+
+#[test]
+fn python_client_to_viewer_is_lossless() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let record = tmp.path().join("record");
+    let (mut viewer, addr) = start_viewer(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--headless",
+        "--record",
+        record.to_str().expect("utf-8 temp path"),
+    ]);
+
+    // Odd sizes: 637*3 and 638 bytes per row both need padding to 4 in a BMP.
+    let cases = [(21u8, "637x479", false), (22u8, "638x477", true)];
+    for &(id, crop, gray) in &cases {
+        run_python_client(addr, id, crop, gray, &tmp.path().join(format!("sent{id}")));
+    }
+
+    let all_recorded = wait_until(Duration::from_secs(60), || {
+        let counts = camstream_tests::recorded_counts(&record);
+        cases
+            .iter()
+            .all(|(id, _, _)| counts.get(id) == Some(&CLIENT_FRAMES))
+            .then_some(())
+    });
+    assert!(
+        all_recorded.is_some(),
+        "viewer recorded {:?}, expected {CLIENT_FRAMES} frames for each of cameras 21 and 22",
+        camstream_tests::recorded_counts(&record)
+    );
+
+    for &(id, crop, gray) in &cases {
+        let sent_dir = tmp.path().join(format!("sent{id}"));
+        let sent_bmp = std::fs::read(sent_dir.join("sent.bmp")).expect("sent.bmp");
+        let sent_raw = std::fs::read(sent_dir.join("sent.raw")).expect("sent.raw");
+        let (width, height) = crop.split_once('x').expect("WxH");
+        let (width, height): (u32, u32) = (width.parse().unwrap(), height.parse().unwrap());
+        let channels = if gray { 1 } else { 3 };
+        assert_eq!(sent_raw.len(), (width * height) as usize * channels);
+        if gray {
+            // What OpenCV writes for one channel: 8 bits per pixel, a palette.
+            assert_eq!(u16::from_le_bytes([sent_bmp[28], sent_bmp[29]]), 8);
+        }
+        let expected: Vec<u32> = sent_raw
+            .chunks_exact(channels)
+            .map(|px| match *px {
+                [g] => u32::from(g) * 0x010101,
+                [b, g, r] => u32::from(r) << 16 | u32::from(g) << 8 | u32::from(b),
+                _ => unreachable!("chunks of 1 or 3"),
+            })
+            .collect();
+
+        let dirs: Vec<_> = recorded_conn_dirs(&record)
+            .into_iter()
+            .filter(|(cam, _)| *cam == id)
+            .collect();
+        assert_eq!(dirs.len(), 1, "one connection for camera {id}: {dirs:?}");
+        let frames = recorded_frames(&dirs[0].1);
+        assert_eq!(frames.len(), CLIENT_FRAMES);
+        for path in frames {
+            let bmp = std::fs::read(&path).expect("recorded frame");
+            assert!(
+                bmp == sent_bmp,
+                "{}: {} bytes recorded differ from the {} bytes OpenCV encoded",
+                path.display(),
+                bmp.len(),
+                sent_bmp.len()
+            );
+            let mut pixels = Vec::new();
+            let size = proto::bmp::decode_0rgb(&bmp, &mut pixels)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(size, (width, height), "{}", path.display());
+            let wrong = pixels.iter().zip(&expected).filter(|(a, b)| a != b).count();
+            assert_eq!(
+                wrong,
+                0,
+                "{}: {wrong} pixels differ from those sent",
+                path.display()
+            );
+        }
+        let kind = if gray {
+            "gray, 8-bit paletted"
+        } else {
+            "colour, 24-bit"
+        };
+        println!("camera {id}: {CLIENT_FRAMES} frames {crop} {kind}: recorded BMP identical, pixels exact");
+    }
+
+    assert!(
+        viewer.try_status().is_none(),
+        "viewer exited:\n{}",
+        viewer.tail(20)
+    );
+    viewer.signal("INT");
+    let status = viewer
+        .wait_exit(Duration::from_secs(30))
+        .expect("viewer stops on SIGINT");
+    assert!(
+        status.success(),
+        "viewer exit {status}:\n{}",
+        viewer.tail(20)
+    );
+}
+
+#[test]
+fn agent_to_python_server_matches_opencv() {
+    const FRAMES: usize = 10;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let yuyv = workspace_root().join("testdata/frames/coffee_640x480_noise.yuyv");
+    let reference = tmp.path().join("reference.npy");
+    let status = Command::new(venv_python())
+        .arg(interop_script("reference.py"))
+        .arg(&yuyv)
+        .arg("640x480")
+        .arg(&reference)
+        .status()
+        .expect("run reference.py");
+    assert!(status.success(), "reference.py failed");
+    let (ref_shape, ref_bgr) = read_npy_u8(&reference).expect("reference .npy");
+    assert_eq!(ref_shape, [480, 640, 3]);
+
+    let out = tmp.path().join("decoded");
+    let mut server_cmd = Command::new(venv_python());
+    server_cmd
+        .arg(interop_script("server.py"))
+        .args(["--listen", "127.0.0.1:0", "--frames", &FRAMES.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .args(["--timeout", "240"]);
+    let mut server = LoggedChild::spawn("python server", server_cmd);
+    let line = server
+        .wait_for_line("listening on ", Duration::from_secs(60))
+        .expect("Python server listens");
+    let addr = line.trim_start_matches("listening on ").trim().to_string();
+
+    let mut agent_cmd = Command::new(bin_path("agent"));
+    agent_cmd
+        .arg("--source")
+        .arg(format!("file:{}", yuyv.display()))
+        .args(["--size", "640x480", "--fps", "10", "--id", "9"])
+        .args(["--server", &addr, "--frames", &FRAMES.to_string()]);
+    let mut agent = LoggedChild::spawn("agent", agent_cmd);
+
+    let status = server
+        .wait_exit(Duration::from_secs(300))
+        .expect("Python server gets its frames within 300 s");
+    assert!(
+        status.success(),
+        "Python server failed ({status}):\n{}",
+        server.tail(20)
+    );
+    let status = agent
+        .wait_exit(Duration::from_secs(60))
+        .expect("agent exits after --frames");
+    assert!(status.success(), "agent exit {status}:\n{}", agent.tail(20));
+
+    let mut worst = 0u8;
+    let mut off_by_one = 0usize;
+    for seq in 0..FRAMES {
+        let path = out.join(format!("cam9_{seq:06}.npy"));
+        let (shape, bgr) = read_npy_u8(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shape, [480, 640, 3], "{}", path.display());
+        for (a, b) in bgr.iter().zip(&ref_bgr) {
+            let d = a.abs_diff(*b);
+            worst = worst.max(d);
+            off_by_one += usize::from(d == 1);
+        }
+        assert!(
+            worst <= 1,
+            "{}: a channel differs from OpenCV's by {worst}",
+            path.display()
+        );
+    }
+    println!(
+        "{FRAMES} frames from our agent decoded by OpenCV; max difference from cv2.cvtColor(COLOR_YUV2BGR_YUYV) {worst}, {off_by_one} of {} channel values off by one",
+        FRAMES * ref_bgr.len()
+    );
+}
