@@ -1,12 +1,67 @@
-//! camstream viewer (placeholder until its issue lands).
+//! camstream viewer: receives camera streams over TCP and shows one window
+//! per camera (or records them, or both).
+//!
+//! - [`cli`]: the command line.
+//! - [`server`]: the poll(2) loop over the signal pipe, the listener, every
+//!   client and the decode workers' wake-up socket.
+//! - [`conn`]: one client: non-blocking socket, bounded input buffer, proto
+//!   frame reader.
+//! - [`decode`]: worker threads that gunzip, decode the BMP and record;
+//!   only the newest frame of a camera is decoded.
+//! - [`display`]: minifb windows, all on the poll thread.
+//! - [`record`]: `--record DIR` files.
+//! - [`allow`]: `--allow CIDR` matching.
+//! - [`stats`]: per-camera counters and fps.
+//!
+//! Guarantees: every byte from the network is untrusted. A broken, slow or
+//! hostile client is dropped with a log line naming its peer, camera id and
+//! reason, and never blocks the loop or the other cameras. Memory is bounded
+//! by the limits (`--max-clients`, `--max-frame-bytes`, `--max-bmp-bytes`).
+//! SIGINT and SIGTERM close everything, flush recordings and exit 0.
 
+mod allow;
+mod cli;
+mod conn;
+mod decode;
+mod display;
+mod record;
+mod server;
+mod stats;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
 use clap::Parser;
 
-/// camstream viewer.
-#[derive(Parser)]
-#[command(version, about)]
-struct Args {}
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp(None)
+        .format_target(false)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
-fn main() {
-    let _ = Args::parse();
+fn run(args: cli::Args) -> Result<()> {
+    let max_bmp_len = usize::try_from(args.max_bmp_bytes)
+        .context("--max-bmp-bytes is larger than this machine's address space")?;
+    let config = server::Config {
+        listen: args.listen,
+        max_clients: args.max_clients as usize,
+        allow: allow::AllowList::new(args.allow),
+        headless: args.headless,
+        record_dir: args.record,
+        max_frame_len: args.max_frame_bytes,
+        max_bmp_len,
+        idle_timeout: args.idle_timeout,
+        stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
+        decode_threads: args.decode_threads as usize,
+    };
+    server::run(config)
 }

@@ -1,0 +1,151 @@
+//! The command line (clap derive). Every option is documented here, and
+//! `viewer --help` prints the same text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use proto::{gzip, wire};
+
+use crate::allow::Cidr;
+
+/// camstream viewer: receives camera streams over TCP and shows one window per
+/// camera. Every byte from the network is treated as hostile: a broken or slow
+/// client is dropped without disturbing the others.
+///
+/// Where to listen: 127.0.0.1 accepts this machine only; an interface's own
+/// address (e.g. 192.168.1.10) accepts that network only; 0.0.0.0 or [::]
+/// accepts every source, best combined with --allow.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+pub struct Args {
+    /// Address and port to listen on; IPv4 or IPv6, e.g. 0.0.0.0:5000 or [::]:5000.
+    /// Port 0 picks a free port; the chosen address is logged at startup.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5000")]
+    pub listen: SocketAddr,
+
+    /// Clients beyond this many are refused at once (accepted, then closed, with a log line).
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_clients: u32,
+
+    /// Accept only clients from this network, e.g. 192.168.1.0/24, 10.0.0.7 or
+    /// fd00::/8. Repeatable. Without it, every address may connect.
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<Cidr>,
+
+    /// Open no windows (for servers and tests); frames are still decoded and checked.
+    #[arg(long)]
+    pub headless: bool,
+
+    /// Write every received frame to DIR/cam<ID>-<peer ip>-<peer port>/<seq>.bmp,
+    /// the BMP exactly as received after gunzip. Works with or without windows.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// Largest accepted frame body (compressed), in bytes; a larger announced
+    /// length drops the connection before any of the body is buffered.
+    #[arg(long, value_name = "N", default_value_t = wire::MAX_BODY_LEN,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_frame_bytes: u32,
+
+    /// Largest accepted decompressed BMP, in bytes; gzip bombs stop here.
+    #[arg(long, value_name = "N", default_value_t = gzip::MAX_DECOMPRESSED_LEN as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub max_bmp_bytes: u64,
+
+    /// Drop a connection that has sent part of a frame and then nothing for
+    /// this many seconds (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = positive_secs)]
+    pub idle_timeout: Duration,
+
+    /// How often to log per-camera statistics, in seconds; 0 turns them off.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = secs)]
+    pub stats_interval: Duration,
+
+    /// Threads that gunzip and decode frames (and write recordings).
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub decode_threads: u32,
+}
+
+/// A duration in seconds, fractions allowed, zero allowed.
+fn secs(s: &str) -> Result<Duration, String> {
+    let value: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("`{s}` seconds is out of range (give a number from 0 up)"))
+}
+
+/// A duration in seconds that must be above zero.
+fn positive_secs(s: &str) -> Result<Duration, String> {
+    let d = secs(s)?;
+    if d.is_zero() {
+        return Err("the timeout must be above 0 seconds".to_owned());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_issue() {
+        let args = Args::try_parse_from(["viewer"]).unwrap();
+        assert_eq!(args.listen, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(args.max_clients, 16);
+        assert!(args.allow.is_empty());
+        assert!(!args.headless);
+        assert!(args.record.is_none());
+        assert_eq!(args.max_frame_bytes, 32 << 20);
+        assert_eq!(args.max_bmp_bytes, 64 << 20);
+        assert_eq!(args.idle_timeout, Duration::from_secs(10));
+        assert_eq!(args.stats_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn ipv6_listen_repeated_allow_and_fractional_secs_parse() {
+        let args = Args::try_parse_from([
+            "viewer",
+            "--listen",
+            "[::]:5000",
+            "--allow",
+            "10.0.0.0/8",
+            "--allow",
+            "fd00::/8",
+            "--idle-timeout",
+            "0.5",
+            "--stats-interval",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(args.listen, "[::]:5000".parse().unwrap());
+        assert_eq!(args.allow.len(), 2);
+        assert_eq!(args.idle_timeout, Duration::from_millis(500));
+        assert!(args.stats_interval.is_zero());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for bad in [
+            &["viewer", "--idle-timeout", "0"][..],
+            &["viewer", "--idle-timeout", "-1"],
+            &["viewer", "--idle-timeout", "nan"],
+            &["viewer", "--max-clients", "0"],
+            &["viewer", "--max-frame-bytes", "0"],
+            &["viewer", "--allow", "10.0.0.0/40"],
+            &["viewer", "--listen", "localhost"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The decode workers: gunzip with a cap, BMP → 0RGB, and the recording.
+//!
+//! The poll thread hands each complete frame to [`Pool::submit`] and goes
+//! back to poll(2); it never waits for a worker. Each connection has a slot:
+//!
+//! - Without `--record`, the slot holds at most one waiting frame, and a
+//!   newer frame replaces it: only the newest frame is decoded, and a slow
+//!   decoder means fewer frames, never older ones.
+//! - With `--record`, every frame must reach the disk, so frames queue up to
+//!   [`RECORD_QUEUE_LEN`]; then [`Pool::room`] is 0 and the server stops
+//!   reading that socket until a worker catches up (TCP flow control pushes
+//!   back on the agent, which drops frames at its end).
+//!
+//! A connection is worked on by one worker at a time, so its frames are
+//! decoded and recorded in order. Workers reuse their buffers. Results come
+//! back through [`Pool::take_done`], and each one writes a byte to a socket
+//! pair that the poll loop watches, so poll(2) stays the only wait.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+
+use proto::bmp::{self, BmpError};
+use proto::gzip::{Decompressor, GzipError};
+use proto::wire::Frame;
+
+use crate::conn::ConnId;
+use crate::record::Recorder;
+
+/// Frames that may wait per connection with `--record` before the server
+/// stops reading it.
+pub const RECORD_QUEUE_LEN: usize = 2;
+
+/// Pixel buffers kept for reuse between the display and the workers.
+const SPARE_PIXEL_BUFS: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub threads: usize,
+    pub max_bmp_len: usize,
+    /// Hand decoded pixels to the poll thread (there are windows).
+    pub want_pixels: bool,
+    pub record_dir: Option<PathBuf>,
+}
+
+/// Why a frame was rejected. Every variant closes its connection.
+#[derive(Debug)]
+pub enum DecodeError {
+    Gzip(GzipError),
+    Bmp(BmpError),
+    /// More pixels than the `--max-bmp-bytes` budget allows (see [`max_pixels`]).
+    TooManyPixels {
+        width: u32,
+        height: u32,
+        max_pixels: usize,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Gzip(e) => write!(f, "bad frame body: {e}"),
+            DecodeError::Bmp(e) => write!(f, "bad BMP in frame: {e}"),
+            DecodeError::TooManyPixels {
+                width,
+                height,
+                max_pixels,
+            } => write!(
+                f,
+                "BMP of {width}x{height} pixels is over the limit of {max_pixels} pixels (one per byte of --max-bmp-bytes)"
+            ),
+        }
+    }
+}
+
+/// A frame that decoded.
+#[derive(Debug)]
+pub struct Decoded {
+    pub seq: u64,
+    pub width: u32,
+    pub height: u32,
+    /// `width * height` 0RGB pixels, top row first, when `want_pixels`.
+    pub pixels: Option<Vec<u32>>,
+    /// Recording failed for this frame; recording of this connection stops.
+    pub record_error: Option<io::Error>,
+}
+
+/// The outcome of one frame of connection `conn`.
+#[derive(Debug)]
+pub struct Done {
+    pub conn: ConnId,
+    pub outcome: Result<Decoded, DecodeError>,
+}
+
+/// What [`Pool::submit`] did with a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Submitted {
+    Queued,
+    /// It replaced an older frame that had not been decoded yet.
+    ReplacedStale,
+}
+
+struct Job {
+    seq: u64,
+    frame: Frame,
+}
+
+struct Slot {
+    waiting: VecDeque<Job>,
+    /// A worker has a job of this slot.
+    busy: bool,
+    /// The connection is gone: discard results, remove the slot when idle.
+    closed: bool,
+    /// A frame failed: later frames of this connection are not worth decoding.
+    failed: bool,
+    /// Taken by the worker while busy.
+    recorder: Option<Recorder>,
+}
+
+#[derive(Default)]
+struct State {
+    slots: HashMap<ConnId, Slot>,
+    /// Slots that are not busy and have waiting jobs, in arrival order.
+    ready: VecDeque<ConnId>,
+    done: Vec<Done>,
+    spare_pixels: Vec<Vec<u32>>,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    wake_tx: UnixStream,
+    config: Config,
+}
+
+impl Shared {
+    /// A worker that panicked (it should not: proto does not panic) must not
+    /// take the whole viewer down with a poisoned lock.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    wake_rx: UnixStream,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    pub fn new(config: Config) -> io::Result<Pool> {
+        let (wake_rx, wake_tx) = UnixStream::pair()?;
+        wake_rx.set_nonblocking(true)?;
+        // A full wake socket already guarantees a wake-up: never block on it.
+        wake_tx.set_nonblocking(true)?;
+        let threads = config.threads.max(1);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            wake_tx,
+            config,
+        });
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let shared = Arc::clone(&shared);
+            let handle = thread::Builder::new()
+                .name(format!("decode-{i}"))
+                .spawn(move || worker(&shared))?;
+            workers.push(handle);
+        }
+        Ok(Pool {
+            shared,
+            wake_rx,
+            workers,
+        })
+    }
+
+    /// The fd that becomes readable when results are waiting.
+    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.wake_rx.as_fd()
+    }
+
+    /// Empties the wake socket (level-triggered poll would report it again).
+    pub fn drain_wake(&self) {
+        let mut buf = [0u8; 256];
+        loop {
+            match (&self.wake_rx).read(&mut buf) {
+                Ok(n) if n == buf.len() => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                _ => return,
+            }
+        }
+    }
+
+    /// A new connection.
+    pub fn open(&self, conn: ConnId, peer: SocketAddr) {
+        let recorder = self
+            .shared
+            .config
+            .record_dir
+            .as_deref()
+            .map(|dir| Recorder::new(dir, peer));
+        self.shared.lock().slots.insert(
+            conn,
+            Slot {
+                waiting: VecDeque::new(),
+                busy: false,
+                closed: false,
+                failed: false,
+                recorder,
+            },
+        );
+    }
+
+    /// How many more frames connection `conn` may submit now.
+    pub fn room(&self, conn: ConnId) -> usize {
+        if self.shared.config.record_dir.is_none() {
+            return usize::MAX;
+        }
+        let state = self.shared.lock();
+        match state.slots.get(&conn) {
+            Some(slot) => RECORD_QUEUE_LEN.saturating_sub(slot.waiting.len()),
+            None => 0,
+        }
+    }
+
+    /// Hands a complete frame to the workers.
+    pub fn submit(&self, conn: ConnId, seq: u64, frame: Frame) -> Submitted {
+        let recording = self.shared.config.record_dir.is_some();
+        let mut state = self.shared.lock();
+        let Some(slot) = state.slots.get_mut(&conn) else {
+            return Submitted::Queued;
+        };
+        if slot.closed || slot.failed {
+            return Submitted::Queued;
+        }
+        let job = Job { seq, frame };
+        if !recording {
+            if let Some(stale) = slot.waiting.front_mut() {
+                *stale = job;
+                return Submitted::ReplacedStale;
+            }
+        }
+        slot.waiting.push_back(job);
+        if !slot.busy && slot.waiting.len() == 1 {
+            state.ready.push_back(conn);
+            drop(state);
+            self.shared.work.notify_one();
+        }
+        Submitted::Queued
+    }
+
+    /// The connection is gone. With `--record`, its frames already received
+    /// are still decoded and written; otherwise they are dropped.
+    pub fn close(&self, conn: ConnId) {
+        let recording = self.shared.config.record_dir.is_some();
+        let mut state = self.shared.lock();
+        if let Some(slot) = state.slots.get_mut(&conn) {
+            slot.closed = true;
+            if !recording {
+                slot.waiting.clear();
+            }
+            if !slot.busy && slot.waiting.is_empty() {
+                state.slots.remove(&conn);
+            }
+        }
+    }
+
+    /// Moves the finished results into `out`.
+    pub fn take_done(&self, out: &mut Vec<Done>) {
+        let mut state = self.shared.lock();
+        std::mem::swap(&mut state.done, out);
+    }
+
+    /// Gives a pixel buffer back for the workers to reuse.
+    pub fn recycle_pixels(&self, pixels: Vec<u32>) {
+        let mut state = self.shared.lock();
+        if state.spare_pixels.len() < SPARE_PIXEL_BUFS {
+            state.spare_pixels.push(pixels);
+        }
+    }
+
+    /// Stops the workers after they have written every frame still queued
+    /// for recording (frames only waiting for display are dropped).
+    pub fn shutdown(mut self) {
+        {
+            let mut state = self.shared.lock();
+            let recording = self.shared.config.record_dir.is_some();
+            for slot in state.slots.values_mut() {
+                slot.closed = true;
+                if !recording {
+                    slot.waiting.clear();
+                }
+            }
+            state.shutdown = true;
+        }
+        self.shared.work.notify_all();
+        for handle in self.workers.drain(..) {
+            if handle.join().is_err() {
+                log::error!("a decode worker panicked; some recorded frames may be missing");
+            }
+        }
+    }
+}
+
+/// Each worker's reusable buffers.
+struct Buffers {
+    decompressor: Decompressor,
+    bmp: Vec<u8>,
+    pixels: Vec<u32>,
+}
+
+fn worker(shared: &Shared) {
+    let mut bufs = Buffers {
+        decompressor: Decompressor::new(shared.config.max_bmp_len),
+        bmp: Vec::new(),
+        pixels: Vec::new(),
+    };
+    loop {
+        let (conn, job, mut recorder) = {
+            let mut state = shared.lock();
+            loop {
+                if let Some(conn) = state.ready.pop_front() {
+                    let Some(slot) = state.slots.get_mut(&conn) else {
+                        continue;
+                    };
+                    let Some(job) = slot.waiting.pop_front() else {
+                        continue;
+                    };
+                    slot.busy = true;
+                    break (conn, job, slot.recorder.take());
+                }
+                if state.shutdown {
+                    return;
+                }
+                state = shared.work.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+
+        let outcome = decode(
+            &mut bufs,
+            &job,
+            shared.config.max_bmp_len,
+            recorder.as_mut(),
+        );
+        let outcome = outcome.map(|mut decoded| {
+            if decoded.record_error.is_some() {
+                // Stop recording this connection: the disk is full or gone.
+                recorder = None;
+            }
+            if shared.config.want_pixels {
+                let spare = shared.lock().spare_pixels.pop().unwrap_or_default();
+                decoded.pixels = Some(std::mem::replace(&mut bufs.pixels, spare));
+            }
+            decoded
+        });
+
+        let report = {
+            let mut guard = shared.lock();
+            let state = &mut *guard;
+            let mut report = true;
+            if let Some(slot) = state.slots.get_mut(&conn) {
+                slot.busy = false;
+                slot.recorder = recorder;
+                if outcome.is_err() {
+                    slot.failed = true;
+                    slot.waiting.clear();
+                }
+                report = !slot.closed;
+                if !slot.waiting.is_empty() {
+                    state.ready.push_back(conn);
+                } else if slot.closed {
+                    state.slots.remove(&conn);
+                }
+            }
+            if report {
+                state.done.push(Done { conn, outcome });
+            }
+            report
+        };
+        if report {
+            // Full means a wake-up is already pending; nothing else can fail here.
+            let _ = (&shared.wake_tx).write(&[1]);
+        }
+    }
+}
+
+/// Most pixels a frame may have: one per byte of `max_bmp_len`. Every
+/// OpenCV BMP (8, 24, 32 bits) is within it; it stops a small 1-bit BMP
+/// from announcing 16384x16384 pixels and costing 1 GiB of 0RGB buffer.
+pub fn max_pixels(max_bmp_len: usize) -> usize {
+    max_bmp_len
+}
+
+/// Width and height as the BMP header states them (offsets 18 and 22,
+/// little-endian i32; a negative height means top-down), if the header is
+/// there. proto validates them fully; this only sizes the output early.
+fn announced_pixels(bmp: &[u8]) -> Option<(u32, u32)> {
+    let field = |at: usize| -> Option<i32> {
+        let bytes: [u8; 4] = bmp.get(at..at + 4)?.try_into().ok()?;
+        Some(i32::from_le_bytes(bytes))
+    };
+    Some((field(18)?.unsigned_abs(), field(22)?.unsigned_abs()))
+}
+
+/// gunzip → BMP → 0RGB, then record. Only a frame that decodes is recorded.
+fn decode(
+    bufs: &mut Buffers,
+    job: &Job,
+    max_bmp_len: usize,
+    recorder: Option<&mut Recorder>,
+) -> Result<Decoded, DecodeError> {
+    bufs.decompressor
+        .decompress(&job.frame.body, &mut bufs.bmp)
+        .map_err(DecodeError::Gzip)?;
+    if let Some((width, height)) = announced_pixels(&bufs.bmp) {
+        let max_pixels = max_pixels(max_bmp_len);
+        if (width as u64) * (height as u64) > max_pixels as u64 {
+            return Err(DecodeError::TooManyPixels {
+                width,
+                height,
+                max_pixels,
+            });
+        }
+    }
+    let (width, height) =
+        bmp::decode_0rgb(&bufs.bmp, &mut bufs.pixels).map_err(DecodeError::Bmp)?;
+    let record_error = match recorder {
+        Some(recorder) => recorder
+            .write(job.frame.camera_id, job.seq, &bufs.bmp)
+            .err(),
+        None => None,
+    };
+    Ok(Decoded {
+        seq: job.seq,
+        width,
+        height,
+        pixels: None,
+        record_error,
+    })
+}

@@ -1,0 +1,188 @@
+//! One minifb window per connection (X11, loaded with dlopen).
+//!
+//! minifb windows are not `Send`, so they all live on the poll thread.
+//! minifb cannot hand out its X connection's fd, so while windows are open
+//! the poll timeout is capped at [`EVENT_INTERVAL`] and every window is
+//! pumped at least that often; otherwise a window that gets no new frame
+//! would stop answering its close button and Esc.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use minifb::{Key, KeyRepeat, Window, WindowOptions};
+
+use crate::conn::ConnId;
+
+/// Longest time between two event pumps of a window.
+pub const EVENT_INTERVAL: Duration = Duration::from_millis(20);
+
+/// What the user did since the last pump.
+#[derive(Debug, Default)]
+pub struct Events {
+    /// Connections whose window the user closed.
+    pub closed: Vec<ConnId>,
+    /// Esc was pressed in some window.
+    pub quit: bool,
+}
+
+struct View {
+    /// `None` until the first frame, which sets the size.
+    window: Option<Window>,
+    width: usize,
+    height: usize,
+    pixels: Vec<u32>,
+    /// `pixels` holds a frame not shown yet.
+    fresh: bool,
+    last_pump: Instant,
+    title: String,
+}
+
+#[derive(Default)]
+pub struct Display {
+    views: HashMap<ConnId, View>,
+}
+
+/// Checks that a display is reachable, so a missing one is reported at
+/// startup rather than when the first camera connects.
+pub fn probe() -> Result<()> {
+    if std::env::var_os("DISPLAY").map_or(true, |d| d.is_empty()) {
+        return Err(anyhow!(
+            "no display: DISPLAY is not set (set DISPLAY to an X server, e.g. DISPLAY=:0, or run with --headless)"
+        ));
+    }
+    let options = WindowOptions {
+        borderless: true,
+        none: true,
+        ..WindowOptions::default()
+    };
+    let window = Window::new("camstream viewer", 1, 1, options).map_err(|e| no_display(&e))?;
+    drop(window);
+    Ok(())
+}
+
+/// minifb's Display hides the detail ("Failed to create window"); keep it.
+fn no_display(e: &minifb::Error) -> anyhow::Error {
+    let detail = match e {
+        minifb::Error::WindowCreate(detail) => format!("Failed to create window: {detail}"),
+        other => other.to_string(),
+    };
+    anyhow!(
+        "cannot open a window: {detail} (set DISPLAY to a running X server, e.g. DISPLAY=:0, or run with --headless)"
+    )
+}
+
+/// `camera <id> — <peer address> — <fps> fps`
+pub fn title(camera_id: u8, peer: std::net::SocketAddr, fps: f64) -> String {
+    format!("camera {camera_id} — {peer} — {fps:.1} fps")
+}
+
+impl Display {
+    /// Shows a decoded frame; the window is created on the first frame and
+    /// recreated (at the same position) when the size changes. Returns the
+    /// pixel buffer it no longer needs, for reuse.
+    pub fn show(
+        &mut self,
+        conn: ConnId,
+        title: String,
+        width: u32,
+        height: u32,
+        pixels: Vec<u32>,
+        now: Instant,
+    ) -> Result<Vec<u32>> {
+        let (width, height) = (width as usize, height as usize);
+        let view = self.views.entry(conn).or_insert_with(|| View {
+            window: None,
+            width: 0,
+            height: 0,
+            pixels: Vec::new(),
+            fresh: false,
+            last_pump: now,
+            title: String::new(),
+        });
+        if view.window.is_none() || (view.width, view.height) != (width, height) {
+            let position = view.window.as_ref().map(Window::get_position);
+            view.window = None;
+            let mut window = Window::new(&title, width, height, WindowOptions::default())
+                .map_err(|e| no_display(&e))?;
+            // minifb sleeps up to 4 ms per update by default; with many
+            // windows those sleeps add up and stall poll(2).
+            window.set_target_fps(0);
+            if let Some((x, y)) = position {
+                window.set_position(x, y);
+            }
+            view.window = Some(window);
+            view.width = width;
+            view.height = height;
+            view.title = title;
+        } else if view.title != title {
+            if let Some(window) = &mut view.window {
+                window.set_title(&title);
+            }
+            view.title = title;
+        }
+        view.fresh = true;
+        Ok(std::mem::replace(&mut view.pixels, pixels))
+    }
+
+    /// Sets a window's title (the fps changed).
+    pub fn set_title(&mut self, conn: ConnId, title: String) {
+        if let Some(view) = self.views.get_mut(&conn) {
+            if let Some(window) = &mut view.window {
+                if view.title != title {
+                    window.set_title(&title);
+                    view.title = title;
+                }
+            }
+        }
+    }
+
+    /// Closes a connection's window.
+    pub fn remove(&mut self, conn: ConnId) -> Option<Vec<u32>> {
+        self.views.remove(&conn).map(|v| v.pixels)
+    }
+
+    /// Draws new frames and processes window events; a window with nothing
+    /// new is still pumped every [`EVENT_INTERVAL`].
+    pub fn pump(&mut self, now: Instant) -> Events {
+        let mut events = Events::default();
+        for (&conn, view) in &mut self.views {
+            let Some(window) = &mut view.window else {
+                continue;
+            };
+            if view.fresh {
+                view.fresh = false;
+                view.last_pump = now;
+                if let Err(e) = window.update_with_buffer(&view.pixels, view.width, view.height) {
+                    log::warn!("cannot draw a frame: {e}");
+                }
+            } else if now.saturating_duration_since(view.last_pump) >= EVENT_INTERVAL {
+                view.last_pump = now;
+                window.update();
+            }
+            if !window.is_open() {
+                events.closed.push(conn);
+            }
+            if window.is_key_pressed(Key::Escape, KeyRepeat::No) || window.is_key_down(Key::Escape)
+            {
+                events.quit = true;
+            }
+        }
+        events
+    }
+
+    /// When the next pump is due, if any window is open.
+    pub fn next_pump(&self) -> Option<Instant> {
+        self.views
+            .values()
+            .filter(|v| v.window.is_some())
+            .map(|v| {
+                if v.fresh {
+                    v.last_pump
+                } else {
+                    v.last_pump + EVENT_INTERVAL
+                }
+            })
+            .min()
+    }
+}

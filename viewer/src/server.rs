@@ -1,0 +1,518 @@
+//! The poll(2) loop (mio's tcp_server shape, with raw poll through nix).
+//!
+//! One thread watches, level-triggered:
+//! - the signal self-pipe (SIGINT, SIGTERM);
+//! - the decode workers' wake-up socket;
+//! - the listener;
+//! - every client that may be read now.
+//!
+//! poll is the only place this thread blocks. Its timeout is the nearest of
+//! the idle-timeout deadlines, the stats tick and the window event pump.
+//! A connection's error closes that connection only.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use log::{debug, error, info, warn};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use proto::wire::Frame;
+
+use crate::allow::AllowList;
+use crate::conn::{interrupted, would_block, Close, CloseError, Conn, ConnId, Status};
+use crate::decode::{self, Done, Pool, Submitted};
+use crate::display::{self, Display};
+
+/// Connections accepted per wake-up, so a connection flood cannot starve
+/// the cameras already streaming.
+const ACCEPTS_PER_WAKE: usize = 32;
+
+/// How long to stop accepting after running out of file descriptors, which
+/// would otherwise leave the listener readable and spin the loop.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Refusal log lines per second; a flood is summed up instead.
+const REFUSALS_LOGGED_PER_SEC: u32 = 10;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub max_clients: usize,
+    pub allow: AllowList,
+    pub headless: bool,
+    pub record_dir: Option<PathBuf>,
+    pub max_frame_len: u32,
+    pub max_bmp_len: usize,
+    pub idle_timeout: Duration,
+    /// `None`: no stats lines.
+    pub stats_interval: Option<Duration>,
+    pub decode_threads: usize,
+}
+
+/// Runs the viewer until SIGINT, SIGTERM or Esc.
+pub fn run(config: Config) -> Result<()> {
+    let display = if config.headless {
+        None
+    } else {
+        display::probe()?;
+        Some(Display::default())
+    };
+    if let Some(dir) = &config.record_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the --record directory {}", dir.display()))?;
+    }
+
+    // Signals first: a SIGINT that arrives right after the startup line
+    // must already reach the loop.
+    let (signal_rx, signal_tx) = UnixStream::pair().context("cannot create the signal pipe")?;
+    signal_rx.set_nonblocking(true)?;
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::low_level::pipe::register(signal, signal_tx.try_clone()?)
+            .context("cannot install the SIGINT/SIGTERM handler")?;
+    }
+
+    let listener = TcpListener::bind(config.listen).with_context(|| {
+        format!(
+            "cannot listen on {} (is another viewer running there? choose another address or port with --listen)",
+            config.listen
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    info!("listening on {local}");
+    if !config.allow.allows_all() {
+        info!("accepting only {}", config.allow);
+    }
+
+    let pool = Pool::new(decode::Config {
+        threads: config.decode_threads,
+        max_bmp_len: config.max_bmp_len,
+        want_pixels: display.is_some(),
+        record_dir: config.record_dir.clone(),
+    })
+    .context("cannot start the decode threads")?;
+
+    let now = Instant::now();
+    let mut server = Server {
+        next_stats: config.stats_interval.map(|i| now + i),
+        config,
+        listener,
+        signal_rx,
+        pool,
+        display,
+        conns: BTreeMap::new(),
+        next_id: 0,
+        accept_paused_until: None,
+        refusals: RefusalLog::new(now),
+        frames: Vec::new(),
+        done: Vec::new(),
+    };
+    let result = server.run_loop();
+    server.shutdown();
+    result
+}
+
+struct Server {
+    config: Config,
+    listener: TcpListener,
+    signal_rx: UnixStream,
+    pool: Pool,
+    display: Option<Display>,
+    conns: BTreeMap<ConnId, Conn>,
+    next_id: ConnId,
+    accept_paused_until: Option<Instant>,
+    next_stats: Option<Instant>,
+    refusals: RefusalLog,
+    /// Reused buffers.
+    frames: Vec<(u64, Frame)>,
+    done: Vec<Done>,
+}
+
+/// Indices of the fixed entries in the poll set; clients follow.
+const SIGNAL: usize = 0;
+const WAKE: usize = 1;
+const LISTENER: usize = 2;
+const FIRST_CONN: usize = 3;
+
+impl Server {
+    fn run_loop(&mut self) -> Result<()> {
+        let mut polled: Vec<ConnId> = Vec::new();
+        let mut revents: Vec<PollFlags> = Vec::new();
+        loop {
+            let now = Instant::now();
+            // Which clients to watch: one whose recording backlog is full is
+            // not read (nor polled) until a worker catches up.
+            polled.clear();
+            let mut pending_input = false;
+            for (&id, conn) in &mut self.conns {
+                if self.pool.room(id) == 0 {
+                    conn.paused = true;
+                    continue;
+                }
+                if conn.paused {
+                    // The idle timeout counts silence, not our own backlog.
+                    conn.paused = false;
+                    conn.last_rx = now;
+                }
+                pending_input |= conn.has_buffered_input();
+                polled.push(id);
+            }
+            let timeout = if pending_input {
+                PollTimeout::ZERO
+            } else {
+                self.poll_timeout(now)
+            };
+
+            revents.clear();
+            {
+                let accepting = self.accept_paused_until.map_or(true, |t| now >= t);
+                let mut fds = Vec::with_capacity(FIRST_CONN + polled.len());
+                fds.push(PollFd::new(self.signal_rx.as_fd(), PollFlags::POLLIN));
+                fds.push(PollFd::new(self.pool.wake_fd(), PollFlags::POLLIN));
+                let listen_events = if accepting {
+                    PollFlags::POLLIN
+                } else {
+                    PollFlags::empty()
+                };
+                fds.push(PollFd::new(self.listener.as_fd(), listen_events));
+                for id in &polled {
+                    if let Some(conn) = self.conns.get(id) {
+                        fds.push(PollFd::new(conn.stream().as_fd(), PollFlags::POLLIN));
+                    }
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e).context("poll(2) failed"),
+                }
+                revents.extend(
+                    fds.iter()
+                        .map(|fd| fd.revents().unwrap_or(PollFlags::empty())),
+                );
+            }
+            let now = Instant::now();
+
+            if !revents[SIGNAL].is_empty() {
+                info!("shutting down on a signal");
+                return Ok(());
+            }
+            if !revents[WAKE].is_empty() {
+                self.pool.drain_wake();
+            }
+            // Results first: a decode error closes its connection before more
+            // of its bytes are read.
+            self.handle_done(now)?;
+
+            for (i, &id) in polled.iter().enumerate() {
+                let ready = revents.get(FIRST_CONN + i).is_some_and(|r| !r.is_empty());
+                let buffered = self.conns.get(&id).is_some_and(Conn::has_buffered_input);
+                if ready || buffered {
+                    self.read_conn(id, now);
+                }
+            }
+
+            if !revents[LISTENER].is_empty() {
+                self.accept(now);
+            }
+
+            self.expire_idle(now);
+
+            if let Some(display) = &mut self.display {
+                let events = display.pump(now);
+                for id in events.closed {
+                    self.close(id, Close::Error(CloseError::WindowClosed));
+                }
+                if events.quit {
+                    info!("Esc pressed: shutting down");
+                    return Ok(());
+                }
+            }
+
+            if self.next_stats.is_some_and(|t| now >= t) {
+                self.log_stats(now);
+            }
+        }
+    }
+
+    /// The nearest deadline: idle timeouts, stats, window events, accept backoff.
+    fn poll_timeout(&self, now: Instant) -> PollTimeout {
+        let mut next: Option<Instant> = self.next_stats;
+        let mut consider = |t: Instant| {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        };
+        for conn in self.conns.values() {
+            if conn.is_mid_frame() && !conn.paused {
+                consider(conn.last_rx + self.config.idle_timeout);
+            }
+        }
+        if let Some(t) = self.accept_paused_until {
+            consider(t);
+        }
+        if let Some(t) = self.display.as_ref().and_then(Display::next_pump) {
+            consider(t);
+        }
+        match next {
+            None => PollTimeout::NONE,
+            Some(t) => {
+                // Round up, so a deadline 0.4 ms away does not spin at 0 ms.
+                let wait = t.saturating_duration_since(now);
+                let ms = wait.as_micros().div_ceil(1000);
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        self.accept_paused_until = None;
+        for _ in 0..ACCEPTS_PER_WAKE {
+            match self.listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer, now),
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
+                // The peer gave up before we accepted: nothing to do.
+                Err(e) if e.raw_os_error() == Some(nix::libc::ECONNABORTED) => continue,
+                Err(e) if is_out_of_resources(&e) => {
+                    error!(
+                        "cannot accept a connection: {e} (raise the open-file limit with `ulimit -n`, or lower --max-clients); retrying in {} ms",
+                        ACCEPT_BACKOFF.as_millis()
+                    );
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+                Err(e) => {
+                    warn!("cannot accept a connection: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        if !self.config.allow.allows(peer.ip()) {
+            self.refusals
+                .refuse(now, || format!("refused {peer}: not in the --allow list"));
+            return; // Dropping the stream closes it.
+        }
+        if self.conns.len() >= self.config.max_clients {
+            let n = self.conns.len();
+            let max = self.config.max_clients;
+            self.refusals.refuse(now, || {
+                format!("refused {peer}: already serving {n} clients (--max-clients {max})")
+            });
+            return;
+        }
+        let conn = match Conn::new(stream, peer, self.config.max_frame_len, now) {
+            Ok(conn) => conn,
+            Err(e) => {
+                warn!("dropped {peer}: cannot set up the socket: {e}");
+                return;
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pool.open(id, peer);
+        self.conns.insert(id, conn);
+        info!(
+            "connection from {peer} ({} of at most {} clients)",
+            self.conns.len(),
+            self.config.max_clients
+        );
+    }
+
+    fn read_conn(&mut self, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let max_frames = self.pool.room(id);
+        self.frames.clear();
+        let result = conn.read_some(now, max_frames, &mut self.frames);
+        for (seq, frame) in self.frames.drain(..) {
+            if self.pool.submit(id, seq, frame) == Submitted::ReplacedStale {
+                conn.stats.skipped();
+            }
+        }
+        match result {
+            Ok(Status::Open) => {}
+            Ok(Status::Eof) => self.close(id, Close::Eof),
+            Err(close) => self.close(id, close),
+        }
+    }
+
+    fn handle_done(&mut self, now: Instant) -> Result<()> {
+        self.pool.take_done(&mut self.done);
+        let mut done = std::mem::take(&mut self.done);
+        for Done { conn: id, outcome } in done.drain(..) {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                if let Ok(decoded) = outcome {
+                    if let Some(pixels) = decoded.pixels {
+                        self.pool.recycle_pixels(pixels);
+                    }
+                }
+                continue;
+            };
+            let decoded = match outcome {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    self.close(id, Close::Error(CloseError::Decode(e.to_string())));
+                    continue;
+                }
+            };
+            if let Some(e) = &decoded.record_error {
+                error!(
+                    "{}: recording stopped for this connection: {e} (is the disk full?)",
+                    conn.label()
+                );
+            }
+            if conn.size != Some((decoded.width, decoded.height)) {
+                debug!(
+                    "{}: frame {} is {}x{}",
+                    conn.label(),
+                    decoded.seq,
+                    decoded.width,
+                    decoded.height
+                );
+                conn.size = Some((decoded.width, decoded.height));
+            }
+            let new_fps = conn.stats.decoded(now);
+            let camera_id = conn.camera_id.unwrap_or(0);
+            let title = display::title(camera_id, conn.peer, conn.stats.fps());
+            if let (Some(display), Some(pixels)) = (&mut self.display, decoded.pixels) {
+                let old = display
+                    .show(id, title, decoded.width, decoded.height, pixels, now)
+                    .with_context(|| format!("cannot show camera {camera_id}"))?;
+                self.pool.recycle_pixels(old);
+            } else if let (Some(display), Some(_)) = (&mut self.display, new_fps) {
+                display.set_title(id, title);
+            }
+        }
+        self.done = done;
+        Ok(())
+    }
+
+    fn expire_idle(&mut self, now: Instant) {
+        let timeout = self.config.idle_timeout;
+        let idle: Vec<(ConnId, usize)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.is_mid_frame() && !c.paused && now.saturating_duration_since(c.last_rx) >= timeout
+            })
+            .map(|(&id, c)| (id, c.partial_len()))
+            .collect();
+        for (id, received_len) in idle {
+            self.close(
+                id,
+                Close::Error(CloseError::Idle {
+                    received_len,
+                    timeout,
+                }),
+            );
+        }
+    }
+
+    /// Closes one connection and its window, and says why.
+    fn close(&mut self, id: ConnId, why: Close) {
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        self.pool.close(id);
+        if let Some(display) = &mut self.display {
+            if let Some(pixels) = display.remove(id) {
+                self.pool.recycle_pixels(pixels);
+            }
+        }
+        let label = conn.label();
+        let frames = conn.frames;
+        match why {
+            Close::Eof => info!("{label} disconnected after {frames} frames"),
+            Close::Reset => {
+                info!("{label} disconnected after {frames} frames (connection reset)")
+            }
+            Close::Error(reason) => warn!("{label} dropped after {frames} frames: {reason}"),
+        }
+        // Dropping `conn` closes the socket.
+    }
+
+    fn log_stats(&mut self, now: Instant) {
+        if let Some(interval) = self.config.stats_interval {
+            self.next_stats = Some(now + interval);
+        }
+        self.refusals.flush(now);
+        if self.conns.is_empty() {
+            debug!("no cameras connected");
+        }
+        for conn in self.conns.values_mut() {
+            let size = match conn.size {
+                Some((w, h)) => format!("{w}x{h}"),
+                None => "no frame yet".to_owned(),
+            };
+            info!("{}: {}, {size}", conn.label(), conn.stats.take_line(now));
+        }
+    }
+
+    /// Closes every socket and window, then lets the workers write the
+    /// frames still queued for recording.
+    fn shutdown(mut self) {
+        let n = self.conns.len();
+        self.conns.clear();
+        self.display = None;
+        self.pool.shutdown();
+        info!("closed {n} connections; stopped");
+    }
+}
+
+/// EMFILE and friends: accepting again at once would fail the same way.
+fn is_out_of_resources(e: &io::Error) -> bool {
+    use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
+    matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+}
+
+/// Logs refused connections, but at most [`REFUSALS_LOGGED_PER_SEC`] lines a
+/// second, so a connection flood cannot flood the log too.
+struct RefusalLog {
+    window_start: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    fn new(now: Instant) -> RefusalLog {
+        RefusalLog {
+            window_start: now,
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    fn refuse(&mut self, now: Instant, line: impl FnOnce() -> String) {
+        self.flush(now);
+        if self.logged < REFUSALS_LOGGED_PER_SEC {
+            self.logged += 1;
+            warn!("{}", line());
+        } else {
+            self.suppressed += 1;
+        }
+    }
+
+    /// Starts a new second, summing up what was not logged in the last one.
+    fn flush(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.window_start) < Duration::from_secs(1) {
+            return;
+        }
+        if self.suppressed > 0 {
+            warn!(
+                "refused {} more connections (not logged one by one)",
+                self.suppressed
+            );
+        }
+        self.window_start = now;
+        self.logged = 0;
+        self.suppressed = 0;
+    }
+}
