@@ -530,3 +530,516 @@ fn decode_fallback(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cv2.imencode('.bmp', img)` for the 3x2 BGR image with bytes 0..18,
+    /// as OpenCV 5.0 wrote it: rows bottom-up, each padded from 9 to 12 bytes.
+    static OPENCV_3X2: [u8; 78] = [
+        b'B', b'M', 78, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0, // file header
+        40, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 24, 0, // info: size, w, h, planes, bits
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // zeros
+        9, 10, 11, 12, 13, 14, 15, 16, 17, 0, 0, 0, // bottom row
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, // top row
+    ];
+
+    fn bgr_3x2() -> Vec<u8> {
+        (0..18).collect()
+    }
+
+    fn set16(buf: &mut [u8], at: usize, v: u16) {
+        buf[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn set32(buf: &mut [u8], at: usize, v: u32) {
+        buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// A BMP with the given info header size and fields; `extra` (masks or
+    /// palette) sits between the header and `pixels`. Sizes are consistent.
+    fn build(
+        info_size: u32,
+        (width, height): (i32, i32),
+        bits: u16,
+        compression: u32,
+        colors_used: u32,
+        extra: &[u8],
+        pixels: &[u8],
+    ) -> Vec<u8> {
+        let offset = 14 + info_size as usize + extra.len();
+        let mut f = vec![0u8; offset];
+        f[0..2].copy_from_slice(b"BM");
+        set32(&mut f, 2, (offset + pixels.len()) as u32);
+        set32(&mut f, 10, offset as u32);
+        set32(&mut f, 14, info_size);
+        set32(&mut f, 18, width as u32);
+        set32(&mut f, 22, height as u32);
+        set16(&mut f, 26, 1);
+        set16(&mut f, 28, bits);
+        set32(&mut f, 30, compression);
+        set32(&mut f, 46, colors_used);
+        f[14 + info_size as usize..].copy_from_slice(extra);
+        f.extend_from_slice(pixels);
+        f
+    }
+
+    fn decode(file: &[u8]) -> Result<(u32, u32, Vec<u32>), BmpError> {
+        let mut out = Vec::new();
+        decode_0rgb(file, &mut out).map(|(w, h)| (w, h, out))
+    }
+
+    #[test]
+    fn encode_matches_opencv_bytes() {
+        let mut out = vec![0xEE; 3]; // replaced, not appended to
+        encode_bgr24(&bgr_3x2(), 3, 2, &mut out).unwrap();
+        assert_eq!(out, OPENCV_3X2);
+        assert_eq!(encoded_len(3, 2).unwrap(), OPENCV_3X2.len());
+    }
+
+    #[test]
+    fn encoded_len_of_largest_image_fits_the_size_field() {
+        let len = encoded_len(MAX_DIMENSION, MAX_DIMENSION).unwrap();
+        assert_eq!(len, 54 + 16384 * 3 * 16384);
+        assert!(u32::try_from(len).is_ok());
+    }
+
+    #[test]
+    fn encode_rejects_bad_dimensions() {
+        for (w, h) in [(0, 1), (1, 0), (16385, 1), (1, 16385), (u32::MAX, u32::MAX)] {
+            assert_eq!(
+                encode_bgr24(&[], w, h, &mut Vec::new()),
+                Err(BmpError::BadDimensions {
+                    width: i64::from(w),
+                    height: i64::from(h)
+                })
+            );
+            assert!(encoded_len(w, h).is_err());
+        }
+    }
+
+    #[test]
+    fn encode_rejects_wrong_buffer_length() {
+        assert_eq!(
+            encode_bgr24(&[0; 17], 3, 2, &mut Vec::new()),
+            Err(BmpError::InputSize {
+                len: 17,
+                expected: 18
+            })
+        );
+    }
+
+    #[test]
+    fn decode_opencv_24_bit() {
+        let (w, h, px) = decode(&OPENCV_3X2).unwrap();
+        assert_eq!((w, h), (3, 2));
+        assert_eq!(px[0], 0x0002_0100); // top-left: B=0 G=1 R=2
+        assert_eq!(px[5], 0x0011_100f); // bottom-right: B=15 G=16 R=17
+    }
+
+    #[test]
+    fn regression_bmp_crate_flips_top_down_images() {
+        // The same image stored top-down (negative height): rows in reading order.
+        let mut pixels = OPENCV_3X2[66..78].to_vec();
+        pixels.extend_from_slice(&OPENCV_3X2[54..66]);
+        let file = build(40, (3, -2), 24, BI_RGB, 0, &[], &pixels);
+        assert_eq!(decode(&file).unwrap(), decode(&OPENCV_3X2).unwrap());
+    }
+
+    #[test]
+    fn decode_32_bit_bgrx_ignores_the_fourth_byte() {
+        let file = build(
+            40,
+            (2, 1),
+            32,
+            BI_RGB,
+            0,
+            &[],
+            &[1, 2, 3, 0xff, 4, 5, 6, 0x80],
+        );
+        assert_eq!(decode(&file).unwrap(), (2, 1, vec![0x030201, 0x060504]));
+    }
+
+    #[test]
+    fn decode_32_bit_bitfields_after_a_40_byte_header() {
+        // Masks R=0x000000ff G=0x0000ff00 B=0x00ff0000: RGBX byte order.
+        let mut masks = Vec::new();
+        for m in [0xffu32, 0xff00, 0xff_0000] {
+            masks.extend_from_slice(&m.to_le_bytes());
+        }
+        let file = build(
+            40,
+            (1, 1),
+            32,
+            BI_BITFIELDS,
+            0,
+            &masks,
+            &[0x11, 0x22, 0x33, 0x44],
+        );
+        assert_eq!(decode(&file).unwrap(), (1, 1, vec![0x112233]));
+    }
+
+    #[test]
+    fn decode_8_bit_with_short_palette() {
+        // Two colours, a 3-pixel row padded to 4 bytes.
+        let palette = [0, 0, 0xff, 0, 0xff, 0, 0, 0]; // red, blue
+        let file = build(40, (3, 1), 8, BI_RGB, 2, &palette, &[1, 0, 1, 0]);
+        assert_eq!(decode(&file).unwrap(), (3, 1, vec![0xff, 0xff0000, 0xff]));
+    }
+
+    #[test]
+    fn decode_1_bit_via_fallback() {
+        // 10 pixels: 1010000011, rows padded to 4 bytes; bottom row all 0.
+        let palette = [0, 0, 0, 0, 0xff, 0xff, 0xff, 0];
+        let pixels = [0, 0, 0, 0, 0b1010_0000, 0b1100_0000, 0, 0];
+        let file = build(40, (10, 2), 1, BI_RGB, 0, &palette, &pixels);
+        let (w, h, px) = decode(&file).unwrap();
+        assert_eq!((w, h), (10, 2));
+        let top: Vec<u32> = [1, 0, 1, 0, 0, 0, 0, 0, 1, 1]
+            .iter()
+            .map(|&b| b * 0xffffff)
+            .collect();
+        assert_eq!(px[..10], top[..]);
+        assert_eq!(px[10..], [0; 10]);
+    }
+
+    #[test]
+    fn decode_4_bit_top_down_via_fallback() {
+        let mut palette = Vec::new();
+        for i in 0..16u8 {
+            palette.extend_from_slice(&[i, i * 2, i * 3, 0]);
+        }
+        // 3 pixels per row (2 bytes, padded to 4); top-down, so row 0 is the top.
+        let pixels = [0x12, 0x30, 0, 0, 0xf0, 0x00, 0, 0];
+        let file = build(40, (3, -2), 4, BI_RGB, 0, &palette, &pixels);
+        let color = |i: u32| (i * 3) << 16 | (i * 2) << 8 | i;
+        assert_eq!(
+            decode(&file).unwrap(),
+            (3, 2, vec![color(1), color(2), color(3), color(15), 0, 0])
+        );
+    }
+
+    #[test]
+    fn decode_tolerates_v5_header() {
+        let file = build(124, (1, 1), 24, BI_RGB, 0, &[], &[1, 2, 3, 0]);
+        assert_eq!(decode(&file).unwrap(), (1, 1, vec![0x030201]));
+    }
+
+    #[test]
+    fn decode_reuses_the_output_buffer() {
+        let mut out = vec![7u32; 100];
+        assert_eq!(decode_0rgb(&OPENCV_3X2, &mut out), Ok((3, 2)));
+        assert_eq!(out.len(), 6);
+    }
+
+    #[test]
+    fn bad_magic() {
+        let mut f = OPENCV_3X2;
+        f[0..2].copy_from_slice(b"PN");
+        assert_eq!(decode(&f), Err(BmpError::BadMagic { found: *b"PN" }));
+    }
+
+    #[test]
+    fn truncated_headers() {
+        assert_eq!(decode(&[]), Err(BmpError::Truncated { need: 18, have: 0 }));
+        assert_eq!(
+            decode(&OPENCV_3X2[..10]),
+            Err(BmpError::Truncated { need: 18, have: 10 })
+        );
+        // A V5 header needs 138 bytes of headers; the file size agrees with the buffer.
+        let mut f = OPENCV_3X2[..60].to_vec();
+        set32(&mut f, 2, 60);
+        set32(&mut f, 14, 124);
+        assert_eq!(
+            decode(&f),
+            Err(BmpError::Truncated {
+                need: 138,
+                have: 60
+            })
+        );
+    }
+
+    #[test]
+    fn regression_bmp_crate_accepts_file_truncated_to_half() {
+        let half = &OPENCV_3X2[..OPENCV_3X2.len() / 2];
+        assert_eq!(
+            decode(half),
+            Err(BmpError::SizeMismatch {
+                declared: 78,
+                actual: 39
+            })
+        );
+        let mut longer = OPENCV_3X2.to_vec();
+        longer.push(0);
+        assert_eq!(
+            decode(&longer),
+            Err(BmpError::SizeMismatch {
+                declared: 78,
+                actual: 79
+            })
+        );
+    }
+
+    #[test]
+    fn pixels_truncated_even_when_file_size_agrees() {
+        let mut f = OPENCV_3X2[..70].to_vec();
+        set32(&mut f, 2, 70);
+        assert_eq!(
+            decode(&f),
+            Err(BmpError::PixelsTruncated { need: 78, have: 70 })
+        );
+    }
+
+    #[test]
+    fn unsupported_header_size() {
+        let mut f = OPENCV_3X2;
+        set32(&mut f, 14, 12); // OS/2 BITMAPCOREHEADER
+        assert_eq!(decode(&f), Err(BmpError::UnsupportedHeader { size: 12 }));
+        // 52-byte headers are fine for us, but not for the 4-bit fallback.
+        let file = build(52, (1, 1), 4, BI_RGB, 0, &[0; 64], &[0; 4]);
+        assert_eq!(decode(&file), Err(BmpError::UnsupportedHeader { size: 52 }));
+    }
+
+    #[test]
+    fn bad_dimensions() {
+        for (w, h) in [
+            (0, 2),
+            (3, 0),
+            (-3, 2),
+            (16385, 2),
+            (3, -16385),
+            (3, i32::MIN),
+        ] {
+            let mut f = OPENCV_3X2;
+            set32(&mut f, 18, w as u32);
+            set32(&mut f, 22, h as u32);
+            assert_eq!(
+                decode(&f),
+                Err(BmpError::BadDimensions {
+                    width: i64::from(w),
+                    height: i64::from(h)
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn bad_planes() {
+        let mut f = OPENCV_3X2;
+        set16(&mut f, 26, 2);
+        assert_eq!(decode(&f), Err(BmpError::BadPlanes { planes: 2 }));
+    }
+
+    #[test]
+    fn unsupported_depth() {
+        for bits in [0u16, 2, 16, 48] {
+            let mut f = OPENCV_3X2;
+            set16(&mut f, 28, bits);
+            assert_eq!(decode(&f), Err(BmpError::UnsupportedDepth { bits }));
+        }
+    }
+
+    #[test]
+    fn unsupported_compression() {
+        for (compression, bits) in [(1u32, 24u16), (BI_BITFIELDS, 24), (4, 24)] {
+            let mut f = OPENCV_3X2;
+            set32(&mut f, 30, compression);
+            set16(&mut f, 28, bits);
+            assert_eq!(
+                decode(&f),
+                Err(BmpError::UnsupportedCompression { compression, bits })
+            );
+        }
+        let rle8 = build(40, (1, 1), 8, 1, 0, &[0; 1024], &[0; 4]);
+        assert_eq!(
+            decode(&rle8),
+            Err(BmpError::UnsupportedCompression {
+                compression: 1,
+                bits: 8
+            })
+        );
+    }
+
+    #[test]
+    fn unsupported_masks() {
+        let mut masks = Vec::new();
+        for m in [0xf800u32, 0x07e0, 0x001f] {
+            masks.extend_from_slice(&m.to_le_bytes());
+        }
+        let file = build(40, (1, 1), 32, BI_BITFIELDS, 0, &masks, &[0; 4]);
+        assert_eq!(
+            decode(&file),
+            Err(BmpError::UnsupportedMasks {
+                red: 0xf800,
+                green: 0x07e0,
+                blue: 0x001f
+            })
+        );
+    }
+
+    #[test]
+    fn masks_missing_after_40_byte_header() {
+        // Bit fields declared, but the pixels start right after the header.
+        let file = build(40, (1, 1), 32, BI_BITFIELDS, 0, &[], &[0; 4]);
+        assert_eq!(
+            decode(&file),
+            Err(BmpError::Truncated { need: 66, have: 58 })
+        );
+    }
+
+    #[test]
+    fn bad_palette() {
+        let file = build(40, (1, 1), 8, BI_RGB, 257, &[0; 1028], &[0; 4]);
+        assert_eq!(
+            decode(&file),
+            Err(BmpError::BadPalette {
+                colors: 257,
+                max: 256
+            })
+        );
+        // A palette that does not fit the file.
+        let mut f = build(40, (1, 1), 8, BI_RGB, 0, &[], &[0; 4]);
+        set32(&mut f, 46, 200);
+        assert_eq!(
+            decode(&f),
+            Err(BmpError::Truncated {
+                need: 854,
+                have: 58
+            })
+        );
+    }
+
+    #[test]
+    fn bad_palette_index() {
+        let file = build(40, (2, 1), 8, BI_RGB, 2, &[0; 8], &[1, 5, 0, 0]);
+        assert_eq!(
+            decode(&file),
+            Err(BmpError::BadPaletteIndex {
+                index: 5,
+                colors: 2
+            })
+        );
+        // The same in the 4-bit fallback: the bmp crate would index out of bounds.
+        let file = build(40, (2, 1), 4, BI_RGB, 3, &[0; 12], &[0x13, 0, 0, 0]);
+        assert_eq!(
+            decode(&file),
+            Err(BmpError::BadPaletteIndex {
+                index: 3,
+                colors: 3
+            })
+        );
+    }
+
+    #[test]
+    fn bad_pixel_offset() {
+        let mut f = OPENCV_3X2;
+        set32(&mut f, 10, 20); // inside the info header
+        assert_eq!(
+            decode(&f),
+            Err(BmpError::BadPixelOffset {
+                offset: 20,
+                min: 54,
+                len: 78
+            })
+        );
+        set32(&mut f, 10, 1000); // past the end
+        assert_eq!(
+            decode(&f),
+            Err(BmpError::BadPixelOffset {
+                offset: 1000,
+                min: 54,
+                len: 78
+            })
+        );
+        // Overlapping the palette of an 8-bit image.
+        let mut f = build(40, (1, 1), 8, BI_RGB, 0, &[0; 1024], &[0; 4]);
+        set32(&mut f, 10, 100);
+        assert_eq!(
+            decode(&f),
+            Err(BmpError::BadPixelOffset {
+                offset: 100,
+                min: 1078,
+                len: 1082
+            })
+        );
+    }
+
+    #[test]
+    fn image_size_mismatch() {
+        let mut f = OPENCV_3X2;
+        set32(&mut f, 34, 18); // the unpadded size: too small
+        assert_eq!(
+            decode(&f),
+            Err(BmpError::ImageSizeMismatch {
+                declared: 18,
+                expected: 24
+            })
+        );
+        set32(&mut f, 34, 24); // exact: fine
+        assert!(decode(&f).is_ok());
+        set32(&mut f, 34, 25); // past the end of the file
+        assert!(matches!(
+            decode(&f),
+            Err(BmpError::ImageSizeMismatch { declared: 25, .. })
+        ));
+    }
+
+    #[test]
+    fn every_error_has_a_message() {
+        let errors = [
+            BmpError::BadDimensions {
+                width: 0,
+                height: 1,
+            },
+            BmpError::InputSize {
+                len: 1,
+                expected: 3,
+            },
+            BmpError::BadMagic { found: *b"PN" },
+            BmpError::Truncated { need: 54, have: 3 },
+            BmpError::SizeMismatch {
+                declared: 1,
+                actual: 2,
+            },
+            BmpError::UnsupportedHeader { size: 12 },
+            BmpError::BadPlanes { planes: 2 },
+            BmpError::UnsupportedDepth { bits: 16 },
+            BmpError::UnsupportedCompression {
+                compression: 1,
+                bits: 8,
+            },
+            BmpError::UnsupportedMasks {
+                red: 1,
+                green: 2,
+                blue: 3,
+            },
+            BmpError::BadPalette {
+                colors: 300,
+                max: 256,
+            },
+            BmpError::BadPaletteIndex {
+                index: 9,
+                colors: 2,
+            },
+            BmpError::BadPixelOffset {
+                offset: 1,
+                min: 54,
+                len: 78,
+            },
+            BmpError::ImageSizeMismatch {
+                declared: 1,
+                expected: 24,
+            },
+            BmpError::PixelsTruncated { need: 78, have: 60 },
+            BmpError::Fallback {
+                bits: 4,
+                reason: "unsupported header",
+            },
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(text.len() > 20 && !text.contains("Todo"), "{e:?}: {text}");
+        }
+    }
+}

@@ -123,8 +123,8 @@ fn bmp_decoder_reads_every_opencv_bmp() {
         let file = gunzip(&golden(&format!("bmp/{}.bmp.gz", crop.name)));
         depths.push(u16::from_le_bytes([file[28], file[29]]));
         let mut pixels = Vec::new();
-        let dims = bmp::decode_0rgb(&file, &mut pixels)
-            .unwrap_or_else(|e| panic!("{}: {e}", crop.name));
+        let dims =
+            bmp::decode_0rgb(&file, &mut pixels).unwrap_or_else(|e| panic!("{}: {e}", crop.name));
         assert_eq!(dims, (crop.width, crop.height), "{}", crop.name);
         let expected: Vec<u32> = if crop.channels == 1 {
             // OpenCV's grey is its own BGR2GRAY; check it against the `bmp`
@@ -186,7 +186,10 @@ fn yuyv_to_bgr_with_padded_stride_matches_opencv() {
     let yuyv = read(&repo_root().join(format!("testdata/frames/{frame}.yuyv")));
     let stride = width * 2 + 64;
     let mut padded = vec![0xA5u8; stride * height];
-    for (dst, src) in padded.chunks_exact_mut(stride).zip(yuyv.chunks_exact(width * 2)) {
+    for (dst, src) in padded
+        .chunks_exact_mut(stride)
+        .zip(yuyv.chunks_exact(width * 2))
+    {
         dst[..width * 2].copy_from_slice(src);
     }
     let expected = gunzip(&golden(&format!("yuyv/{frame}.bgr.gz")));
