@@ -752,3 +752,6 @@ impl XImage {
             .copied()
     }
 }
+
+/// The vivid VM harness (a real V4L2 device in a QEMU guest).
+pub mod vm;
