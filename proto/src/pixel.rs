@@ -246,3 +246,146 @@ pub(crate) fn bgr_row_to_0rgb(bgr: &[u8], out: &mut [u32]) {
         *o = u32::from(p[0]) | u32::from(p[1]) << 8 | u32::from(p[2]) << 16;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One YUYV pixel pair, converted.
+    fn pair(y0: u8, u: u8, y1: u8, v: u8) -> [u8; 6] {
+        let mut bgr = [0u8; 6];
+        yuyv_to_bgr(&[y0, u, y1, v], 2, 1, 4, &mut bgr).unwrap();
+        bgr
+    }
+
+    #[test]
+    fn limited_range_black_and_white() {
+        assert_eq!(pair(16, 128, 235, 128), [0, 0, 0, 255, 255, 255]);
+        // Below black and above white saturate instead of wrapping.
+        assert_eq!(pair(0, 128, 255, 128), [0, 0, 0, 255, 255, 255]);
+    }
+
+    #[test]
+    fn bt601_red_matches_opencv() {
+        // Values from cv2.cvtColor(..., COLOR_YUV2BGR_YUYV) with OpenCV 5.0.
+        assert_eq!(pair(81, 90, 81, 240), [0, 0, 254, 0, 0, 254]);
+        // 75% bars red as vivid draws it (R=191).
+        assert_eq!(pair(65, 100, 65, 212), [1, 0, 191, 1, 0, 191]);
+    }
+
+    #[test]
+    fn block_and_tail_paths_agree() {
+        // 18 pixels: one 16-pixel block plus a tail pair, and a pair-only row.
+        let yuyv: Vec<u8> = (0..36u8).map(|i| i.wrapping_mul(37)).collect();
+        let mut wide = [0u8; 54];
+        yuyv_to_bgr(&yuyv, 18, 1, 36, &mut wide).unwrap();
+        for p in 0..9 {
+            let s = &yuyv[4 * p..4 * p + 4];
+            assert_eq!(
+                wide[6 * p..6 * p + 6],
+                pair(s[0], s[1], s[2], s[3]),
+                "pair {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn stride_padding_is_skipped_and_last_row_may_be_short() {
+        // 2x2 with stride 6: two bytes of junk after each row, none after the last.
+        let yuyv = [16, 128, 235, 128, 99, 99, 235, 128, 16, 128];
+        let mut bgr = [0u8; 12];
+        yuyv_to_bgr(&yuyv, 2, 2, 6, &mut bgr).unwrap();
+        assert_eq!(bgr, [0, 0, 0, 255, 255, 255, 255, 255, 255, 0, 0, 0]);
+    }
+
+    #[test]
+    fn odd_width() {
+        assert_eq!(
+            yuyv_to_bgr(&[0; 12], 3, 1, 6, &mut [0; 9]),
+            Err(PixelError::OddWidth { width: 3 })
+        );
+    }
+
+    #[test]
+    fn stride_too_small() {
+        assert_eq!(
+            yuyv_to_bgr(&[0; 16], 4, 2, 6, &mut [0; 24]),
+            Err(PixelError::StrideTooSmall { stride: 6, min: 8 })
+        );
+    }
+
+    #[test]
+    fn too_large() {
+        assert_eq!(
+            yuyv_to_bgr(&[], u32::MAX - 1, u32::MAX, usize::MAX, &mut []),
+            Err(PixelError::TooLarge {
+                width: u32::MAX - 1,
+                height: u32::MAX
+            })
+        );
+        assert_eq!(
+            bgr_to_0rgb(&[], u32::MAX, u32::MAX, &mut []),
+            Err(PixelError::TooLarge {
+                width: u32::MAX,
+                height: u32::MAX
+            })
+        );
+    }
+
+    #[test]
+    fn input_too_short() {
+        // 2x2 at stride 8 needs 8 + 4 bytes.
+        assert_eq!(
+            yuyv_to_bgr(&[0; 11], 2, 2, 8, &mut [0; 12]),
+            Err(PixelError::InputTooShort { len: 11, need: 12 })
+        );
+        assert_eq!(
+            bgr_to_0rgb(&[0; 5], 2, 1, &mut [0; 2]),
+            Err(PixelError::InputTooShort { len: 5, need: 6 })
+        );
+    }
+
+    #[test]
+    fn output_too_short() {
+        assert_eq!(
+            yuyv_to_bgr(&[0; 8], 2, 2, 4, &mut [0; 11]),
+            Err(PixelError::OutputTooShort { len: 11, need: 12 })
+        );
+        assert_eq!(
+            bgr_to_0rgb(&[0; 6], 2, 1, &mut [0; 1]),
+            Err(PixelError::OutputTooShort { len: 1, need: 2 })
+        );
+    }
+
+    #[test]
+    fn empty_image_is_a_no_op() {
+        assert_eq!(yuyv_to_bgr(&[], 0, 0, 0, &mut []), Ok(()));
+        assert_eq!(bgr_to_0rgb(&[], 0, 5, &mut []), Ok(()));
+    }
+
+    #[test]
+    fn bgr_to_0rgb_byte_order() {
+        let mut out = [0xdead_beef_u32; 3];
+        bgr_to_0rgb(&[1, 2, 3, 4, 5, 6], 2, 1, &mut out).unwrap();
+        // Only the first width*height elements are written.
+        assert_eq!(out, [0x030201, 0x060504, 0xdead_beef]);
+    }
+
+    #[test]
+    fn every_error_has_a_message() {
+        let errors = [
+            PixelError::OddWidth { width: 3 },
+            PixelError::StrideTooSmall { stride: 1, min: 2 },
+            PixelError::TooLarge {
+                width: 1,
+                height: 2,
+            },
+            PixelError::InputTooShort { len: 1, need: 2 },
+            PixelError::OutputTooShort { len: 1, need: 2 },
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(text.len() > 20 && !text.contains("Todo"), "{e:?}: {text}");
+        }
+    }
+}
