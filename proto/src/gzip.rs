@@ -141,3 +141,146 @@ impl Decompressor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Compressor::new(DEFAULT_LEVEL)
+            .unwrap()
+            .compress_append(data, &mut out);
+        out
+    }
+
+    #[test]
+    fn round_trip_and_append() {
+        let mut out = vec![1, 2];
+        Compressor::new(6)
+            .unwrap()
+            .compress_append(b"hello hello hello", &mut out);
+        assert_eq!(out[..2], [1, 2]);
+        assert_eq!(out[2..5], GZIP_MAGIC);
+        let mut back = vec![9; 3];
+        Decompressor::new(100)
+            .decompress(&out[2..], &mut back)
+            .unwrap();
+        assert_eq!(back, b"hello hello hello");
+    }
+
+    #[test]
+    fn bad_level() {
+        assert!(matches!(
+            Compressor::new(10),
+            Err(GzipError::BadLevel { level: 10 })
+        ));
+        assert!(Compressor::new(0).is_ok());
+    }
+
+    #[test]
+    fn not_gzip() {
+        let mut out = Vec::new();
+        let mut d = Decompressor::new(100);
+        assert_eq!(
+            d.decompress(b"BM6\0\0\0", &mut out),
+            Err(GzipError::NotGzip)
+        );
+        // A zlib stream (78 9c) is not gzip either.
+        assert_eq!(
+            d.decompress(&[0x78, 0x9c, 3, 0], &mut out),
+            Err(GzipError::NotGzip)
+        );
+    }
+
+    #[test]
+    fn truncated() {
+        let mut out = Vec::new();
+        let mut d = Decompressor::new(100);
+        assert_eq!(
+            d.decompress(&[], &mut out),
+            Err(GzipError::Truncated { len: 0 })
+        );
+        let full = gz(b"abc");
+        assert_eq!(
+            d.decompress(&full[..10], &mut out),
+            Err(GzipError::Truncated { len: 10 })
+        );
+        // Cut inside the deflate data, long enough to have a "trailer".
+        let long = gz(&(0..5000u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>());
+        // Its last 4 bytes are deflate data read as ISIZE: whatever they
+        // say, the result is a named error, never a short success.
+        assert!(matches!(
+            d.decompress(&long[..long.len() / 2], &mut out),
+            Err(GzipError::Corrupt | GzipError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn too_large_is_refused_before_allocating() {
+        let data = vec![0u8; 1001];
+        let mut out = Vec::new();
+        assert_eq!(
+            Decompressor::new(1000).decompress(&gz(&data), &mut out),
+            Err(GzipError::TooLarge {
+                announced: 1001,
+                max: 1000
+            })
+        );
+        assert_eq!(out.capacity(), 0);
+    }
+
+    #[test]
+    fn corrupt() {
+        let mut body = gz(b"some camera frame bytes, some camera frame bytes");
+        let mid = body.len() / 2;
+        body[mid] ^= 0xff;
+        assert_eq!(
+            Decompressor::new(1000).decompress(&body, &mut Vec::new()),
+            Err(GzipError::Corrupt)
+        );
+    }
+
+    #[test]
+    fn regression_isize_that_lies_low_cannot_grow_the_buffer() {
+        let mut body = gz(&[0u8; 5000]);
+        let n = body.len();
+        body[n - 4..].copy_from_slice(&10u32.to_le_bytes());
+        let mut out = Vec::new();
+        assert_eq!(
+            Decompressor::new(1 << 20).decompress(&body, &mut out),
+            Err(GzipError::Corrupt)
+        );
+        assert!(out.capacity() <= 10, "capacity {}", out.capacity());
+    }
+
+    #[test]
+    fn isize_that_lies_high_is_corrupt() {
+        let mut body = gz(&[0u8; 5000]);
+        let n = body.len();
+        body[n - 4..].copy_from_slice(&6000u32.to_le_bytes());
+        assert_eq!(
+            Decompressor::new(1 << 20).decompress(&body, &mut Vec::new()),
+            Err(GzipError::Corrupt)
+        );
+    }
+
+    #[test]
+    fn every_error_has_a_message() {
+        let errors = [
+            GzipError::BadLevel { level: 10 },
+            GzipError::NotGzip,
+            GzipError::Truncated { len: 3 },
+            GzipError::TooLarge {
+                announced: 2,
+                max: 1,
+            },
+            GzipError::Corrupt,
+        ];
+        for e in errors {
+            assert!(e.to_string().len() > 20, "{e:?}");
+        }
+    }
+}

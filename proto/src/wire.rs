@@ -246,3 +246,136 @@ impl FrameReader {
         self.header_filled + self.body.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Python's `struct.pack('!BI', 7, 3) + b"abc"`.
+    static PY_FRAME: [u8; 8] = [7, 0, 0, 0, 3, b'a', b'b', b'c'];
+
+    #[test]
+    fn encode_matches_python_struct_pack() {
+        let mut out = vec![0xEE]; // appended to, not replaced
+        encode_frame(7, b"abc", &mut out).unwrap();
+        assert_eq!(out[0], 0xEE);
+        assert_eq!(out[1..], PY_FRAME);
+    }
+
+    #[test]
+    fn header_parse_write_round_trip() {
+        let h = Header::parse(&[9, 0x01, 0x02, 0x03, 0x04]);
+        assert_eq!(
+            h,
+            Header {
+                camera_id: 9,
+                body_len: 0x0102_0304
+            }
+        );
+        let mut b = [0; HEADER_LEN];
+        h.write(&mut b);
+        assert_eq!(b, [9, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn reader_yields_frame_and_stops_after_it() {
+        let mut stream = PY_FRAME.to_vec();
+        stream.extend_from_slice(&[1, 0, 0, 0, 1, b'z']);
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        let (used, frame) = r.feed(&stream).unwrap();
+        assert_eq!(used, 8);
+        assert_eq!(
+            frame,
+            Some(Frame {
+                camera_id: 7,
+                body: b"abc".to_vec()
+            })
+        );
+        assert!(!r.is_mid_frame());
+        let (used, frame) = r.feed(&stream[8..]).unwrap();
+        assert_eq!((used, frame.unwrap().body), (6, b"z".to_vec()));
+    }
+
+    #[test]
+    fn need_more_bytes_is_not_an_error() {
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        assert_eq!(r.feed(&[]).unwrap(), (0, None));
+        assert_eq!(r.feed(&PY_FRAME[..3]).unwrap(), (3, None));
+        assert!(r.is_mid_frame());
+        assert_eq!(r.camera_id(), None);
+        assert_eq!(r.feed(&PY_FRAME[3..6]).unwrap(), (3, None));
+        assert_eq!(r.camera_id(), Some(7));
+        assert_eq!(r.buffered_len(), 6);
+        let (used, frame) = r.feed(&PY_FRAME[6..]).unwrap();
+        assert_eq!((used, frame.unwrap().body), (2, b"abc".to_vec()));
+        assert_eq!(r.buffered_len(), 0);
+    }
+
+    #[test]
+    fn empty_body_is_rejected_at_the_header() {
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        assert_eq!(
+            r.feed(&[3, 0, 0, 0, 0]),
+            Err(WireError::EmptyBody { camera_id: 3 })
+        );
+        let mut out = Vec::new();
+        assert_eq!(
+            encode_frame(4, b"", &mut out),
+            Err(WireError::EmptyBody { camera_id: 4 })
+        );
+    }
+
+    #[test]
+    fn oversized_body_is_rejected_before_any_body_byte() {
+        let mut r = FrameReader::new(1000);
+        // Exactly the 5 header bytes: the error comes now, not after 1001 more.
+        assert_eq!(
+            r.feed(&[2, 0, 0, 0x03, 0xe9]),
+            Err(WireError::BodyTooLarge {
+                camera_id: 2,
+                len: 1001,
+                max: 1000
+            })
+        );
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        assert_eq!(
+            r.feed(&[2, 0xff, 0xff, 0xff, 0xff, 0]),
+            Err(WireError::BodyTooLarge {
+                camera_id: 2,
+                len: u32::MAX,
+                max: MAX_BODY_LEN
+            })
+        );
+        assert_eq!(r.buffered_len(), HEADER_LEN);
+    }
+
+    #[test]
+    fn announced_length_does_not_preallocate() {
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        let mut header = [0u8; HEADER_LEN];
+        Header {
+            camera_id: 1,
+            body_len: MAX_BODY_LEN,
+        }
+        .write(&mut header);
+        r.feed(&header).unwrap();
+        r.feed(&[0; 10]).unwrap();
+        assert!(r.body.capacity() < 1024, "capacity {}", r.body.capacity());
+    }
+
+    #[test]
+    fn every_error_has_a_message() {
+        let errors = [
+            WireError::EmptyBody { camera_id: 1 },
+            WireError::BodyTooLarge {
+                camera_id: 1,
+                len: 2,
+                max: 1,
+            },
+            WireError::BodyTooLong { len: 1 << 33 },
+        ];
+        for e in errors {
+            assert!(e.to_string().len() > 20, "{e:?}");
+        }
+    }
+}
