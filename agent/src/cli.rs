@@ -1,0 +1,269 @@
+//! The command line: every option, its default and its meaning, in one place.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Exit status when the camera was lost (ENODEV, EIO, or no frame within
+/// `--capture-timeout`) and `--reopen` is off. Distinct from 1 (any other
+/// failure) so a supervisor can tell "unplugged" from "misconfigured".
+pub const EXIT_CAMERA_LOST: u8 = 3;
+
+/// Largest frame side we produce: the viewer refuses BMPs larger than this.
+const MAX_SIDE: u32 = proto::bmp::MAX_DIMENSION;
+
+/// Most encoder threads the default picks: gzip scales with cores, but a Pi
+/// has four and more threads than cores only add latency.
+const MAX_DEFAULT_WORKERS: usize = 4;
+
+/// camstream edge agent: captures a camera (or a synthetic source), encodes
+/// each frame as a gzip-compressed BMP and streams it to a viewer over TCP.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "agent",
+    version,
+    about,
+    after_help = "\
+Stats: every --stats-interval seconds one line is logged, e.g.
+  camera 3: 29.8 fps captured, 29.8 sent, 0 dropped, 21.4 Mbit/s, ratio 1.24, encode p50 14 ms, latency p50 20 ms p99 31 ms
+
+Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more detail.
+
+Exit status:
+  0  stopped by SIGINT/SIGTERM, or --frames frames were sent
+  1  any other failure (bad device, permission denied, camera busy, I/O error)
+  2  invalid command-line arguments
+  3  the camera was lost (unplugged, I/O error, or no frame within --capture-timeout) and --reopen is off"
+)]
+pub struct Args {
+    /// The viewer to send frames to.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5000", value_parser = parse_server)]
+    pub server: String,
+
+    /// Camera id sent in every frame header, 0-255; the viewer opens one window per id.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub id: u8,
+
+    /// Where frames come from: `v4l2` (the camera at --device), `pattern`
+    /// (moving 75% colour bars, no camera needed) or `file:PATH` (raw YUYV
+    /// frames of --size, looped).
+    #[arg(long, value_name = "v4l2|pattern|file:PATH", default_value = "v4l2", value_parser = parse_source)]
+    pub source: Source,
+
+    /// The V4L2 capture device, used by `--source v4l2`.
+    #[arg(long, value_name = "PATH", default_value = "/dev/video0")]
+    pub device: PathBuf,
+
+    /// Frame size in pixels; the width must be even (YUYV packs pixel pairs).
+    #[arg(long, value_name = "WxH", default_value = "640x480", value_parser = parse_size)]
+    pub size: Size,
+
+    /// Frame rate asked of the camera, or the pace of the pattern and file
+    /// sources. 0 means as fast as possible (pattern and file), or the
+    /// camera's current rate (v4l2).
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub fps: u32,
+
+    /// gzip level, 0 (store) to 9 (smallest, slowest).
+    #[arg(long, value_name = "0-9", default_value_t = proto::gzip::DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub level: u32,
+
+    /// Encoder threads [default: number of cores, at most 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: Option<u16>,
+
+    /// Stop and exit 0 after N frames have been sent; 0 means never.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub frames: u64,
+
+    /// When the camera is lost, keep retrying the device once a second
+    /// instead of exiting with status 3.
+    #[arg(long)]
+    pub reopen: bool,
+
+    /// Seconds between stats lines; 0 turns them off.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    pub stats_interval: Seconds,
+
+    /// A camera that delivers no frame for this long counts as lost.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_positive_seconds)]
+    pub capture_timeout: Seconds,
+
+    /// A send blocked this long (the viewer stopped reading) counts as a
+    /// broken connection; the agent reconnects.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_positive_seconds)]
+    pub send_timeout: Seconds,
+}
+
+impl Args {
+    /// The number of encoder threads: the flag, or cores capped at 4.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_DEFAULT_WORKERS),
+        }
+    }
+}
+
+/// Where frames come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    V4l2,
+    Pattern,
+    File(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::V4l2 => write!(f, "v4l2"),
+            Source::Pattern => write!(f, "pattern"),
+            Source::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+/// A frame size in pixels. The width is even, both sides are 1..=16384.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Size {
+    /// Bytes of one tightly packed YUYV frame (2 bytes per pixel).
+    pub fn yuyv_len(&self) -> usize {
+        // Both sides are at most 16384, so this fits in usize on 32-bit too.
+        self.width as usize * self.height as usize * 2
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// A duration given in (possibly fractional) seconds on the command line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub Duration);
+
+fn parse_server(s: &str) -> Result<String, String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{s}` has no port; write HOST:PORT, e.g. 127.0.0.1:5000"))?;
+    if host.is_empty() {
+        return Err(format!(
+            "`{s}` has no host; write HOST:PORT, e.g. 127.0.0.1:5000"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(s.to_string()),
+        _ => Err(format!("`{port}` is not a TCP port (1-65535)")),
+    }
+}
+
+fn parse_source(s: &str) -> Result<Source, String> {
+    match s {
+        "v4l2" => Ok(Source::V4l2),
+        "pattern" => Ok(Source::Pattern),
+        _ => match s.strip_prefix("file:") {
+            Some("") => Err("`file:` needs a path, e.g. file:frames.yuyv".into()),
+            Some(path) => Ok(Source::File(PathBuf::from(path))),
+            None => Err(format!(
+                "unknown source `{s}`; use v4l2, pattern or file:PATH"
+            )),
+        },
+    }
+}
+
+fn parse_size(s: &str) -> Result<Size, String> {
+    let bad = || format!("`{s}` is not a size; write WxH, e.g. 640x480");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let width: u32 = w.trim().parse().map_err(|_| bad())?;
+    let height: u32 = h.trim().parse().map_err(|_| bad())?;
+    if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
+        return Err(format!(
+            "size {width}x{height} is out of range: each side must be 1-{MAX_SIDE}"
+        ));
+    }
+    if width % 2 != 0 {
+        return Err(format!(
+            "width {width} is odd; YUYV needs an even width (two pixels share their colour)"
+        ));
+    }
+    Ok(Size { width, height })
+}
+
+fn parse_seconds(s: &str) -> Result<Seconds, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map(Seconds)
+        .map_err(|_| format!("`{s}` is not a duration in seconds (0 or more)"))
+}
+
+fn parse_positive_seconds(s: &str) -> Result<Seconds, String> {
+    let secs = parse_seconds(s)?;
+    if secs.0.is_zero() {
+        return Err("must be more than 0 seconds".into());
+    }
+    Ok(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(
+            parse_size("640x480"),
+            Ok(Size {
+                width: 640,
+                height: 480
+            })
+        );
+        assert!(parse_size("641x480").is_err());
+        assert!(parse_size("0x480").is_err());
+        assert!(parse_size("640x16385").is_err());
+        assert!(parse_size("640").is_err());
+        assert!(parse_size("axb").is_err());
+    }
+
+    #[test]
+    fn sources() {
+        assert_eq!(parse_source("pattern"), Ok(Source::Pattern));
+        assert_eq!(
+            parse_source("file:a/b.yuyv"),
+            Ok(Source::File("a/b.yuyv".into()))
+        );
+        assert!(parse_source("file:").is_err());
+        assert!(parse_source("camera").is_err());
+    }
+
+    #[test]
+    fn servers() {
+        assert!(parse_server("127.0.0.1:5000").is_ok());
+        assert!(parse_server("[::1]:5000").is_ok());
+        assert!(parse_server("viewer.local:5000").is_ok());
+        assert!(parse_server("127.0.0.1").is_err());
+        assert!(parse_server(":5000").is_err());
+        assert!(parse_server("host:0").is_err());
+        assert!(parse_server("host:99999").is_err());
+    }
+
+    #[test]
+    fn every_option_is_documented() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+        for arg in Args::command().get_arguments() {
+            assert!(arg.get_help().is_some(), "--{} has no help", arg.get_id());
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The encoder threads: YUYV → BGR → BMP → gzip, written straight into the
+//! send buffer behind a wire header.
+//!
+//! gzip is over 90% of the agent's CPU time, so `--workers` threads each
+//! take the newest frame from the mailbox and encode it with their own
+//! compressor. Every buffer is reused: the BGR and BMP buffers belong to the
+//! worker, the frame and send buffers come from pools, so steady state
+//! allocates nothing outside the compressor.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use proto::{bmp, gzip, pixel, wire};
+
+use crate::frame::Frame;
+use crate::outbox::Encoded;
+use crate::pipeline::Shared;
+
+/// One worker's reusable state.
+pub struct Encoder {
+    camera_id: wire::CameraId,
+    compressor: gzip::Compressor,
+    bgr: Vec<u8>,
+    bmp: Vec<u8>,
+}
+
+impl Encoder {
+    pub fn new(camera_id: wire::CameraId, level: u32) -> Result<Encoder> {
+        Ok(Encoder {
+            camera_id,
+            compressor: gzip::Compressor::new(level).context("cannot set up gzip")?,
+            bgr: Vec::new(),
+            bmp: Vec::new(),
+        })
+    }
+
+    /// Appends `[id][len][gzip(BMP(frame))]` to `out` and returns the BMP's
+    /// length.
+    pub fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<usize> {
+        let (width, height) = (frame.width, frame.height);
+        // Sizes were checked when the frame was made (sides <= 16384).
+        self.bgr.resize(width as usize * height as usize * 3, 0);
+        pixel::yuyv_to_bgr(&frame.data, width, height, frame.stride, &mut self.bgr)
+            .context("YUYV to BGR")?;
+        bmp::encode_bgr24(&self.bgr, width, height, &mut self.bmp).context("BMP encoding")?;
+        let start = wire::begin_frame(self.camera_id, out);
+        self.compressor.compress_append(&self.bmp, out);
+        wire::finish_frame(out, start).context("wire framing")?;
+        Ok(self.bmp.len())
+    }
+}
+
+/// Runs one encoder thread until a stop is requested.
+pub fn run(shared: &Shared, level: u32) -> Result<()> {
+    let mut encoder = Encoder::new(shared.camera_id, level)?;
+    let mut warned = false;
+    while let Some(frame) = shared
+        .mailbox
+        .take(&shared.stop, |f| shared.outbox.claim(f.seq))
+    {
+        let seq = frame.seq;
+        // While the viewer is away the frame would only be dropped: save the CPU.
+        if !shared.outbox.is_connected() {
+            shared.raw_pool.put(frame.data);
+            shared.stats.dropped(1);
+            shared
+                .outbox
+                .finish(seq, None, &shared.wire_pool, &shared.stats);
+            continue;
+        }
+        let started = Instant::now();
+        let mut wire = shared.wire_pool.get();
+        let result = encoder.encode(&frame, &mut wire);
+        shared.stats.encoded(started.elapsed());
+        let captured = frame.captured;
+        shared.raw_pool.put(frame.data);
+        match result {
+            Ok(bmp_len) => {
+                let encoded = Encoded {
+                    seq,
+                    captured,
+                    bmp_len,
+                    wire,
+                };
+                shared
+                    .outbox
+                    .finish(seq, Some(encoded), &shared.wire_pool, &shared.stats);
+            }
+            Err(e) => {
+                // Frames are checked before they get here, so this is a bug;
+                // say so once and keep streaming the frames that do encode.
+                if !warned {
+                    log::error!("cannot encode frame {seq}: {e:#}; dropping it (further failures at debug level)");
+                    warned = true;
+                } else {
+                    log::debug!("cannot encode frame {seq}: {e:#}");
+                }
+                shared.wire_pool.put(wire);
+                shared.stats.dropped(1);
+                shared
+                    .outbox
+                    .finish(seq, None, &shared.wire_pool, &shared.stats);
+            }
+        }
+    }
+    Ok(())
+}

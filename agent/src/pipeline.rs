@@ -1,0 +1,259 @@
+//! Wires the threads together and supervises them.
+//!
+//! ```text
+//! capture ──newest frame──▶ mailbox ──▶ encoder × N ──▶ outbox ──▶ sender ──TCP──▶ viewer
+//!    ▲  (1 slot, replaced)                (in order, newest wins)     │
+//!    └──────────── buffers recycled through pools ◀───────────────────┘
+//! ```
+//!
+//! The main thread waits for the first of: SIGINT/SIGTERM, a thread
+//! finishing (`--frames` reached, or an error), and logs the stats line on
+//! schedule. Then it asks every thread to stop, shuts the socket down so a
+//! blocked write returns, and waits a bounded time for the threads; any that
+//! is still stuck (in DNS or connect) is abandoned, so exit takes well under
+//! a second.
+
+use std::net::{Shutdown, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::cli::{Args, Source};
+use crate::frame::{lock, Mailbox, Pool};
+use crate::outbox::Outbox;
+use crate::source::{self, Capture};
+use crate::stats::Stats;
+use crate::stop::Stop;
+use crate::{encode, send};
+
+/// How often the main thread looks at the signal flag.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// How long to wait for the threads once stopping, before exiting anyway.
+const JOIN_GRACE: Duration = Duration::from_millis(600);
+
+/// What every thread shares.
+pub struct Shared {
+    pub camera_id: u8,
+    pub stop: Stop,
+    pub mailbox: Mailbox,
+    pub outbox: Outbox,
+    /// Buffers for raw frames.
+    pub raw_pool: Pool,
+    /// Buffers for encoded frames.
+    pub wire_pool: Pool,
+    pub stats: Stats,
+    /// A clone of the sender's socket, to unblock a write at exit.
+    pub socket: Mutex<Option<TcpStream>>,
+}
+
+impl Shared {
+    pub fn new(camera_id: u8) -> Shared {
+        Shared {
+            camera_id,
+            stop: Stop::default(),
+            mailbox: Mailbox::new(),
+            outbox: Outbox::default(),
+            raw_pool: Pool::default(),
+            wire_pool: Pool::default(),
+            stats: Stats::new(camera_id),
+            socket: Mutex::new(None),
+        }
+    }
+
+    /// Asks every thread to stop and wakes the ones waiting.
+    fn stop_all(&self) {
+        self.stop.request();
+        self.mailbox.wake_all();
+        self.outbox.wake_all();
+        if let Some(socket) = lock(&self.socket).as_ref() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// How a thread ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It was asked to stop.
+    Stopped,
+    /// The sender sent `--frames` frames: the agent's job is done.
+    Done,
+}
+
+struct Event {
+    thread: String,
+    result: Result<Exit>,
+}
+
+/// Runs the agent until a signal, `--frames`, or a fatal error.
+pub fn run(args: &Args) -> Result<()> {
+    // Fail on a bad level before starting anything.
+    encode::Encoder::new(args.id, args.level)?;
+
+    let signal = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&signal))
+            .context("cannot install the SIGINT/SIGTERM handler")?;
+    }
+
+    let shared = Arc::new(Shared::new(args.id));
+    let (events, inbox) = mpsc::channel();
+    let mut threads = Vec::new();
+
+    let workers = args.worker_count();
+    log::info!(
+        "camera {}: {} → {}, {} at gzip level {}, {} encoder thread(s)",
+        args.id,
+        args.source,
+        args.server,
+        args.size,
+        args.level,
+        workers
+    );
+    {
+        let args = args.clone();
+        threads.push(spawn("capture", &shared, &events, move |shared| {
+            let mut capture = Capture::new(shared);
+            match &args.source {
+                Source::Pattern => source::pattern::run(args.size, args.fps, &mut capture)?,
+                Source::File(path) => source::file::run(path, args.size, args.fps, &mut capture)?,
+                Source::V4l2 => {
+                    let cfg = source::v4l2::Config {
+                        device: &args.device,
+                        size: args.size,
+                        fps: args.fps,
+                        timeout: args.capture_timeout.0,
+                        reopen: args.reopen,
+                    };
+                    source::v4l2::run(&cfg, &mut capture)?
+                }
+            }
+            Ok(Exit::Stopped)
+        })?);
+    }
+    for i in 0..workers {
+        let level = args.level;
+        threads.push(spawn(
+            &format!("encode-{i}"),
+            &shared,
+            &events,
+            move |shared| {
+                encode::run(shared, level)?;
+                Ok(Exit::Stopped)
+            },
+        )?);
+    }
+    {
+        let (server, timeout, frames) = (args.server.clone(), args.send_timeout.0, args.frames);
+        threads.push(spawn("send", &shared, &events, move |shared| {
+            let cfg = send::Config {
+                server: &server,
+                send_timeout: timeout,
+                frames,
+            };
+            send::run(shared, &cfg)
+        })?);
+    }
+    drop(events);
+
+    let outcome = supervise(&shared, &inbox, &signal, args.stats_interval.0);
+    shared.stop_all();
+    join_bounded(threads);
+    let totals = shared.stats.totals();
+    log::info!(
+        "stopped: {} frames captured, {} sent, {} dropped",
+        totals.captured,
+        totals.sent,
+        totals.dropped
+    );
+    outcome
+}
+
+/// Waits for a signal or the first thread to end, logging stats meanwhile.
+fn supervise(
+    shared: &Shared,
+    inbox: &mpsc::Receiver<Event>,
+    signal: &AtomicBool,
+    stats_interval: Duration,
+) -> Result<()> {
+    let mut last_stats = Instant::now();
+    let mut scratch = Vec::new();
+    loop {
+        match inbox.recv_timeout(SIGNAL_POLL) {
+            Ok(Event {
+                result: Ok(Exit::Done),
+                ..
+            }) => return Ok(()),
+            Ok(Event {
+                thread,
+                result: Ok(Exit::Stopped),
+            }) => {
+                return Err(anyhow!("the {thread} thread stopped unexpectedly"));
+            }
+            Ok(Event { result: Err(e), .. }) => return Err(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(anyhow!("every thread stopped unexpectedly"));
+            }
+        }
+        if signal.load(Ordering::SeqCst) {
+            log::info!("signal received, stopping");
+            return Ok(());
+        }
+        if !stats_interval.is_zero() && last_stats.elapsed() >= stats_interval {
+            let elapsed = last_stats.elapsed();
+            last_stats = Instant::now();
+            log::info!("{}", shared.stats.line(elapsed, &mut scratch));
+        }
+    }
+}
+
+/// Starts a named thread whose result (or panic) is reported as an event.
+fn spawn(
+    name: &str,
+    shared: &Arc<Shared>,
+    events: &mpsc::Sender<Event>,
+    body: impl FnOnce(&Shared) -> Result<Exit> + Send + 'static,
+) -> Result<JoinHandle<()>> {
+    let shared = Arc::clone(shared);
+    let events = events.clone();
+    let thread = name.to_string();
+    thread::Builder::new()
+        .name(thread.clone())
+        .spawn(move || {
+            let result =
+                panic::catch_unwind(AssertUnwindSafe(|| body(&shared))).unwrap_or_else(|_| {
+                    Err(anyhow!(
+                        "the {thread} thread panicked (a bug; please report it)"
+                    ))
+                });
+            // The receiver is gone only when the agent is exiting anyway.
+            let _ = events.send(Event { thread, result });
+        })
+        .with_context(|| format!("cannot start the {name} thread"))
+}
+
+/// Joins every thread that finishes within [`JOIN_GRACE`]; the rest are
+/// left to die with the process.
+fn join_bounded(threads: Vec<JoinHandle<()>>) {
+    let deadline = Instant::now() + JOIN_GRACE;
+    while Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    for t in threads {
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            log::debug!(
+                "thread {:?} did not stop in time; exiting without it",
+                t.thread().name()
+            );
+        }
+    }
+}

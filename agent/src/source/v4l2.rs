@@ -1,0 +1,705 @@
+//! The `v4l2` source: a camera through V4L2 mmap streaming (crate `v4l`).
+//!
+//! - **Setup.** Open the device, check it can capture and stream, negotiate
+//!   YUYV at `--size`, ask for `--fps` (VIDIOC_S_PARM), and log what the
+//!   driver granted: `/dev/video0: 640x480 YUYV @ 30 fps, mmap, 4 buffers`.
+//! - **Capture.** Wait on the device fd with `poll()` in short slices, so a
+//!   stop request is seen at once and a stalled camera gives
+//!   `no frame from /dev/video0 for 2 s` instead of a hang. Each frame is
+//!   trimmed to `bytesused`, checked against the stride (`bytesperline`),
+//!   copied out of the mmap buffer and the buffer requeued at once. A frame
+//!   with a newer one already waiting is skipped: newest frame wins.
+//! - **Loss.** ENODEV or EIO is logged once as `camera /dev/video0
+//!   disconnected`; then the agent exits with status 3, or with `--reopen`
+//!   retries the device once a second.
+//!
+//! # Where we don't use the `v4l` crate
+//!
+//! `v4l` 0.14 panics on inputs a real camera can produce: non-UTF-8 bytes
+//! in the card or format names (`from_utf8().unwrap()`), colorspace or
+//! transfer values newer than the crate (`expect("Invalid colorspace")` in
+//! `set_format`), and a stepwise frame size with step 0. So QUERYCAP,
+//! ENUM_FMT, ENUM_FRAMESIZES and S_FMT are issued here with the crate's own
+//! `ioctl` and bindings, reading only the fields we need. The mmap stream and
+//! S_PARM come from the crate.
+//!
+//! `v4l`'s `MmapStream::drop` panics if VIDIOC_STREAMOFF fails with anything
+//! but ENODEV. [`close_stream`] stops the stream first: if that succeeds (or
+//! fails with ENODEV) the drop's own STREAMOFF succeeds too, since STREAMOFF
+//! on a stopped stream is a no-op; if it fails otherwise, the stream is
+//! leaked (one fd and its mappings) rather than panicking.
+//!
+//! `MmapStream::next` requeues the buffer it returned last time before it
+//! dequeues. If its dequeue ever times out, that buffer is already queued and
+//! the next call would fail with EINVAL; so we call `next` only after our
+//! own `poll()` says a frame is ready, and after a failed dequeue we first
+//! take a buffer back with `dequeue()`.
+
+use std::ffi::c_void;
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use nix::libc;
+use v4l::buffer::{Flags, Type};
+use v4l::io::mmap::Stream as MmapStream;
+use v4l::io::traits::{CaptureStream, Stream as _};
+use v4l::v4l_sys;
+use v4l::video::capture::Parameters;
+use v4l::video::Capture as _;
+use v4l::Device;
+
+use super::Capture;
+use crate::cli::Size;
+
+/// mmap buffers asked of the driver: one we hold while copying, the rest
+/// for the driver to fill meanwhile.
+const BUFFERS: u32 = 4;
+
+/// Longest single wait on the device fd, so a stop request is seen quickly.
+const POLL_SLICE: Duration = Duration::from_millis(100);
+
+/// Delay between attempts to reopen a lost camera (`--reopen`).
+const REOPEN_DELAY: Duration = Duration::from_secs(1);
+
+const YUYV: [u8; 4] = *b"YUYV";
+
+/// The camera went away (ENODEV, EIO) or stopped delivering frames. Without
+/// `--reopen` the agent exits with [`crate::cli::EXIT_CAMERA_LOST`].
+#[derive(Debug)]
+pub struct CameraLost {
+    pub message: String,
+}
+
+impl std::fmt::Display for CameraLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for CameraLost {}
+
+/// Why one capture session ended.
+enum End {
+    /// The camera was lost while streaming; retry with `--reopen`.
+    Lost(String),
+    /// Setting the camera up failed. `retry` marks errors that may go away
+    /// by themselves (device missing or busy) and are retried with `--reopen`.
+    Setup { error: anyhow::Error, retry: bool },
+}
+
+pub struct Config<'a> {
+    pub device: &'a Path,
+    pub size: Size,
+    pub fps: u32,
+    pub timeout: Duration,
+    pub reopen: bool,
+}
+
+/// Captures until a stop is requested, the camera is lost (without
+/// `--reopen`) or setup fails.
+pub fn run(cfg: &Config, capture: &mut Capture) -> Result<()> {
+    let dev = cfg.device.display();
+    let mut retrying = false;
+    loop {
+        let end = match session(cfg, capture) {
+            Ok(()) => return Ok(()),
+            Err(end) => end,
+        };
+        match end {
+            End::Lost(message) if !cfg.reopen => {
+                return Err(CameraLost {
+                    message: format!("{message}; exiting (use --reopen to keep retrying)"),
+                }
+                .into())
+            }
+            End::Lost(_) => {
+                log::warn!(
+                    "retrying {dev} every {} s (--reopen)",
+                    REOPEN_DELAY.as_secs()
+                );
+                retrying = true;
+            }
+            End::Setup { error, retry } if retry && cfg.reopen => {
+                // Log the first failure; the rest are the same story.
+                if retrying {
+                    log::debug!("{error:#}");
+                } else {
+                    log::warn!(
+                        "{error:#}; retrying every {} s (--reopen)",
+                        REOPEN_DELAY.as_secs()
+                    );
+                    retrying = true;
+                }
+            }
+            End::Setup { error, .. } => return Err(error),
+        }
+        if capture.shared().stop.sleep(REOPEN_DELAY) {
+            return Ok(());
+        }
+    }
+}
+
+/// Opens and sets up the camera, then streams until a stop or an error.
+fn session(cfg: &Config, capture: &mut Capture) -> Result<(), End> {
+    let path = cfg.device;
+    let dev = path.display();
+    let device = Device::with_path(path).map_err(|e| open_error(path, e))?;
+
+    let caps = query_caps(&device).map_err(|e| setup_error(path, "query", e))?;
+    let can_capture = caps.flags & v4l_sys::V4L2_CAP_VIDEO_CAPTURE != 0;
+    let can_stream = caps.flags & v4l_sys::V4L2_CAP_STREAMING != 0;
+    if !can_capture || !can_stream {
+        let what = if caps.flags & v4l_sys::V4L2_CAP_VIDEO_CAPTURE_MPLANE != 0 {
+            "a multi-planar capture device, which the agent does not support"
+        } else if !can_capture {
+            "not a video capture device"
+        } else {
+            "a capture device without streaming I/O"
+        };
+        return Err(End::Setup {
+            error: anyhow!(
+                "{dev} ({}, driver {}) is {what}; pick another device (v4l2-ctl --list-devices)",
+                caps.card,
+                caps.driver
+            ),
+            retry: false,
+        });
+    }
+
+    let format = negotiate(&device, path, cfg.size)?;
+    let fps = set_frame_rate(&device, path, cfg.fps);
+
+    let mut stream = MmapStream::with_buffers(&device, Type::VideoCapture, BUFFERS)
+        .map_err(|e| setup_error(path, "allocate mmap buffers on", e))?;
+    // A safety net only: `next` is called when poll() says a frame is ready.
+    stream.set_timeout(POLL_SLICE);
+    let result = stream_frames(&mut stream, cfg, &format, fps, capture);
+    close_stream(stream, path);
+    result
+}
+
+/// What QUERYCAP says, read without trusting the strings to be UTF-8.
+struct Caps {
+    driver: String,
+    card: String,
+    /// The capabilities of this device node (device_caps when the driver
+    /// reports them, as all current drivers do).
+    flags: u32,
+}
+
+fn query_caps(device: &Device) -> io::Result<Caps> {
+    // SAFETY: all-zero is a valid v4l2_capability (plain integers and arrays).
+    let mut raw: v4l_sys::v4l2_capability = unsafe { std::mem::zeroed() };
+    // SAFETY: VIDIOC_QUERYCAP fills exactly one v4l2_capability, which `raw` is.
+    unsafe {
+        v4l::v4l2::ioctl(
+            device.handle().fd(),
+            v4l::v4l2::vidioc::VIDIOC_QUERYCAP,
+            &mut raw as *mut _ as *mut c_void,
+        )?;
+    }
+    let flags = if raw.capabilities & v4l_sys::V4L2_CAP_DEVICE_CAPS != 0 {
+        raw.device_caps
+    } else {
+        raw.capabilities
+    };
+    Ok(Caps {
+        driver: c_string(&raw.driver),
+        card: c_string(&raw.card),
+        flags,
+    })
+}
+
+/// The format the driver granted.
+struct Granted {
+    width: u32,
+    height: u32,
+    /// Bytes per row.
+    stride: usize,
+}
+
+/// Sets YUYV at `size`; if the device cannot do it, the error lists what
+/// it can do.
+fn negotiate(device: &Device, path: &Path, size: Size) -> Result<Granted, End> {
+    let dev = path.display();
+    let formats = enum_formats(device).map_err(|e| setup_error(path, "list the formats of", e))?;
+    let offers = || describe_offers(device, &formats);
+    if !formats.iter().any(|(fourcc, _)| *fourcc == YUYV) {
+        return Err(End::Setup {
+            error: anyhow!("{dev} does not offer YUYV; it offers: {}", offers()),
+            retry: false,
+        });
+    }
+
+    // SAFETY: all-zero is a valid v4l2_format (integers, and a union of
+    // plain structs).
+    let mut raw: v4l_sys::v4l2_format = unsafe { std::mem::zeroed() };
+    raw.type_ = v4l_sys::v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE;
+    // `pix` is the member VIDEO_CAPTURE uses; we write and later read only it.
+    raw.fmt.pix.width = size.width;
+    raw.fmt.pix.height = size.height;
+    raw.fmt.pix.pixelformat = u32::from_le_bytes(YUYV);
+    raw.fmt.pix.field = v4l_sys::v4l2_field_V4L2_FIELD_ANY;
+    // SAFETY: VIDIOC_S_FMT reads and rewrites one v4l2_format, which `raw` is.
+    unsafe {
+        v4l::v4l2::ioctl(
+            device.handle().fd(),
+            v4l::v4l2::vidioc::VIDIOC_S_FMT,
+            &mut raw as *mut _ as *mut c_void,
+        )
+    }
+    .map_err(|e| setup_error(path, "set YUYV {size} on", e))?;
+    // SAFETY: as above, `pix` is the member the driver filled in.
+    let pix = unsafe { raw.fmt.pix };
+
+    if pix.pixelformat != u32::from_le_bytes(YUYV)
+        || (pix.width, pix.height) != (size.width, size.height)
+    {
+        return Err(End::Setup {
+            error: anyhow!(
+                "{dev} does not offer YUYV at {size} (the driver offered {} at {}x{}); \
+                 pick a --size it offers: {}",
+                fourcc_name(pix.pixelformat.to_le_bytes()),
+                pix.width,
+                pix.height,
+                offers()
+            ),
+            retry: false,
+        });
+    }
+    let min_stride = size.width as usize * 2;
+    let stride = match pix.bytesperline as usize {
+        0 => min_stride,
+        s if s < min_stride => {
+            return Err(End::Setup {
+                error: anyhow!(
+                    "{dev} reports {s} bytes per row, less than the {min_stride} that \
+                     {} YUYV pixels need; the driver is broken",
+                    size.width
+                ),
+                retry: false,
+            })
+        }
+        s => s,
+    };
+    Ok(Granted {
+        width: pix.width,
+        height: pix.height,
+        stride,
+    })
+}
+
+/// Asks for `fps` (0: keep the camera's rate) and returns the rate in
+/// effect, if the driver says. A camera that cannot set its rate still
+/// streams at its own, so that is a warning, not an error.
+fn set_frame_rate(device: &Device, path: &Path, fps: u32) -> Option<f64> {
+    if fps > 0 {
+        if let Err(e) = device.set_params(&Parameters::with_fps(fps)) {
+            log::warn!(
+                "{}: cannot set {fps} fps ({e}); using the camera's own rate",
+                path.display()
+            );
+        }
+    }
+    let interval = device.params().ok()?.interval;
+    (interval.numerator > 0 && interval.denominator > 0)
+        .then(|| f64::from(interval.denominator) / f64::from(interval.numerator))
+}
+
+/// Every format the device offers, as (fourcc, description).
+fn enum_formats(device: &Device) -> io::Result<Vec<([u8; 4], String)>> {
+    let mut formats = Vec::new();
+    for index in 0..64 {
+        // SAFETY: all-zero is a valid v4l2_fmtdesc (integers and arrays).
+        let mut raw: v4l_sys::v4l2_fmtdesc = unsafe { std::mem::zeroed() };
+        raw.index = index;
+        raw.type_ = v4l_sys::v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        // SAFETY: VIDIOC_ENUM_FMT reads and fills one v4l2_fmtdesc.
+        let result = unsafe {
+            v4l::v4l2::ioctl(
+                device.handle().fd(),
+                v4l::v4l2::vidioc::VIDIOC_ENUM_FMT,
+                &mut raw as *mut _ as *mut c_void,
+            )
+        };
+        match result {
+            Ok(()) => formats.push((raw.pixelformat.to_le_bytes(), c_string(&raw.description))),
+            // EINVAL marks the end of the list.
+            Err(e) if e.raw_os_error() == Some(EINVAL) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(formats)
+}
+
+/// "YUYV (YUYV 4:2:2): 640x480, 1280x720; MJPG (Motion-JPEG): ..."
+fn describe_offers(device: &Device, formats: &[([u8; 4], String)]) -> String {
+    if formats.is_empty() {
+        return "no capture formats at all".into();
+    }
+    let mut out = String::new();
+    for (i, (fourcc, description)) in formats.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        let _ = write!(
+            out,
+            "{} ({description}): {}",
+            fourcc_name(*fourcc),
+            frame_sizes(device, *fourcc)
+        );
+    }
+    out
+}
+
+fn frame_sizes(device: &Device, fourcc: [u8; 4]) -> String {
+    let mut sizes = Vec::new();
+    for index in 0..64 {
+        // SAFETY: all-zero is a valid v4l2_frmsizeenum (integers and a union
+        // of integer structs).
+        let mut raw: v4l_sys::v4l2_frmsizeenum = unsafe { std::mem::zeroed() };
+        raw.index = index;
+        raw.pixel_format = u32::from_le_bytes(fourcc);
+        // SAFETY: VIDIOC_ENUM_FRAMESIZES reads and fills one v4l2_frmsizeenum.
+        let result = unsafe {
+            v4l::v4l2::ioctl(
+                device.handle().fd(),
+                v4l::v4l2::vidioc::VIDIOC_ENUM_FRAMESIZES,
+                &mut raw as *mut _ as *mut c_void,
+            )
+        };
+        if result.is_err() {
+            break;
+        }
+        // SAFETY: the union member to read is the one `type_` names; both
+        // are plain integers, so any bits are valid.
+        let text = unsafe {
+            if raw.type_ == v4l_sys::v4l2_frmsizetypes_V4L2_FRMSIZE_TYPE_DISCRETE {
+                let d = raw.__bindgen_anon_1.discrete;
+                format!("{}x{}", d.width, d.height)
+            } else {
+                let s = raw.__bindgen_anon_1.stepwise;
+                format!(
+                    "{}x{} to {}x{} in steps of {}x{}",
+                    s.min_width,
+                    s.min_height,
+                    s.max_width,
+                    s.max_height,
+                    s.step_width,
+                    s.step_height
+                )
+            }
+        };
+        sizes.push(text);
+        if raw.type_ != v4l_sys::v4l2_frmsizetypes_V4L2_FRMSIZE_TYPE_DISCRETE {
+            break; // stepwise and continuous have exactly one entry
+        }
+    }
+    if sizes.is_empty() {
+        "sizes not listed".into()
+    } else {
+        sizes.join(", ")
+    }
+}
+
+/// Streams frames into the mailbox until a stop is requested or an error.
+fn stream_frames(
+    stream: &mut MmapStream,
+    cfg: &Config,
+    format: &Granted,
+    fps: Option<f64>,
+    capture: &mut Capture,
+) -> Result<(), End> {
+    let path = cfg.device;
+    let dev = path.display();
+    // `next` requeues "the buffer it returned last" before dequeuing, and
+    // starts by assuming that is buffer 0. So we queue the others ourselves
+    // and start streaming: from then on we always hold exactly one buffer.
+    let mut queued = 0;
+    for index in 1..BUFFERS as usize {
+        match CaptureStream::queue(stream, index) {
+            Ok(()) => queued += 1,
+            // The driver granted fewer buffers than we asked for.
+            Err(e) if e.raw_os_error() == Some(EINVAL) && queued > 0 => break,
+            Err(e) => return Err(capture_error(path, "queue buffers on", e)),
+        }
+    }
+    stream
+        .start()
+        .map_err(|e| capture_error(path, "start streaming on", e))?;
+    let rate = fps.map_or_else(
+        || "camera's own rate".to_string(),
+        |f| format!("{} fps", trim_float(f)),
+    );
+    log::info!(
+        "{dev}: {}x{} YUYV @ {rate}, mmap, {} buffers",
+        format.width,
+        format.height,
+        queued + 1
+    );
+
+    let (width, height) = (format.width, format.height);
+    // The last row need not carry its padding.
+    let needed = format.stride * (height as usize - 1) + width as usize * 2;
+    let handle = stream.handle();
+    let slice_ms = POLL_SLICE.as_millis() as i32;
+    let shared = capture.shared();
+    let mut last_frame = Instant::now();
+    let mut holding = true;
+    let mut warned_short = false;
+    loop {
+        if shared.stop.is_requested() {
+            return Ok(());
+        }
+        match handle.poll(libc::POLLIN, slice_ms) {
+            Ok(0) => {
+                if last_frame.elapsed() >= cfg.timeout {
+                    let message = format!(
+                        "no frame from {dev} for {} s",
+                        trim_float(cfg.timeout.as_secs_f64())
+                    );
+                    log::error!("{message}");
+                    return Err(End::Lost(message));
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(capture_error(path, "wait for a frame from", e)),
+        }
+        if !holding {
+            // A dequeue failed after its buffer was requeued: take one back
+            // (its frame is lost) so `next` has a buffer to requeue.
+            match CaptureStream::dequeue(stream) {
+                Ok(_) => holding = true,
+                Err(e) if is_retryable(&e) => {}
+                Err(e) => return Err(capture_error(path, "dequeue a frame from", e)),
+            }
+            continue;
+        }
+        let (buf, meta) = match CaptureStream::next(stream) {
+            Ok(frame) => frame,
+            Err(e) if is_retryable(&e) => {
+                holding = false;
+                continue;
+            }
+            Err(e) => return Err(capture_error(path, "dequeue a frame from", e)),
+        };
+        let captured = Instant::now();
+        last_frame = captured;
+        let used = (meta.bytesused as usize).min(buf.len());
+        if meta.flags.contains(Flags::ERROR) || used < needed {
+            if !warned_short {
+                log::warn!(
+                    "{dev}: dropping a short or corrupt frame ({used} of {needed} bytes); \
+                     more are logged at debug level"
+                );
+                warned_short = true;
+            } else {
+                log::debug!("{dev}: dropping a short or corrupt frame ({used} of {needed} bytes)");
+            }
+            capture.skip();
+            continue;
+        }
+        // Newest frame wins: if the driver already has a newer frame, this
+        // one is stale; skip the copy.
+        if matches!(handle.poll(libc::POLLIN, 0), Ok(1)) {
+            capture.skip();
+            continue;
+        }
+        let mut data = capture.buffer();
+        data.extend_from_slice(&buf[..needed]);
+        capture.publish(data, width, height, format.stride, captured);
+    }
+}
+
+/// Stops and releases the stream without letting `v4l`'s Drop panic (see
+/// the module doc).
+fn close_stream(mut stream: MmapStream, path: &Path) {
+    match stream.stop() {
+        Ok(()) => drop(stream),
+        Err(e) if e.raw_os_error() == Some(ENODEV) => drop(stream),
+        Err(e) => {
+            log::warn!(
+                "{}: stopping the stream failed ({e}); leaking its buffers rather than crashing",
+                path.display()
+            );
+            std::mem::forget(stream);
+        }
+    }
+}
+
+const ENODEV: i32 = libc::ENODEV;
+const EIO: i32 = libc::EIO;
+const EINVAL: i32 = libc::EINVAL;
+const EBUSY: i32 = libc::EBUSY;
+
+/// Errors after which the same `next`/`dequeue` may simply be tried again.
+fn is_retryable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// An error while streaming: ENODEV and EIO mean the camera is gone.
+fn capture_error(path: &Path, doing: &str, e: io::Error) -> End {
+    match e.raw_os_error() {
+        Some(ENODEV) | Some(EIO) => {
+            let message = format!("camera {} disconnected", path.display());
+            log::error!("{message} ({e})");
+            End::Lost(message)
+        }
+        _ => setup_error(path, doing, e),
+    }
+}
+
+/// A failed ioctl during setup, with what to do about it.
+fn setup_error(path: &Path, doing: &str, e: io::Error) -> End {
+    let dev = path.display();
+    match e.raw_os_error() {
+        Some(EBUSY) => End::Setup {
+            error: anyhow!(
+                "{dev} is busy: another program is using the camera \
+                 (find it with `fuser -v {dev}`, stop it, and try again)"
+            ),
+            retry: true,
+        },
+        Some(ENODEV) | Some(EIO) => End::Setup {
+            error: anyhow!("cannot {doing} {dev}: {e} — was the camera unplugged?"),
+            retry: true,
+        },
+        Some(libc::ENOTTY) => End::Setup {
+            error: anyhow!("{dev} is not a V4L2 device (it does not answer V4L2 ioctls); pick another with v4l2-ctl --list-devices"),
+            retry: false,
+        },
+        _ => End::Setup {
+            error: anyhow::Error::new(e).context(format!("cannot {doing} {dev}")),
+            retry: false,
+        },
+    }
+}
+
+/// Opening the device failed: say what it means for a camera.
+fn open_error(path: &Path, e: io::Error) -> End {
+    let dev = path.display();
+    let (error, retry) = match e.kind() {
+        io::ErrorKind::NotFound => (
+            anyhow!("cannot open {dev}: no such file — is the camera plugged in? (v4l2-ctl --list-devices)"),
+            true,
+        ),
+        io::ErrorKind::PermissionDenied => (
+            anyhow!(
+                "cannot open {dev}: permission denied — add this user to the `video` group \
+                 (sudo usermod -aG video $USER, then log in again), or run with \
+                 SupplementaryGroups=video under systemd"
+            ),
+            false,
+        ),
+        _ => match e.raw_os_error() {
+            Some(libc::ENXIO) | Some(ENODEV) => (
+                anyhow!("cannot open {dev}: no such device — is the camera plugged in? (v4l2-ctl --list-devices)"),
+                true,
+            ),
+            Some(EBUSY) => (
+                anyhow!("cannot open {dev}: busy — another program is using the camera (fuser -v {dev})"),
+                true,
+            ),
+            _ => (
+                anyhow::Error::new(e).context(format!("cannot open {dev}")),
+                false,
+            ),
+        },
+    };
+    End::Setup { error, retry }
+}
+
+/// A fixed-size, NUL-padded C string from the kernel, decoded leniently.
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).trim().to_string()
+}
+
+fn fourcc_name(fourcc: [u8; 4]) -> String {
+    fourcc
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+/// "30" for 30.0, "29.97" for 29.97.
+fn trim_float(x: f64) -> String {
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_device_says_what_to_do() {
+        let mut caps_path = std::env::temp_dir();
+        caps_path.push("camstream-no-such-video-device");
+        let cfg = Config {
+            device: &caps_path,
+            size: Size {
+                width: 640,
+                height: 480,
+            },
+            fps: 30,
+            timeout: Duration::from_secs(2),
+            reopen: false,
+        };
+        let shared = crate::pipeline::Shared::new(0);
+        let mut capture = Capture::new(&shared);
+        let err = run(&cfg, &mut capture).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("no such file — is the camera plugged in? (v4l2-ctl --list-devices)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn not_a_v4l2_device_is_refused_clearly() {
+        let cfg = Config {
+            device: Path::new("/dev/null"),
+            size: Size {
+                width: 640,
+                height: 480,
+            },
+            fps: 30,
+            timeout: Duration::from_secs(2),
+            reopen: false,
+        };
+        let shared = crate::pipeline::Shared::new(0);
+        let mut capture = Capture::new(&shared);
+        let text = format!("{:#}", run(&cfg, &mut capture).unwrap_err());
+        assert!(text.contains("not a V4L2 device"), "{text}");
+    }
+
+    #[test]
+    fn names_and_numbers_print_cleanly() {
+        assert_eq!(
+            c_string(b"Integrated \xff Camera\0\0junk"),
+            "Integrated \u{fffd} Camera"
+        );
+        assert_eq!(fourcc_name(*b"YUYV"), "YUYV");
+        assert_eq!(fourcc_name([b'G', b'R', b'E', 0]), "GRE?");
+        assert_eq!(trim_float(30.0), "30");
+        assert_eq!(trim_float(29.97), "29.97");
+        assert_eq!(trim_float(7.5), "7.5");
+    }
+}

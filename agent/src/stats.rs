@@ -1,0 +1,204 @@
+//! Counters and timing samples for the periodic stats line:
+//!
+//! ```text
+//! camera 3: 29.8 fps captured, 29.8 sent, 0 dropped, 21.4 Mbit/s, ratio 1.24, encode p50 14 ms, latency p50 20 ms p99 31 ms
+//! ```
+//!
+//! - `captured`: frames taken from the source per second;
+//! - `sent`: frames fully written to the viewer per second;
+//! - `dropped`: frames dropped in the interval (replaced by a newer one,
+//!   stale, short, or the viewer was away);
+//! - `Mbit/s`: bytes written to the socket, headers included;
+//! - `ratio`: BMP bytes / gzip bytes of the frames sent;
+//! - `encode p50`: median YUYV→BGR→BMP→gzip time of one frame;
+//! - `latency p50/p99`: capture to fully written, per frame.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::frame::lock;
+
+/// Samples kept per interval; more are ignored, so memory stays flat
+/// whatever the frame rate and interval.
+const MAX_SAMPLES: usize = 4096;
+
+#[derive(Default)]
+struct Counters {
+    captured: AtomicU64,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    wire_bytes: AtomicU64,
+    bmp_bytes: AtomicU64,
+    body_bytes: AtomicU64,
+}
+
+pub struct Stats {
+    camera_id: u8,
+    interval: Counters,
+    total: Counters,
+    encode_us: Mutex<Vec<u32>>,
+    latency_us: Mutex<Vec<u32>>,
+}
+
+/// Totals since start, for the last log line.
+pub struct Totals {
+    pub captured: u64,
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+impl Stats {
+    pub fn new(camera_id: u8) -> Stats {
+        Stats {
+            camera_id,
+            interval: Counters::default(),
+            total: Counters::default(),
+            encode_us: Mutex::new(Vec::with_capacity(MAX_SAMPLES)),
+            latency_us: Mutex::new(Vec::with_capacity(MAX_SAMPLES)),
+        }
+    }
+
+    pub fn captured(&self) {
+        add(&self.interval.captured, &self.total.captured, 1);
+    }
+
+    pub fn dropped(&self, n: u64) {
+        add(&self.interval.dropped, &self.total.dropped, n);
+    }
+
+    pub fn encoded(&self, took: Duration) {
+        push_sample(&self.encode_us, took);
+    }
+
+    /// A frame of `wire_len` bytes (header included), whose BMP was
+    /// `bmp_len` bytes and gzip body `body_len` bytes, was fully written
+    /// `latency` after capture.
+    pub fn sent(&self, wire_len: usize, bmp_len: usize, body_len: usize, latency: Duration) {
+        add(&self.interval.sent, &self.total.sent, 1);
+        add(
+            &self.interval.wire_bytes,
+            &self.total.wire_bytes,
+            wire_len as u64,
+        );
+        add(
+            &self.interval.bmp_bytes,
+            &self.total.bmp_bytes,
+            bmp_len as u64,
+        );
+        add(
+            &self.interval.body_bytes,
+            &self.total.body_bytes,
+            body_len as u64,
+        );
+        push_sample(&self.latency_us, latency);
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals {
+            captured: self.total.captured.load(Ordering::Relaxed),
+            sent: self.total.sent.load(Ordering::Relaxed),
+            dropped: self.total.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The stats line for the `elapsed` time since the last call, and a
+    /// reset of the interval counters. `scratch` is reused between calls.
+    pub fn line(&self, elapsed: Duration, scratch: &mut Vec<u32>) -> String {
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
+        let captured = take(&self.interval.captured);
+        let sent = take(&self.interval.sent);
+        let dropped = take(&self.interval.dropped);
+        let wire_bytes = take(&self.interval.wire_bytes);
+        let bmp_bytes = take(&self.interval.bmp_bytes);
+        let body_bytes = take(&self.interval.body_bytes);
+
+        let ratio = if body_bytes > 0 {
+            format!("{:.2}", bmp_bytes as f64 / body_bytes as f64)
+        } else {
+            "-".into()
+        };
+        let encode = percentiles(&self.encode_us, scratch, &[50]);
+        let latency = percentiles(&self.latency_us, scratch, &[50, 99]);
+        format!(
+            "camera {}: {:.1} fps captured, {:.1} sent, {} dropped, {:.1} Mbit/s, ratio {}, \
+             encode p50 {}, latency p50 {} p99 {}",
+            self.camera_id,
+            captured as f64 / secs,
+            sent as f64 / secs,
+            dropped,
+            wire_bytes as f64 * 8.0 / secs / 1e6,
+            ratio,
+            encode[0],
+            latency[0],
+            latency[1],
+        )
+    }
+}
+
+fn add(interval: &AtomicU64, total: &AtomicU64, n: u64) {
+    interval.fetch_add(n, Ordering::Relaxed);
+    total.fetch_add(n, Ordering::Relaxed);
+}
+
+fn push_sample(samples: &Mutex<Vec<u32>>, took: Duration) {
+    let mut samples = lock(samples);
+    if samples.len() < samples.capacity() {
+        samples.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+    }
+}
+
+/// Takes the interval's samples and formats the requested percentiles in
+/// ms ("-" when there were none).
+fn percentiles(samples: &Mutex<Vec<u32>>, scratch: &mut Vec<u32>, which: &[usize]) -> Vec<String> {
+    scratch.clear();
+    {
+        let mut samples = lock(samples);
+        scratch.extend_from_slice(&samples);
+        samples.clear();
+    }
+    scratch.sort_unstable();
+    which
+        .iter()
+        .map(|&p| match scratch.len() {
+            0 => "-".to_string(),
+            n => {
+                let index = (n * p / 100).min(n - 1);
+                format!("{:.0} ms", f64::from(scratch[index]) / 1000.0)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_reports_rates_and_resets() {
+        let stats = Stats::new(3);
+        for _ in 0..30 {
+            stats.captured();
+        }
+        for i in 0..10u64 {
+            stats.encoded(Duration::from_millis(10 + i));
+            stats.sent(1005, 2000, 1000, Duration::from_millis(20));
+        }
+        stats.dropped(20);
+        let mut scratch = Vec::new();
+        let line = stats.line(Duration::from_secs(1), &mut scratch);
+        assert_eq!(
+            line,
+            "camera 3: 30.0 fps captured, 10.0 sent, 20 dropped, 0.1 Mbit/s, ratio 2.00, \
+             encode p50 15 ms, latency p50 20 ms p99 20 ms"
+        );
+        let line = stats.line(Duration::from_secs(1), &mut scratch);
+        assert!(
+            line.contains("0.0 fps captured, 0.0 sent, 0 dropped"),
+            "{line}"
+        );
+        assert!(line.contains("ratio -, encode p50 -"), "{line}");
+        assert_eq!(stats.totals().sent, 10);
+    }
+}
