@@ -1,0 +1,755 @@
+"""camstream benchmark harness: our agent and viewer against the original
+Python/OpenCV design, side by side, on the same frames, in one run.
+
+Run it through `bench/run` (which builds the release binaries and picks the
+venv); see bench/README.md. The machine is shared and noisy, so every section
+runs several rounds, alternates the contenders' order from round to round,
+reports medians, and computes every ratio within a round before taking the
+median of the ratios.
+
+Sections:
+  agent    Python reference pipeline vs `agent --source file:... --fps 0`,
+           both into a discard sink (`loadgen sink`): frames/s, CPU s/frame,
+           peak RSS, at 640x480 and 1280x720.
+  viewer   `loadgen send` replays a pre-compressed frame from N cameras at
+           30 fps (paced) into the Python server and into `viewer --headless`:
+           delivered fps per camera, CPU, peak RSS; plus an unpaced run that
+           measures how many frames/s each can decode at most.
+  stages   per-stage timings: proto (`stagebench`) vs OpenCV/zlib (stages.py).
+  latency  agent --fps 30 -> viewer --headless on loopback; the p50/p99 each
+           prints in its stats line.
+
+Nothing here asserts: it prints figures and marks each goal met or missed.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "target" / "bench"
+LOGS = WORK / "logs"
+BIN = ROOT / "target" / "release"
+HERE = Path(__file__).resolve().parent
+FRAMES = {
+    "640x480": ROOT / "testdata" / "frames" / "coffee_640x480_noise.yuyv",
+    "1280x720": ROOT / "testdata" / "frames" / "astronaut_1280x720_noise.yuyv",
+}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+def proc_cpu_s(pid):
+    """User+system CPU seconds of a live process, all its threads (/proc/PID/stat)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_hwm_kib(pid):
+    """Peak RSS (VmHWM) of a live process, in KiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def machine_jiffies():
+    """(busy, total) jiffies of the whole machine, all processes of all users."""
+    parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    vals = [int(v) for v in parts[:8]]
+    idle = vals[3] + vals[4]
+    return sum(vals) - idle, sum(vals)
+
+
+class Machine:
+    """Busy cores over an interval, from /proc/stat: ours plus everyone else's."""
+
+    def __init__(self):
+        self.b0, self.t0 = machine_jiffies()
+        self.w0 = time.monotonic()
+
+    def busy_cores(self):
+        b1, _ = machine_jiffies()
+        wall = time.monotonic() - self.w0
+        return (b1 - self.b0) / CLK_TCK / wall if wall > 0 else 0.0
+
+
+class Proc:
+    """A child with its stdout/stderr in log files, reaped with wait4 so its
+    rusage (CPU of all threads, ru_maxrss) is exact."""
+
+    def __init__(self, name, cmd, env=None):
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.cmd = [str(c) for c in cmd]
+        self.out_path = LOGS / f"{name}.out"
+        self.err_path = LOGS / f"{name}.err"
+        self.out = open(self.out_path, "wb")
+        self.err = open(self.err_path, "wb")
+        self.start = time.monotonic()
+        self.p = subprocess.Popen(self.cmd, stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL,
+                                  env=env)
+        self.pid = self.p.pid
+        self.result = None
+
+    def stdout(self):
+        return self.out_path.read_text(errors="replace")
+
+    def stderr(self):
+        return self.err_path.read_text(errors="replace")
+
+    def wait_for(self, pattern, timeout=30, stream="both"):
+        """Waits for a regex in the output; returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = ""
+            if stream in ("both", "out"):
+                text += self.stdout()
+            if stream in ("both", "err"):
+                text += self.stderr()
+            m = rx.search(text)
+            if m:
+                return m
+            if self.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.name}: no {pattern!r} within {timeout}s; exit={self.result and self.result['code']}\n"
+                           f"command: {shlex.join(self.cmd)}\nstderr tail:\n{self.stderr()[-2000:]}")
+
+    def poll(self):
+        if self.result is None:
+            pid, status, ru = os.wait4(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self._reaped(status, ru)
+        return self.result
+
+    def _reaped(self, status, ru):
+        self.p.returncode = os.waitstatus_to_exitcode(status)
+        self.result = {
+            "code": self.p.returncode,
+            "wall_s": time.monotonic() - self.start,
+            "cpu_s": ru.ru_utime + ru.ru_stime,
+            "maxrss_kib": ru.ru_maxrss,
+        }
+        self.out.close()
+        self.err.close()
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                log(f"{self.name}: still running after {timeout}s, killing it")
+                self.p.kill()
+                pid, status, ru = os.wait4(self.pid, 0)
+                self._reaped(status, ru)
+                self.result["timed_out"] = True
+                break
+            time.sleep(0.01)
+        return self.result
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+        return self.wait(timeout)
+
+
+def listening_addr(proc):
+    return proc.wait_for(r"listening on (\S+)").group(1)
+
+
+# ---------------------------------------------------------------- figures
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=1, unit=""):
+    if v is None:
+        return "n/a"
+    return f"{v:.{digits}f}{unit}"
+
+
+def kib(v):
+    return v / 1024 if v is not None else None
+
+
+def ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+MS_RX = r"([0-9.]+)\s*(us|µs|ms|s)\b"
+
+
+def to_ms(value, unit):
+    v = float(value)
+    return {"us": v / 1000, "µs": v / 1000, "ms": v, "s": v * 1000}[unit]
+
+
+def parse_percentiles(line):
+    """Every `<name> p50 X ms` / `p99 X ms` pair in a stats line, as ms.
+    Also accepts `p50/p99 X/Y ms`. Returns {"p50": [...], "p99": [...]}."""
+    found = {"p50": [], "p99": []}
+    for m in re.finditer(r"p50\s*/\s*p99[ =:]*([0-9.]+)\s*/\s*([0-9.]+)\s*(us|µs|ms|s)\b", line):
+        found["p50"].append(to_ms(m.group(1), m.group(3)))
+        found["p99"].append(to_ms(m.group(2), m.group(3)))
+    for p in ("p50", "p99"):
+        for m in re.finditer(p + r"[ =:]*" + MS_RX, line):
+            found[p].append(to_ms(m.group(1), m.group(2)))
+    return found
+
+
+# ---------------------------------------------------------------- setup
+
+def venv_python():
+    py = Path(os.environ.get("BENCH_PYTHON", ROOT / ".venv" / "bin" / "python"))
+    if not py.exists():
+        raise SystemExit(f"no Python venv at {py}: run tests/python/setup.sh (needs python3-venv)")
+    return py
+
+
+def prepare(py):
+    """Makes, once, the BMP and the level-9 gzip body of each noisy frame, with
+    the original design's own code (cvtColor, imencode, gzip.compress)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for size, yuyv in FRAMES.items():
+        if not yuyv.exists():
+            raise SystemExit(f"missing {yuyv}: copy it from ../shared/frames (see testdata/frames/README.md)")
+        bmp, gz = WORK / f"{yuyv.stem}.bmp", WORK / f"{yuyv.stem}.bmp.gz"
+        if not (bmp.exists() and gz.exists()) or bmp.stat().st_mtime < yuyv.stat().st_mtime:
+            w, h = size.split("x")
+            subprocess.run([str(py), "-c", (
+                "import cv2, gzip, numpy as np, sys\n"
+                f"y = np.fromfile({str(yuyv)!r}, np.uint8)[:{w}*{h}*2].reshape({h}, {w}, 2)\n"
+                "ok, b = cv2.imencode('.bmp', cv2.cvtColor(y, cv2.COLOR_YUV2BGR_YUYV))\n"
+                f"open({str(bmp)!r}, 'wb').write(b.tobytes())\n"
+                f"open({str(gz)!r}, 'wb').write(gzip.compress(b.tobytes(), compresslevel=9))\n")],
+                check=True)
+        made[size] = {"yuyv": yuyv, "bmp": bmp, "gz": gz}
+    return made
+
+
+# ---------------------------------------------------------------- agent
+
+def run_sink(tag):
+    sink = Proc(f"sink-{tag}", [BIN / "loadgen", "sink", "--listen", "127.0.0.1:0", "--conns", "1"])
+    return sink, listening_addr(sink)
+
+
+def finish_sink(sink):
+    res = sink.wait(30)
+    try:
+        info = json.loads(sink.stdout().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        info = {}
+    return res, info
+
+
+def agent_python(py, size, frames, tag):
+    sink, addr = run_sink(tag)
+    machine = Machine()
+    ref = Proc(f"pyagent-{tag}", [py, HERE / "ref_agent.py", "--input", FRAMES[size], "--size", size,
+                                  "--frames", frames, "--server", addr])
+    res = ref.wait(600)
+    busy = machine.busy_cores()
+    sres, sinfo = finish_sink(sink)
+    if res["code"] != 0:
+        raise RuntimeError(f"python reference failed: {ref.stderr()[-1500:]}")
+    info = json.loads(ref.stdout().strip().splitlines()[-1])
+    wall = res["wall_s"]
+    return {
+        "fps": info["frames"] / info["wall_s"],
+        "cpu_per_frame_ms": info["cpu_s"] / info["frames"] * 1e3,
+        "rss_mib": res["maxrss_kib"] / 1024,
+        "frames_at_sink": sinfo.get("frames"),
+        "body_bytes": info["body_bytes_avg"],
+        "others_cores": busy - (res["cpu_s"] + sres["cpu_s"]) / wall,
+        "sink_cpu_s": sres["cpu_s"],
+    }
+
+
+def agent_ours(size, frames, tag, workers=None):
+    sink, addr = run_sink(tag)
+    cmd = [BIN / "agent", "--source", f"file:{FRAMES[size]}", "--size", size, "--fps", "0",
+           "--frames", frames, "--level", "9", "--server", addr, "--stats-interval", "1"]
+    if workers:
+        cmd += ["--workers", workers]
+    machine = Machine()
+    agent = Proc(f"agent-{tag}", cmd)
+    res = agent.wait(600)
+    busy = machine.busy_cores()
+    sres, sinfo = finish_sink(sink)
+    if res["code"] != 0:
+        raise RuntimeError(f"agent exited {res['code']}: {shlex.join(agent.cmd)}\n{agent.stderr()[-1500:]}")
+    got = sinfo.get("frames")
+    if got != frames:
+        log(f"warning: agent {tag} asked for {frames} frames, the sink counted {got}")
+    wall = res["wall_s"]
+    return {
+        # Whole process, start-up included: that only counts against us.
+        "fps": (got or frames) / wall,
+        "cpu_per_frame_ms": res["cpu_s"] / (got or frames) * 1e3,
+        "rss_mib": res["maxrss_kib"] / 1024,
+        "frames_at_sink": got,
+        "body_bytes": (sinfo.get("bytes", 0) / got - 5) if got else None,
+        "others_cores": busy - (res["cpu_s"] + sres["cpu_s"]) / wall,
+        "stats_lines": [l for l in agent.stderr().splitlines() if "fps" in l][-3:],
+    }
+
+
+def bench_agent(cfg, py, rows, notes):
+    out = {}
+    for size in ("640x480", "1280x720"):
+        frames = cfg.agent_frames[size]
+        rounds = []
+        for r in range(cfg.rounds):
+            order = ["py", "ours"] if r % 2 == 0 else ["ours", "py"]
+            res = {}
+            for who in order:
+                tag = f"{size}-r{r}-{who}"
+                log(f"agent {size} round {r + 1}/{cfg.rounds}: {who} ({frames} frames)")
+                res[who] = agent_python(py, size, frames, tag) if who == "py" else agent_ours(size, frames, tag)
+            if cfg.workers1 and size == "640x480":
+                log(f"agent {size} round {r + 1}/{cfg.rounds}: ours --workers 1")
+                res["ours1"] = agent_ours(size, frames, f"{size}-r{r}-w1", workers=1)
+            res["fps_ratio"] = ratio(res["ours"]["fps"], res["py"]["fps"])
+            res["cpu_ratio"] = ratio(res["ours"]["cpu_per_frame_ms"], res["py"]["cpu_per_frame_ms"])
+            rounds.append(res)
+        out[size] = rounds
+    return out
+
+
+# ---------------------------------------------------------------- viewer
+
+def camera_fps_from_viewer(stderr, seconds):
+    """Delivered (decoded/displayed) fps per camera from the viewer's stats
+    lines. Skips the first and last interval (ramp-up and tear-down) when
+    there are enough. Returns {camera: median fps}."""
+    per_cam = {}
+    for line in stderr.splitlines():
+        m = re.search(r"camera (\d+)\b.*?([0-9.]+)\s*fps", line)
+        if m and "listening" not in line:
+            per_cam.setdefault(m.group(1), []).append(float(m.group(2)))
+    result = {}
+    for cam, values in per_cam.items():
+        steady = values[1:-1] if len(values) >= 4 else values
+        result[cam] = statistics.median(steady)
+    return result
+
+
+def server_run(kind, py, n, fps, seconds, frame, tag, cfg):
+    if kind == "py":
+        server = Proc(f"pyserver-{tag}", [py, HERE / "ref_server.py", "--listen", "127.0.0.1:0"])
+    else:
+        server = Proc(f"viewer-{tag}", [BIN / "viewer", "--listen", "127.0.0.1:0", "--headless",
+                                        "--max-clients", max(16, n), "--stats-interval", cfg.stats_interval])
+    addr = listening_addr(server)
+    gen = Proc(f"loadgen-{tag}", [BIN / "loadgen", "send", "--server", addr, "--clients", n, "--fps", fps,
+                                  "--seconds", seconds, "--frame", frame])
+    # Wait until every client is connected (the generator connects all, then starts).
+    time.sleep(0.2)
+    cpu0 = proc_cpu_s(server.pid)
+    machine = Machine()
+    t0 = time.monotonic()
+    gres = gen.wait(seconds + 60)
+    wall = time.monotonic() - t0
+    cpu1 = proc_cpu_s(server.pid)
+    busy = machine.busy_cores()
+    hwm = proc_hwm_kib(server.pid)
+    # Let the server drain what the kernel still holds, as a viewer would.
+    time.sleep(0.3)
+    sres = server.stop(signal.SIGINT if kind == "ours" else signal.SIGTERM)
+    if gres.get("code") != 0:
+        raise RuntimeError(f"loadgen failed: {gen.stderr()[-1500:]}")
+    ginfo = json.loads(gen.stdout().strip().splitlines()[-1])
+    gsec = ginfo["seconds"]
+    sent_fps = [c["sent"] / gsec for c in ginfo["per_client"]]
+    errors = [c["error"] for c in ginfo["per_client"] if c["error"]]
+    if kind == "py":
+        try:
+            decoded = json.loads(server.stdout().strip().splitlines()[-1])["decoded"]
+        except (ValueError, IndexError, KeyError):
+            decoded = {}
+        cams = {k: v / gsec for k, v in decoded.items()}
+        source = "decoded count"
+    else:
+        cams = camera_fps_from_viewer(server.stderr(), gsec)
+        source = "viewer stats"
+        if not cams:
+            cams = {str(c["id"]): c["sent"] / gsec for c in ginfo["per_client"]}
+            source = "loadgen sent (viewer stats not parsed)"
+    delivered = list(cams.values()) + [0.0] * max(0, n - len(cams))
+    server_cpu = (cpu1 - cpu0) / wall if cpu0 is not None and cpu1 is not None else None
+    return {
+        "per_cam_min": min(delivered) if delivered else None,
+        "per_cam_med": statistics.median(delivered) if delivered else None,
+        "total_fps": sum(delivered),
+        "sent_min": min(sent_fps),
+        "source": source,
+        "server_cpu_cores": server_cpu,
+        "server_rss_mib": (hwm or sres["maxrss_kib"]) / 1024,
+        "gen_cpu_cores": gres["cpu_s"] / gres["wall_s"],
+        "machine_busy_cores": busy,
+        "others_cores": busy - (server_cpu or 0) - gres["cpu_s"] / gres["wall_s"],
+        "errors": errors[:3],
+        "exit": sres["code"],
+        "stats_tail": [l for l in server.stderr().splitlines() if "p50" in l or "p99" in l][-3:],
+    }
+
+
+def bench_viewer(cfg, py, prepared, rows, notes):
+    frame = prepared["640x480"]["gz"]
+    out = {}
+    scenarios = [(n, cfg.fps) for n in cfg.clients] + [(n, 0) for n in cfg.saturate]
+    for n, fps in scenarios:
+        rounds = []
+        for r in range(cfg.rounds):
+            order = ["py", "ours"] if r % 2 == 0 else ["ours", "py"]
+            res = {}
+            for who in order:
+                tag = f"n{n}-f{fps}-r{r}-{who}"
+                log(f"viewer N={n} fps={fps or 'max'} round {r + 1}/{cfg.rounds}: {who} ({cfg.viewer_seconds} s)")
+                res[who] = server_run(who, py, n, fps, cfg.viewer_seconds, frame, tag, cfg)
+            res["total_ratio"] = ratio(res["ours"]["total_fps"], res["py"]["total_fps"])
+            rounds.append(res)
+        out[(n, fps)] = rounds
+    return out
+
+
+# ---------------------------------------------------------------- stages
+
+STAGES = [
+    # name, proto stage, python stage, input kind, what
+    ("YUYV→BGR", "yuyv2bgr", "yuyv2bgr", "yuyv", "ours vs cv2.cvtColor"),
+    ("BMP decode", "bmpdecode", "bmpdecode", "bmp", "ours (to 0RGB) vs cv2.imdecode (to BGR)"),
+    ("gunzip", "gunzip", "gunzip", "gz", "libdeflate vs Python zlib.decompress"),
+    ("gzip level 9", "gzip", "gzip", "bmp", "libdeflate vs Python gzip.compress (zlib)"),
+    ("decode path (gunzip+BMP)", "decode", "decode", "gz", "viewer's per-frame work vs the original server's"),
+    ("encode path (1 thread)", "encode", "encode", "yuyv", "agent's per-frame work vs the original agent's"),
+]
+
+
+def stage_once(cmd):
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(f"{shlex.join(map(str, cmd))} failed: {p.stderr[-1000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def bench_stages(cfg, py, prepared):
+    out = {}
+    for size in cfg.stage_sizes:
+        for name, ours, theirs, kind, _ in STAGES:
+            inp = prepared[size][kind]
+            iters = cfg.stage_iters(theirs, size)
+            rounds = []
+            for r in range(cfg.rounds):
+                res = {}
+                contenders = [
+                    ("ours", [BIN / "stagebench", "--stage", ours, "--input", inp, "--size", size, "--iters", iters]),
+                    ("cv2", [py, HERE / "stages.py", "--stage", theirs, "--input", inp, "--size", size,
+                             "--iters", iters]),
+                ]
+                if theirs in ("yuyv2bgr",):
+                    contenders.append(("cv2_1t", [py, HERE / "stages.py", "--stage", theirs, "--input", inp,
+                                                  "--size", size, "--iters", iters, "--threads", "1"]))
+                if r % 2:
+                    contenders.reverse()
+                for who, cmd in contenders:
+                    res[who] = stage_once(cmd)["median_ms"]
+                res["ratio"] = ratio(res["ours"], res["cv2"])
+                if "cv2_1t" in res:
+                    res["ratio_1t"] = ratio(res["ours"], res["cv2_1t"])
+                rounds.append(res)
+            log(f"stage {name} {size}: ours {med([x['ours'] for x in rounds]):.3f} ms, "
+                f"original {med([x['cv2'] for x in rounds]):.3f} ms")
+            out[(name, size)] = rounds
+    return out
+
+
+# ---------------------------------------------------------------- latency
+
+def bench_latency(cfg):
+    seconds = cfg.latency_seconds
+    frames = int(seconds * 30)
+    viewer = Proc("latency-viewer", [BIN / "viewer", "--listen", "127.0.0.1:0", "--headless",
+                                     "--stats-interval", cfg.stats_interval])
+    addr = listening_addr(viewer)
+    agent = Proc("latency-agent", [BIN / "agent", "--source", f"file:{FRAMES['640x480']}", "--size", "640x480",
+                                   "--fps", "30", "--frames", frames, "--level", "9", "--server", addr,
+                                   "--stats-interval", cfg.stats_interval])
+    ares = agent.wait(seconds + 60)
+    time.sleep(0.3)
+    viewer.stop(signal.SIGINT)
+    a_lines = [l for l in agent.stderr().splitlines() if "p50" in l or "p99" in l]
+    v_lines = [l for l in viewer.stderr().splitlines() if "p50" in l or "p99" in l]
+
+    def summarize(lines):
+        # Steady state: drop the first interval when there are several.
+        use = lines[1:] if len(lines) > 2 else lines
+        p50 = [parse_percentiles(l)["p50"] for l in use]
+        p99 = [parse_percentiles(l)["p99"] for l in use]
+        return {"p50": med([x[0] for x in p50 if x]), "p99": med([x[0] for x in p99 if x]),
+                "lines": lines[-2:]}
+
+    return {"agent": summarize(a_lines), "viewer": summarize(v_lines), "agent_exit": ares["code"],
+            "agent_all_stats": [l for l in agent.stderr().splitlines() if "fps" in l][-2:],
+            "viewer_all_stats": [l for l in viewer.stderr().splitlines() if "fps" in l][-2:]}
+
+
+# ---------------------------------------------------------------- report
+
+def goal(ok):
+    if ok is None:
+        return "n/a"
+    return "**met**" if ok else "**missed**"
+
+
+def machine_desc():
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {model}, Linux {platform.release()}"
+
+
+def report(cfg, agent, viewer, stages, latency, load_before, load_after, elapsed):
+    L = []
+    L.append("## Performance")
+    L.append("")
+    L.append(f"Machine: {machine_desc()}. Load average before/after: {load_before} / {load_after}. "
+             f"Mode: {'quick (smoke only: figures are not meaningful)' if cfg.quick else 'full'}, "
+             f"{cfg.rounds} rounds, contenders alternated each round; medians; ratios taken within a round. "
+             f"Took {elapsed:.0f} s.")
+    L.append("")
+    L.append(f"Command: `{cfg.command}`")
+    L.append("")
+    goals = []
+
+    if agent:
+        L.append("### Agent pipeline (noisy frames, gzip level 9, into a discard sink)")
+        L.append("")
+        L.append("| size | contender | frames/s | CPU ms/frame | peak RSS MiB | gzip body KiB | others' load (cores) |")
+        L.append("|---|---|---|---|---|---|---|")
+        for size, rounds in agent.items():
+            names = [("py", "Python/OpenCV original (1 thread)"), ("ours", "`agent` (default workers)"),
+                     ("ours1", "`agent --workers 1`")]
+            for key, label in names:
+                if key not in rounds[0]:
+                    continue
+                xs = [r[key] for r in rounds]
+                L.append(f"| {size} | {label} | {fmt(med([x['fps'] for x in xs]))} | "
+                         f"{fmt(med([x['cpu_per_frame_ms'] for x in xs]), 2)} | "
+                         f"{fmt(med([x['rss_mib'] for x in xs]))} | "
+                         f"{fmt(kib(med([x['body_bytes'] for x in xs])), 0)} | "
+                         f"{fmt(med([x['others_cores'] for x in xs]), 2)} |")
+            fr = med([r["fps_ratio"] for r in rounds])
+            cr = med([r["cpu_ratio"] for r in rounds])
+            L.append(f"| {size} | **ratio ours/original** | **{fmt(fr, 2)}x** | **{fmt(cr, 2)}x** | | | |")
+            goals.append((f"agent frames/s {size} ≥ 3.5x", f"{fmt(fr, 2)}x", goal(fr and fr >= 3.5)))
+            goals.append((f"agent CPU/frame {size} ≤ 0.55x", f"{fmt(cr, 2)}x", goal(cr and cr <= 0.55)))
+            if size == "640x480":
+                rss = med([r["ours"]["rss_mib"] for r in rounds])
+                goals.append(("agent peak RSS 640x480 ≤ 16 MiB", f"{fmt(rss)} MiB", goal(rss and rss <= 16)))
+            if size == "1280x720":
+                f = med([r["ours"]["fps"] for r in rounds])
+                goals.append(("agent 1280x720 sustains 30 fps (free-run ≥ 30)", f"{fmt(f)} fps",
+                              goal(f and f >= 30)))
+        L.append("")
+        L.append("frames/s and CPU are whole-process for `agent` (start-up included) and the frame loop only for "
+                 "the Python reference (interpreter and `import cv2` excluded); both favour the reference. "
+                 "CPU includes all threads (wait4 rusage / getrusage). Peak RSS is ru_maxrss. "
+                 "\"others' load\" is the machine's busy cores (/proc/stat) minus the benchmarked processes: "
+                 "other users of this shared machine.")
+        L.append("")
+
+    if viewer:
+        L.append(f"### Viewer: {cfg.fps:g} fps paced cameras, 640x480 noisy frames pre-compressed at level 9 "
+                 f"({cfg.viewer_seconds:g} s per run)")
+        L.append("")
+        L.append("| cameras | rate | contender | delivered fps per camera (min / median) | total frames/s | "
+                 "server CPU (cores) | server peak RSS MiB | load generator CPU (cores) | others' load (cores) |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for (n, fps), rounds in viewer.items():
+            for key, label in (("py", "Python original (select+gzip+imdecode)"), ("ours", "`viewer --headless`")):
+                xs = [r[key] for r in rounds]
+                L.append(f"| {n} | {'%g fps' % fps if fps else 'unpaced'} | {label} | "
+                         f"{fmt(med([x['per_cam_min'] for x in xs]))} / {fmt(med([x['per_cam_med'] for x in xs]))} | "
+                         f"{fmt(med([x['total_fps'] for x in xs]))} | "
+                         f"{fmt(med([x['server_cpu_cores'] for x in xs]), 2)} | "
+                         f"{fmt(med([x['server_rss_mib'] for x in xs]))} | "
+                         f"{fmt(med([x['gen_cpu_cores'] for x in xs]), 2)} | "
+                         f"{fmt(med([x['others_cores'] for x in xs]), 2)} |")
+            tr = med([r["total_ratio"] for r in rounds])
+            L.append(f"| {n} | {'%g fps' % fps if fps else 'unpaced'} | **ratio ours/original** | | **{fmt(tr, 2)}x** | | | | |")
+            if fps and n == max(cfg.clients):
+                m = med([r["ours"]["per_cam_min"] for r in rounds])
+                goals.append((f"viewer {n} cameras x {cfg.fps:g} fps: ≥ 29 fps each (slowest camera)",
+                              f"{fmt(m)} fps", goal(m and m >= 29) if n == 16 else "n/a (N<16)"))
+            if not fps:
+                goals.append((f"viewer decode path ≥ 3x Python (unpaced, {n} cameras, total frames/s)",
+                              f"{fmt(tr, 2)}x", goal(tr and tr >= 3)))
+            if fps:
+                rss = med([r["ours"]["server_rss_mib"] for r in rounds])
+                goals.append((f"viewer peak RSS, {n} cameras ≤ {10 + 4 * n} MiB", f"{fmt(rss)} MiB",
+                              goal(rss and rss <= 10 + 4 * n)))
+        srcs = sorted({r["ours"]["source"] for rounds in viewer.values() for r in rounds})
+        L.append("")
+        L.append(f"Delivered fps: Python = frames decoded / load seconds; viewer = {', '.join(srcs)}. "
+                 "Server CPU is /proc/PID/stat over the load window (all threads); peak RSS is VmHWM.")
+        L.append("")
+
+    if stages:
+        L.append("### Per-stage timings (one thread each unless noted; ms per frame, median)")
+        L.append("")
+        L.append("| stage | size | ours (proto) | original | ratio ours/original | what |")
+        L.append("|---|---|---|---|---|---|")
+        for (name, size), rounds in stages.items():
+            what = next(s[4] for s in STAGES if s[0] == name)
+            r = med([x["ratio"] for x in rounds])
+            L.append(f"| {name} | {size} | {fmt(med([x['ours'] for x in rounds]), 3)} | "
+                     f"{fmt(med([x['cv2'] for x in rounds]), 3)} | {fmt(r, 2)}x | {what} |")
+            if "cv2_1t" in rounds[0]:
+                r1 = med([x["ratio_1t"] for x in rounds])
+                L.append(f"| {name} | {size} | | {fmt(med([x['cv2_1t'] for x in rounds]), 3)} "
+                         f"(cv2.setNumThreads(1)) | {fmt(r1, 2)}x | same, OpenCV on one thread |")
+                goals.append((f"YUYV→BGR {size} ≤ 1.5x cv2.cvtColor (default threads / 1 thread)",
+                              f"{fmt(r, 2)}x / {fmt(r1, 2)}x", goal(r is not None and r <= 1.5)))
+        L.append("")
+
+    if latency:
+        L.append("### Latency, 640x480 at 30 fps on loopback (agent → viewer --headless)")
+        L.append("")
+        L.append("| share | p50 ms | p99 ms | from |")
+        L.append("|---|---|---|---|")
+        L.append(f"| agent: capture → sent | {fmt(latency['agent']['p50'], 1)} | {fmt(latency['agent']['p99'], 1)} | agent stats line |")
+        L.append(f"| viewer: received → displayed | {fmt(latency['viewer']['p50'], 1)} | {fmt(latency['viewer']['p99'], 1)} | viewer stats line |")
+        L.append("")
+        for who in ("agent", "viewer"):
+            for line in latency[who]["lines"] or latency[f"{who}_all_stats"]:
+                L.append(f"    {who}: {line.strip()}")
+        L.append("")
+
+    if goals:
+        L.append("### Goals")
+        L.append("")
+        L.append("| goal | measured | |")
+        L.append("|---|---|---|")
+        for g in goals:
+            L.append(f"| {g[0]} | {g[1]} | {g[2]} |")
+        L.append("")
+    return "\n".join(L)
+
+
+class Config:
+    def __init__(self, args):
+        self.quick = args.quick
+        self.rounds = args.rounds or (1 if args.quick else 3)
+        self.agent_frames = {"640x480": 12, "1280x720": 6} if args.quick else {"640x480": 300, "1280x720": 120}
+        self.workers1 = not args.quick
+        self.viewer_seconds = args.seconds or (2.0 if args.quick else 10.0)
+        self.clients = [1, 2] if args.quick else [1, 4, 16]
+        self.saturate = [] if args.quick else [16]
+        self.fps = 30.0
+        self.stats_interval = 1 if args.quick else 2
+        self.latency_seconds = 3 if args.quick else 12
+        self.stage_sizes = ["640x480"] if args.quick else ["640x480", "1280x720"]
+        self.command = "bench/run" + (" --quick" if args.quick else "") + \
+            (f" --rounds {args.rounds}" if args.rounds else "") + \
+            (f" --only {args.only}" if args.only else "")
+
+    def stage_iters(self, stage, size):
+        if self.quick:
+            return 3
+        slow = stage in ("gzip", "encode")
+        n = 20 if slow else 100
+        return n // 2 if size == "1280x720" else n
+
+
+def main():
+    ap = argparse.ArgumentParser(description="camstream benchmarks vs the original Python/OpenCV design")
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny counts, 1 round (proves it runs)")
+    ap.add_argument("--rounds", type=int, help="rounds per measurement (default 3; 1 with --quick)")
+    ap.add_argument("--seconds", type=float, help="seconds per viewer run (default 10; 2 with --quick)")
+    ap.add_argument("--only", help="comma-separated sections: agent,viewer,stages,latency")
+    ap.add_argument("--out", help="also write the markdown report to this file")
+    args = ap.parse_args()
+    sections = set((args.only or "agent,viewer,stages,latency").split(","))
+    unknown = sections - {"agent", "viewer", "stages", "latency"}
+    if unknown:
+        raise SystemExit(f"unknown section(s) {sorted(unknown)}: use agent, viewer, stages, latency")
+    cfg = Config(args)
+    py = venv_python()
+    needs = {"agent": ["agent", "loadgen"], "viewer": ["viewer", "loadgen"], "stages": ["stagebench"],
+             "latency": ["agent", "viewer"]}
+    for b in sorted({b for s in sections for b in needs[s]}):
+        if not (BIN / b).exists():
+            raise SystemExit(f"missing {BIN / b}: run bench/run, which builds it")
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    t0 = time.monotonic()
+    prepared = prepare(py)
+    failures = []
+
+    def section(name, fn):
+        if name not in sections:
+            return None
+        try:
+            return fn()
+        except Exception as e:  # one broken section must not hide the others' figures
+            failures.append(f"{name}: {e}")
+            log(f"section {name} FAILED: {e}")
+            return None
+
+    stages = section("stages", lambda: bench_stages(cfg, py, prepared))
+    agent = section("agent", lambda: bench_agent(cfg, py, [], []))
+    viewer = section("viewer", lambda: bench_viewer(cfg, py, prepared, [], []))
+    latency = section("latency", lambda: bench_latency(cfg))
+    load_after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    text = report(cfg, agent, viewer, stages, latency, load_before, load_after, time.monotonic() - t0)
+    if failures:
+        text += "\n### Sections that failed\n\n" + "\n".join(f"- {f.splitlines()[0]}" for f in failures) + \
+            f"\n\nLogs: {LOGS}\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    raw = WORK / "last-run.json"
+    raw.write_text(json.dumps({"agent": agent, "viewer": {f"{k[0]}x{k[1]}": v for k, v in (viewer or {}).items()},
+                               "stages": {f"{k[0]} {k[1]}": v for k, v in (stages or {}).items()},
+                               "latency": latency}, indent=1, default=str))
+    log(f"raw figures: {raw}; logs: {LOGS}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

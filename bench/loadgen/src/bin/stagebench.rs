@@ -1,0 +1,143 @@
+//! Times one of `proto`'s stages on one input file and prints the figures as
+//! one JSON line. `bench/run` calls it alternately with `bench/stages.py`
+//! (the OpenCV/zlib side), so every ratio comes from the same round on the
+//! same machine load. Run through `bench/run`; this binary judges nothing.
+//!
+//! Stages and their input file:
+//! - `yuyv2bgr`   raw YUYV (`--size` needed): `proto::pixel::yuyv_to_bgr`
+//! - `bmpdecode`  a BMP file: `proto::bmp::decode_0rgb`
+//! - `gunzip`     a gzip body: `proto::gzip::Decompressor`
+//! - `gzip`       a BMP file: `proto::gzip::Compressor` at `--level`, one thread
+//! - `decode`     a gzip body: gunzip then BMP decode, the viewer's per-frame path
+//! - `encode`     raw YUYV: convert, BMP, gzip, the agent's per-frame path on one thread
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use proto::{bmp, gzip, pixel};
+
+/// Time one proto stage.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// yuyv2bgr, bmpdecode, gunzip, gzip, decode or encode.
+    #[arg(long)]
+    stage: String,
+    /// The input file for that stage.
+    #[arg(long)]
+    input: PathBuf,
+    /// WxH, for the stages whose input is raw YUYV.
+    #[arg(long, default_value = "640x480")]
+    size: String,
+    /// Timed iterations (after 10% more, at least 1, as warm-up).
+    #[arg(long, default_value_t = 50)]
+    iters: u32,
+    /// gzip level for `gzip` and `encode`.
+    #[arg(long, default_value_t = 9)]
+    level: u32,
+}
+
+fn parse_size(size: &str) -> Result<(u32, u32)> {
+    let (w, h) = size
+        .split_once('x')
+        .with_context(|| format!("--size {size:?} is not WxH, e.g. 640x480"))?;
+    Ok((w.parse().context("width")?, h.parse().context("height")?))
+}
+
+fn main() {
+    if let Err(err) = run(Args::parse()) {
+        eprintln!("stagebench: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let input = std::fs::read(&args.input).with_context(|| {
+        format!(
+            "cannot read {} (bench/run prepares it)",
+            args.input.display()
+        )
+    })?;
+    let (width, height) = parse_size(&args.size)?;
+    let pixels = (width as usize) * (height as usize);
+    let mut bgr = vec![0u8; pixels * 3];
+    let mut bmp_out = Vec::new();
+    let mut gz_out = Vec::new();
+    let mut unzipped = Vec::new();
+    let mut argb = Vec::new();
+    let mut compressor = gzip::Compressor::new(args.level).context("gzip level")?;
+    let mut decompressor = gzip::Decompressor::new(gzip::MAX_DECOMPRESSED_LEN);
+
+    // Each closure does one iteration of the stage and reports failure as text.
+    let mut step: Box<dyn FnMut() -> Result<()>> = match args.stage.as_str() {
+        "yuyv2bgr" => Box::new(|| {
+            pixel::yuyv_to_bgr(&input, width, height, width as usize * 2, &mut bgr)
+                .map_err(|e| anyhow::anyhow!("yuyv_to_bgr: {e}"))?;
+            black_box(&bgr);
+            Ok(())
+        }),
+        "bmpdecode" => Box::new(|| {
+            bmp::decode_0rgb(&input, &mut argb).map_err(|e| anyhow::anyhow!("decode_0rgb: {e}"))?;
+            black_box(&argb);
+            Ok(())
+        }),
+        "gunzip" => Box::new(|| {
+            decompressor
+                .decompress(&input, &mut unzipped)
+                .map_err(|e| anyhow::anyhow!("gunzip: {e}"))?;
+            black_box(&unzipped);
+            Ok(())
+        }),
+        "gzip" => Box::new(|| {
+            gz_out.clear();
+            compressor.compress_append(&input, &mut gz_out);
+            black_box(&gz_out);
+            Ok(())
+        }),
+        "decode" => Box::new(|| {
+            decompressor
+                .decompress(&input, &mut unzipped)
+                .map_err(|e| anyhow::anyhow!("gunzip: {e}"))?;
+            bmp::decode_0rgb(&unzipped, &mut argb)
+                .map_err(|e| anyhow::anyhow!("decode_0rgb: {e}"))?;
+            black_box(&argb);
+            Ok(())
+        }),
+        "encode" => Box::new(|| {
+            pixel::yuyv_to_bgr(&input, width, height, width as usize * 2, &mut bgr)
+                .map_err(|e| anyhow::anyhow!("yuyv_to_bgr: {e}"))?;
+            bmp::encode_bgr24(&bgr, width, height, &mut bmp_out)
+                .map_err(|e| anyhow::anyhow!("encode_bgr24: {e}"))?;
+            gz_out.clear();
+            compressor.compress_append(&bmp_out, &mut gz_out);
+            black_box(&gz_out);
+            Ok(())
+        }),
+        other => bail!(
+            "unknown --stage {other:?}: use yuyv2bgr, bmpdecode, gunzip, gzip, decode or encode"
+        ),
+    };
+
+    let warmup = (args.iters / 10).max(1);
+    for _ in 0..warmup {
+        step()?;
+    }
+    let mut times_ms = Vec::with_capacity(args.iters as usize);
+    for _ in 0..args.iters.max(1) {
+        let t = Instant::now();
+        step()?;
+        times_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times_ms.sort_by(f64::total_cmp);
+    let median = times_ms[times_ms.len() / 2];
+    println!(
+        "{{\"stage\":\"{}\",\"impl\":\"proto\",\"iters\":{},\"median_ms\":{median:.5},\"min_ms\":{:.5}}}",
+        args.stage,
+        times_ms.len(),
+        times_ms[0]
+    );
+    Ok(())
+}
