@@ -76,7 +76,8 @@ pub fn interop_script(name: &str) -> PathBuf {
 /// Output lines of a child, shared with the threads that read its pipes.
 #[derive(Default)]
 struct LogLines {
-    lines: Mutex<Vec<String>>,
+    /// Each line with the moment it was read (for measuring reaction times).
+    lines: Mutex<Vec<(Instant, String)>>,
     grew: Condvar,
 }
 
@@ -110,7 +111,7 @@ impl LoggedChild {
                     log.lines
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push(line);
+                        .push((Instant::now(), line));
                     log.grew.notify_all();
                 }
             });
@@ -134,7 +135,9 @@ impl LoggedChild {
             .lines
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
     }
 
     /// Waits until a line *after the first `skip` lines* contains `needle`;
@@ -145,11 +148,22 @@ impl LoggedChild {
         needle: &str,
         timeout: Duration,
     ) -> Option<String> {
+        self.wait_for_line_timed(skip, needle, timeout)
+            .map(|(_, line)| line)
+    }
+
+    /// Like [`Self::wait_for_line_after`], also returning when the line was read.
+    pub fn wait_for_line_timed(
+        &self,
+        skip: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> Option<(Instant, String)> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.log.lines.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(line) = lines.iter().skip(skip).find(|l| l.contains(needle)) {
-                return Some(line.clone());
+            if let Some(found) = lines.iter().skip(skip).find(|(_, l)| l.contains(needle)) {
+                return Some(found.clone());
             }
             let left = deadline.checked_duration_since(Instant::now())?;
             lines = self
@@ -755,3 +769,74 @@ impl XImage {
 
 /// The vivid VM harness (a real V4L2 device in a QEMU guest).
 pub mod vm;
+
+/// Counts the frames a viewer records under `--record DIR` and deletes each
+/// file once counted, so long or fast runs (soak, faults) need no disk space:
+/// at 640x480 every frame is a 0.9 MB BMP. Only complete `.bmp` files are
+/// touched; the viewer writes `.bmp.part` and renames it when complete.
+pub struct RecordCounter {
+    counts: Arc<Mutex<HashMap<u8, usize>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    dir: PathBuf,
+}
+
+impl RecordCounter {
+    /// Starts counting (and deleting) in `dir` every 100 ms.
+    pub fn start(dir: &Path) -> RecordCounter {
+        let counts = Arc::new(Mutex::new(HashMap::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (counts, stop, dir) = (Arc::clone(&counts), Arc::clone(&stop), dir.to_path_buf());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    Self::sweep(&dir, &counts);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        RecordCounter {
+            counts,
+            stop,
+            thread: Some(thread),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn sweep(dir: &Path, counts: &Mutex<HashMap<u8, usize>>) {
+        for (id, conn_dir) in recorded_conn_dirs(dir) {
+            for frame in recorded_frames(&conn_dir) {
+                if std::fs::remove_file(&frame).is_ok() {
+                    *counts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(id)
+                        .or_insert(0) += 1;
+                }
+            }
+        }
+    }
+
+    /// Frames counted so far, per camera id.
+    pub fn counts(&self) -> HashMap<u8, usize> {
+        Self::sweep(&self.dir, &self.counts);
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Frames counted so far for one camera.
+    pub fn count(&self, id: u8) -> usize {
+        self.counts().get(&id).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for RecordCounter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
