@@ -1,5 +1,15 @@
 # Shared by mkinitramfs.sh and run.sh (sourced, not run).
 
+# init_stage STAGE: the guest's merged /usr, like the host's, so library paths
+# from ldd resolve either way. The per-run archive needs it too: a real /lib
+# directory in it would replace the base archive's /lib symlink when the
+# kernel unpacks it, hiding /lib/modules.
+init_stage() {
+    mkdir -p "$1"/usr/lib "$1"/usr/lib64
+    ln -s usr/lib "$1/lib"
+    ln -s usr/lib64 "$1/lib64"
+}
+
 # stage_file STAGE SRC GUEST_PATH
 # Copy SRC into the staging tree at GUEST_PATH. A dynamically linked ELF also
 # brings every library `ldd` resolves for it and the dynamic loader, at the same

@@ -20,10 +20,8 @@ shift
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
-# Merged /usr like the host, so library paths from ldd resolve either way.
-mkdir -p "$stage"/{bin,usr/bin,usr/lib,usr/lib64,usr/sbin,sbin,vm,root}
-ln -s usr/lib "$stage/lib"
-ln -s usr/lib64 "$stage/lib64"
+init_stage "$stage"
+mkdir -p "$stage"/{bin,usr/bin,usr/sbin,sbin,vm,root}
 
 busybox=$(command -v busybox)
 file -L "$busybox" | grep -q 'statically linked' || { echo "vm: $busybox is not static (install busybox-static)" >&2; exit 1; }

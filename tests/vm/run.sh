@@ -49,6 +49,7 @@ fi
 # The per-run archive, appended to the base one: the kernel unpacks
 # concatenated cpio archives in order, later files winning.
 overlay="$work/overlay"
+init_stage "$overlay"
 mkdir -p "$overlay/vm"
 printf '%s\n' "$script" >"$overlay/vm/cmd.sh"
 for spec in "${files[@]}"; do
