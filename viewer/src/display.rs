@@ -67,6 +67,12 @@ fn no_display(e: &minifb::Error) -> anyhow::Error {
         minifb::Error::WindowCreate(detail) => format!("Failed to create window: {detail}"),
         other => other.to_string(),
     };
+    if detail.contains("failed to load") {
+        // minifb loads libX11 and libXcursor at run time.
+        return anyhow!(
+            "cannot open a window: {detail} (install the X11 client libraries, e.g. `apt install libx11-6 libxcursor1`, or run with --headless)"
+        );
+    }
     anyhow!(
         "cannot open a window: {detail} (set DISPLAY to a running X server, e.g. DISPLAY=:0, or run with --headless)"
     )
