@@ -263,6 +263,8 @@ fn need(bmp: &[u8], need: usize) -> Result<(), BmpError> {
 }
 
 /// How the stored pixels map to colours.
+// One short-lived local per decode: boxing the palette would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Layout {
     /// 24-bit B, G, R.
     Bgr,
