@@ -8,10 +8,10 @@
 //!
 //! The main thread waits for the first of: SIGINT/SIGTERM, a thread
 //! finishing (`--frames` reached, or an error), and logs the stats line on
-//! schedule. Then it asks every thread to stop, shuts the socket down so a
-//! blocked write returns, and waits a bounded time for the threads; any that
-//! is still stuck (in DNS or connect) is abandoned, so exit takes well under
-//! a second.
+//! schedule. Then it asks every thread to stop, lets the sender finish the
+//! frame it is writing, shuts the socket down so a blocked write returns,
+//! and waits a bounded time for the threads; any that is still stuck (in DNS
+//! or connect) is abandoned, so exit takes well under a second.
 
 use std::net::{Shutdown, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
@@ -34,8 +34,11 @@ use crate::{encode, send};
 /// How often the main thread looks at the signal flag.
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
+/// How long a sender may take to finish the frame it is writing at exit.
+const SEND_GRACE: Duration = Duration::from_millis(250);
+
 /// How long to wait for the threads once stopping, before exiting anyway.
-const JOIN_GRACE: Duration = Duration::from_millis(600);
+const JOIN_GRACE: Duration = Duration::from_millis(500);
 
 /// What every thread shares.
 pub struct Shared {
@@ -71,6 +74,10 @@ impl Shared {
         self.stop.request();
         self.mailbox.wake_all();
         self.outbox.wake_all();
+    }
+
+    /// Unblocks a write stuck on a viewer that stopped reading.
+    fn shut_socket(&self) {
         if let Some(socket) = lock(&self.socket).as_ref() {
             let _ = socket.shutdown(Shutdown::Both);
         }
@@ -149,21 +156,30 @@ pub fn run(args: &Args) -> Result<()> {
             },
         )?);
     }
-    {
+    let sender = {
         let (server, timeout, frames) = (args.server.clone(), args.send_timeout.0, args.frames);
-        threads.push(spawn("send", &shared, &events, move |shared| {
+        spawn("send", &shared, &events, move |shared| {
             let cfg = send::Config {
                 server: &server,
                 send_timeout: timeout,
                 frames,
             };
             send::run(shared, &cfg)
-        })?);
-    }
+        })?
+    };
     drop(events);
 
     let outcome = supervise(&shared, &inbox, &signal, args.stats_interval.0);
     shared.stop_all();
+    // A sender in the middle of a frame gets a moment to finish it, so the
+    // viewer sees a clean close rather than a cut frame; a stuck one is
+    // cut loose.
+    let deadline = Instant::now() + SEND_GRACE;
+    while Instant::now() < deadline && !sender.is_finished() {
+        thread::sleep(Duration::from_millis(5));
+    }
+    shared.shut_socket();
+    threads.push(sender);
     join_bounded(threads);
     let totals = shared.stats.totals();
     log::info!(

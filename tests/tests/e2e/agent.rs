@@ -1,1 +1,501 @@
-//! (tests for this area land with its issue)
+//! The real `agent` binary against test TCP listeners on loopback: every
+//! frame it sends is decoded with `proto` and checked (size, bar colours,
+//! frame counter, OpenCV's conversion of the file source); `--frames`,
+//! reconnection, blocked sends, signals, and the messages for bad arguments
+//! and a missing camera.
+//!
+//! No test asserts a wall-clock duration: waits are generous bounds that
+//! only keep a broken agent from hanging the suite.
+
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use camstream_tests::{bin_path, workspace_root, LoggedChild};
+use proto::{bmp, gzip, wire};
+
+/// Upper bound for anything that should happen "soon", on a loaded 2-core
+/// machine running a debug build.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The pattern's bars, as (R, G, B), at 75% (191/255).
+const BARS_RGB: [[u8; 3]; 8] = [
+    [191, 191, 191],
+    [191, 191, 0],
+    [0, 191, 191],
+    [0, 191, 0],
+    [191, 0, 191],
+    [191, 0, 0],
+    [0, 0, 191],
+    [0, 0, 0],
+];
+
+/// One decoded frame.
+struct Image {
+    camera_id: u8,
+    width: u32,
+    height: u32,
+    /// 0RGB, top row first.
+    pixels: Vec<u32>,
+}
+
+impl Image {
+    fn rgb(&self, x: u32, y: u32) -> [u8; 3] {
+        let p = self.pixels[(y * self.width + x) as usize];
+        [(p >> 16) as u8, (p >> 8) as u8, p as u8]
+    }
+
+    /// The frame number the pattern draws in its bottom lane (32 cells,
+    /// most significant bit first, white = 1).
+    fn pattern_counter(&self) -> u32 {
+        let cell = (self.width / 32) & !1;
+        let y = self.height - (self.height / 4 / 2) / 2 - 1;
+        (0..32).fold(0, |n, bit| {
+            let [r, g, b] = self.rgb(bit * cell + cell / 2, y);
+            let on = (u32::from(r) + u32::from(g) + u32::from(b)) / 3 > 128;
+            n << 1 | u32::from(on)
+        })
+    }
+}
+
+/// Starts the agent with `args`.
+fn start_agent(args: &[&str]) -> LoggedChild {
+    let mut cmd = Command::new(bin_path("agent"));
+    cmd.args(args).env("RUST_LOG", "info");
+    LoggedChild::spawn("agent", cmd)
+}
+
+fn listen() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
+    let addr = listener.local_addr().expect("listener address");
+    (listener, addr)
+}
+
+/// Accepts one connection, failing the test if none comes within PATIENCE.
+fn accept(listener: &TcpListener, agent: &LoggedChild) -> TcpStream {
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).expect("blocking stream");
+                stream
+                    .set_read_timeout(Some(PATIENCE))
+                    .expect("read timeout");
+                return stream;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the agent did not connect within {PATIENCE:?}:\n{}",
+                    agent.tail(20)
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("accept failed: {e}"),
+        }
+    }
+}
+
+/// Reads frames until `limit` frames or EOF, decoding each completely.
+fn read_frames(stream: &mut TcpStream, limit: usize) -> Vec<Image> {
+    let mut reader = wire::FrameReader::new(wire::MAX_BODY_LEN);
+    let mut unzip = gzip::Decompressor::new(gzip::MAX_DECOMPRESSED_LEN);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut frames = Vec::new();
+    while frames.len() < limit {
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => panic!(
+                "reading from the agent failed after {} frames: {e}",
+                frames.len()
+            ),
+        };
+        if n == 0 {
+            assert!(
+                !reader.is_mid_frame(),
+                "the agent closed the connection mid-frame"
+            );
+            break;
+        }
+        let mut input = &buf[..n];
+        while !input.is_empty() {
+            let (used, frame) = reader.feed(input).expect("a valid frame header");
+            input = &input[used..];
+            let Some(frame) = frame else { continue };
+            let mut file = Vec::new();
+            unzip
+                .decompress(&frame.body, &mut file)
+                .expect("a valid gzip body");
+            let mut pixels = Vec::new();
+            let (width, height) = bmp::decode_0rgb(&file, &mut pixels).expect("a valid BMP");
+            frames.push(Image {
+                camera_id: frame.camera_id,
+                width,
+                height,
+                pixels,
+            });
+        }
+    }
+    frames
+}
+
+fn wait_exit(agent: &mut LoggedChild) -> ExitStatus {
+    agent.wait_exit(PATIENCE).unwrap_or_else(|| {
+        panic!(
+            "the agent did not exit within {PATIENCE:?}:\n{}",
+            agent.tail(20)
+        )
+    })
+}
+
+/// Checks the eight bars at mid-height of the bar area, at each bar's centre.
+fn assert_bars(image: &Image) {
+    let y = image.height * 3 / 8;
+    for (i, want) in BARS_RGB.iter().enumerate() {
+        let x = (2 * i as u32 + 1) * image.width / 16;
+        let got = image.rgb(x, y);
+        for c in 0..3 {
+            assert!(
+                got[c].abs_diff(want[c]) <= 3,
+                "bar {i} at ({x}, {y}) is RGB {got:?}, want {want:?} within 3"
+            );
+        }
+    }
+}
+
+fn testdata(name: &str) -> PathBuf {
+    workspace_root().join("testdata/frames").join(name)
+}
+
+/// OpenCV's `cvtColor(COLOR_YUV2BGR_YUYV)` of a shared frame, from proto's
+/// golden data.
+fn opencv_bgr(name: &str) -> Vec<u8> {
+    let path = workspace_root()
+        .join("proto/tests/golden/yuyv")
+        .join(format!("{name}.bgr.gz"));
+    let gz = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut bgr = Vec::new();
+    gzip::Decompressor::new(gzip::MAX_DECOMPRESSED_LEN)
+        .decompress(&gz, &mut bgr)
+        .expect("golden data is gzip");
+    bgr
+}
+
+#[test]
+fn pattern_frames_decode_with_bars_size_and_increasing_counter() {
+    for (size, frames) in [("640x480", 8usize), ("322x98", 4)] {
+        let (listener, addr) = listen();
+        let server = addr.to_string();
+        let limit = frames.to_string();
+        let mut agent = start_agent(&[
+            "--source", "pattern", "--server", &server, "--id", "7", "--size", size, "--fps", "0",
+            "--frames", &limit,
+        ]);
+        let mut stream = accept(&listener, &agent);
+        let images = read_frames(&mut stream, usize::MAX);
+        assert_eq!(images.len(), frames, "--frames {frames} at {size}");
+        let (w, h) = size.split_once('x').unwrap();
+        let mut last_counter = None;
+        for image in &images {
+            assert_eq!(image.camera_id, 7);
+            assert_eq!(
+                (image.width.to_string(), image.height.to_string()),
+                (w.to_string(), h.to_string())
+            );
+            assert_bars(image);
+            // Frames leave in capture order.
+            let counter = image.pattern_counter();
+            assert!(
+                last_counter.map_or(true, |last| counter > last),
+                "frame counter {counter} after {last_counter:?}"
+            );
+            last_counter = Some(counter);
+        }
+        let status = wait_exit(&mut agent);
+        assert_eq!(status.code(), Some(0), "{}", agent.tail(20));
+    }
+}
+
+#[test]
+fn file_source_matches_opencv_within_1() {
+    for (name, size) in [
+        ("coffee_640x480_noise", "640x480"),
+        ("astronaut_1280x720_noise", "1280x720"),
+    ] {
+        let (listener, addr) = listen();
+        let source = format!("file:{}", testdata(&format!("{name}.yuyv")).display());
+        let server = addr.to_string();
+        let mut agent = start_agent(&[
+            "--source", &source, "--server", &server, "--size", size, "--fps", "0", "--frames", "2",
+        ]);
+        let mut stream = accept(&listener, &agent);
+        let images = read_frames(&mut stream, usize::MAX);
+        assert_eq!(images.len(), 2);
+        let want = opencv_bgr(name);
+        for image in &images {
+            assert_eq!(format!("{}x{}", image.width, image.height), size);
+            assert_eq!(want.len(), image.pixels.len() * 3);
+            let mut worst = 0;
+            for (i, &p) in image.pixels.iter().enumerate() {
+                let got = [p as u8, (p >> 8) as u8, (p >> 16) as u8]; // B, G, R
+                for c in 0..3 {
+                    worst = worst.max(got[c].abs_diff(want[i * 3 + c]));
+                }
+            }
+            assert!(worst <= 1, "{name}: max difference from OpenCV is {worst}");
+        }
+        assert_eq!(wait_exit(&mut agent).code(), Some(0));
+    }
+}
+
+#[test]
+fn frames_n_sends_exactly_n_at_a_paced_rate_and_exits_0() {
+    let (listener, addr) = listen();
+    let server = addr.to_string();
+    let mut agent = start_agent(&[
+        "--source", "pattern", "--server", &server, "--size", "160x120", "--fps", "50", "--frames",
+        "5",
+    ]);
+    let mut stream = accept(&listener, &agent);
+    let images = read_frames(&mut stream, usize::MAX);
+    assert_eq!(images.len(), 5);
+    assert_eq!(wait_exit(&mut agent).code(), Some(0), "{}", agent.tail(20));
+}
+
+#[test]
+fn agent_started_before_the_viewer_connects_and_reconnects_after_it_goes() {
+    // A port nobody listens on yet.
+    let port = listen().1.port();
+    let server = format!("127.0.0.1:{port}");
+    let mut agent = start_agent(&[
+        "--source", "pattern", "--server", &server, "--size", "64x48", "--fps", "20",
+    ]);
+    assert!(
+        agent.wait_for_line("unreachable", PATIENCE).is_some(),
+        "no `unreachable` line:\n{}",
+        agent.tail(20)
+    );
+
+    for round in 0..2 {
+        let listener = TcpListener::bind(&server).expect("bind the agent's server port");
+        let mut stream = accept(&listener, &agent);
+        let images = read_frames(&mut stream, 3);
+        assert_eq!(images.len(), 3, "round {round}");
+        for image in &images {
+            assert_eq!((image.width, image.height), (64, 48));
+            assert_bars(image);
+        }
+        // The viewer goes away: listener and connection both close.
+    }
+    assert!(agent.wait_for_line("lost connection", PATIENCE).is_some());
+    assert_eq!(agent.try_status(), None, "the agent must keep running");
+    agent.signal("TERM");
+    assert_eq!(wait_exit(&mut agent).code(), Some(0));
+}
+
+#[test]
+fn sigterm_and_sigint_exit_0_while_streaming_and_while_retrying() {
+    for sig in ["TERM", "INT"] {
+        // Streaming to a listener that reads.
+        let (listener, addr) = listen();
+        let server = addr.to_string();
+        let mut agent = start_agent(&[
+            "--source", "pattern", "--server", &server, "--size", "320x240",
+        ]);
+        let mut stream = accept(&listener, &agent);
+        assert_eq!(read_frames(&mut stream, 2).len(), 2);
+        agent.signal(sig);
+        assert_eq!(
+            wait_exit(&mut agent).code(),
+            Some(0),
+            "SIG{sig} while streaming"
+        );
+        // The agent closed its socket: the reader sees EOF.
+        let mut rest = Vec::new();
+        stream
+            .read_to_end(&mut rest)
+            .expect("EOF after the agent exits");
+
+        // Retrying a viewer that is not there (sleeping in backoff).
+        let port = listen().1.port();
+        let server = format!("127.0.0.1:{port}");
+        let mut agent = start_agent(&["--source", "pattern", "--server", &server]);
+        assert!(agent.wait_for_line("unreachable", PATIENCE).is_some());
+        agent.signal(sig);
+        assert_eq!(
+            wait_exit(&mut agent).code(),
+            Some(0),
+            "SIG{sig} while retrying"
+        );
+    }
+}
+
+#[test]
+fn blocked_send_breaks_the_connection_and_a_signal_still_stops_at_once() {
+    let (listener, addr) = listen();
+    let server = addr.to_string();
+    // Large, incompressible-at-level-0 frames fill the socket buffers fast.
+    let mut agent = start_agent(&[
+        "--source",
+        "pattern",
+        "--server",
+        &server,
+        "--size",
+        "1280x720",
+        "--level",
+        "0",
+        "--send-timeout",
+        "1",
+    ]);
+    // Accept and never read: the agent's send blocks, times out, and it
+    // reconnects.
+    let stalled = accept(&listener, &agent);
+    assert!(
+        agent
+            .wait_for_line("the viewer stopped reading", PATIENCE)
+            .is_some(),
+        "{}",
+        agent.tail(20)
+    );
+    let mut second = accept(&listener, &agent);
+    assert!(!read_frames(&mut second, 1).is_empty());
+    drop(stalled);
+
+    // Block it again, then stop it while the write is stuck.
+    let (listener, addr) = listen();
+    let server = addr.to_string();
+    let mut agent2 = {
+        let mut cmd = Command::new(bin_path("agent"));
+        cmd.args([
+            "--source",
+            "pattern",
+            "--server",
+            &server,
+            "--size",
+            "1280x720",
+            "--level",
+            "0",
+            "--send-timeout",
+            "600",
+        ]);
+        LoggedChild::spawn("agent", cmd)
+    };
+    let _stalled = accept(&listener, &agent2);
+    // Give it a moment to fill the buffers; exiting 0 must not depend on it.
+    std::thread::sleep(Duration::from_millis(500));
+    agent2.signal("TERM");
+    assert_eq!(
+        wait_exit(&mut agent2).code(),
+        Some(0),
+        "{}",
+        agent2.tail(20)
+    );
+    agent.signal("INT");
+    assert_eq!(wait_exit(&mut agent).code(), Some(0));
+}
+
+#[test]
+fn invalid_arguments_exit_2_with_a_clear_message() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["--size", "641x480"], "odd"),
+        (&["--size", "640"], "WxH"),
+        (&["--source", "camera"], "use v4l2, pattern or file:PATH"),
+        (&["--level", "10"], "10"),
+        (&["--id", "256"], "256"),
+        (&["--server", "localhost"], "HOST:PORT"),
+    ];
+    for (args, needle) in cases {
+        let out = Command::new(bin_path("agent"))
+            .args(args)
+            .output()
+            .expect("run agent");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: `{needle}` not in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn help_documents_every_option_and_the_exit_codes() {
+    let out = Command::new(bin_path("agent"))
+        .arg("--help")
+        .output()
+        .expect("run agent --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--server",
+        "--id",
+        "--source",
+        "--device",
+        "--size",
+        "--fps",
+        "--level",
+        "--workers",
+        "--frames",
+        "--reopen",
+        "--stats-interval",
+        "--capture-timeout",
+        "--send-timeout",
+    ] {
+        assert!(help.contains(option), "--help does not mention {option}");
+    }
+    assert!(help.contains("3  the camera was lost"), "{help}");
+}
+
+#[test]
+fn missing_device_and_non_camera_give_clear_errors_and_non_zero_exit() {
+    let out = Command::new(bin_path("agent"))
+        .args(["--device", "/nonexistent/video9"])
+        .output()
+        .expect("run agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "cannot open /nonexistent/video9: no such file — is the camera plugged in? (v4l2-ctl --list-devices)"
+        ),
+        "{stderr}"
+    );
+
+    let out = Command::new(bin_path("agent"))
+        .args(["--device", "/dev/null"])
+        .output()
+        .expect("run agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/dev/null is not a V4L2 device"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn file_of_the_wrong_size_is_refused_with_the_reason() {
+    let source = format!("file:{}", testdata("coffee_640x480_noise.yuyv").display());
+    let out = Command::new(bin_path("agent"))
+        .args([
+            "--source",
+            &source,
+            "--size",
+            "1280x720",
+            "--server",
+            "127.0.0.1:9",
+        ])
+        .output()
+        .expect("run agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not a whole number of 1280x720 YUYV frames"),
+        "{stderr}"
+    );
+}
