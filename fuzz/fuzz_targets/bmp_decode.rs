@@ -1,0 +1,36 @@
+//! Fuzzes `proto::bmp::decode_0rgb`, the viewer's BMP decoder, on arbitrary
+//! bytes: it must return a named error or a consistent image, never panic,
+//! and never allocate more pixels than the data present can describe.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use proto::bmp;
+
+fuzz_target!(|data: &[u8]| {
+    // Start from a dirty buffer: the decoder must replace, not append.
+    let mut out = vec![0xdead_beef_u32; 7];
+    if let Ok((width, height)) = bmp::decode_0rgb(data, &mut out) {
+        assert!((1..=bmp::MAX_DIMENSION).contains(&width), "width {width}");
+        assert!(
+            (1..=bmp::MAX_DIMENSION).contains(&height),
+            "height {height}"
+        );
+        let pixels = width as usize * height as usize;
+        assert_eq!(out.len(), pixels, "{width}x{height}");
+        // Every pixel takes at least one bit of the file (1-bit images), so
+        // the data present bounds the allocation, whatever the header says.
+        assert!(
+            pixels <= 8 * data.len(),
+            "{width}x{height} from {} bytes",
+            data.len()
+        );
+        assert!(out.iter().all(|p| p >> 24 == 0), "0RGB has a zero top byte");
+
+        // Decoding is a pure function of the bytes: a second run into the
+        // now-full buffer gives the same pixels.
+        let first = out.clone();
+        assert_eq!(bmp::decode_0rgb(data, &mut out), Ok((width, height)));
+        assert!(out == first, "second decode differs");
+    }
+});

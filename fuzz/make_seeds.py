@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Writes the fuzz seed corpus in fuzz/seeds/<target>/ from real inputs.
+
+The seeds are small crops of the camera-like frames in testdata/frames, as
+OpenCV writes them (24-bit, 8-bit paletted from grayscale, 32-bit from BGRA),
+plus the BMP variants the viewer also accepts (top-down, 32-bit bit fields,
+1- and 4-bit) built by hand, gzip members of them, and wire streams of those.
+The output is committed; rerun this only to change the seeds:
+
+    .venv/bin/python fuzz/make_seeds.py    # needs opencv-python-headless, numpy
+"""
+
+import gzip
+import io
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "fuzz" / "seeds"
+
+
+def crop(stem, width, height, x, y, w, h):
+    raw = (ROOT / "testdata" / "frames" / f"{stem}.bgr").read_bytes()
+    img = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+    return np.ascontiguousarray(img[y : y + h, x : x + w])
+
+
+def imencode(img):
+    ok, buf = cv2.imencode(".bmp", img)
+    assert ok
+    return buf.tobytes()
+
+
+def bmp(width, height, bits, rows, palette=b"", compression=0, masks=b""):
+    """A BITMAPINFOHEADER BMP; `rows` are the stored rows, already padded."""
+    pixels = b"".join(rows)
+    offset = 54 + len(masks) + len(palette)
+    size = offset + len(pixels)
+    colors = len(palette) // 4
+    return (
+        struct.pack("<2sIHHI", b"BM", size, 0, 0, offset)
+        + struct.pack("<IiiHHIIiiII", 40, width, height, 1, bits, compression,
+                      len(pixels), 2835, 2835, colors, 0)
+        + masks + palette + pixels
+    )
+
+
+def pad(row):
+    return row + b"\0" * (-len(row) % 4)
+
+
+def gz(data, name=None):
+    out = io.BytesIO()
+    with gzip.GzipFile(filename=name or "", mode="wb", compresslevel=9, fileobj=out, mtime=0) as f:
+        f.write(data)
+    return out.getvalue()
+
+
+def frame(camera_id, body):
+    return struct.pack("!BI", camera_id, len(body)) + body
+
+
+def write(target, name, data):
+    d = SEEDS / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(data)
+
+
+def main():
+    bgr = crop("coffee_640x480_noise", 640, 480, 300, 200, 24, 16)
+    odd = crop("astronaut_1280x720_noise", 1280, 720, 600, 300, 13, 7)
+    bars = crop("bars75_640x480", 640, 480, 0, 100, 640, 2)[:, ::20]  # 32x2, every bar
+
+    bmps = {
+        "bgr24_24x16.bmp": imencode(bgr),
+        "bgr24_13x7.bmp": imencode(odd),
+        "bars_32x2.bmp": imencode(np.ascontiguousarray(bars)),
+        "gray8_24x16.bmp": imencode(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)),
+        "bgra32_13x7.bmp": imencode(cv2.cvtColor(odd, cv2.COLOR_BGR2BGRA)),
+    }
+    # Top-down 24-bit: the same pixels, rows in file order reversed, height negative.
+    h, w = odd.shape[:2]
+    rows = [pad(odd[y].tobytes()) for y in range(h)]
+    bmps["bgr24_13x7_topdown.bmp"] = bmp(w, -h, 24, rows)
+    # 32-bit BI_BITFIELDS with the masks after the header.
+    rows = [b"".join(bytes(p) + b"\0" for p in odd[y]) for y in reversed(range(h))]
+    masks = struct.pack("<III", 0xFF0000, 0xFF00, 0xFF)
+    bmps["bitfields32_13x7.bmp"] = bmp(w, h, 32, rows, compression=3, masks=masks)
+    # 1- and 4-bit from the grayscale crop (the `bmp` crate fallback path).
+    gray = cv2.cvtColor(odd, cv2.COLOR_BGR2GRAY)
+    pal2 = b"\0\0\0\0\xff\xff\xff\0"
+    rows = [pad(np.packbits(gray[y] > 127).tobytes()) for y in reversed(range(h))]
+    bmps["mono1_13x7.bmp"] = bmp(w, h, 1, rows, palette=pal2)
+    pal16 = b"".join(bytes([i * 17] * 3) + b"\0" for i in range(16))
+    rows = []
+    for y in reversed(range(h)):
+        nib = list(gray[y] >> 4) + [0]
+        rows.append(pad(bytes((nib[i] << 4) | nib[i + 1] for i in range(0, w, 2))))
+    bmps["gray4_13x7.bmp"] = bmp(w, h, 4, rows, palette=pal16)
+    for name, data in bmps.items():
+        write("bmp_decode", name, data)
+
+    big = bmps["bgr24_24x16.bmp"]
+    write("gzip_decompress", "bgr24_24x16.bmp.gz", gz(big))
+    write("gzip_decompress", "gray8_24x16.bmp.gz", gz(bmps["gray8_24x16.bmp"], name="gray.bmp"))
+    write("gzip_decompress", "empty.gz", gz(b""))
+    # Bombs around the fuzz target's 1 MiB cap: one under it, one over it,
+    # and one over it whose trailer lies that it is small.
+    write("gzip_decompress", "zeros_512k.gz", gz(bytes(512 << 10)))
+    over = gz(bytes(2 << 20))
+    write("gzip_decompress", "zeros_2m.gz", over)
+    write("gzip_decompress", "zeros_2m_lying_isize.gz", over[:-4] + struct.pack("<I", 1000))
+
+    stream = frame(3, gz(big)) + frame(200, gz(bmps["bgr24_13x7.bmp"]))
+    # Control byte: bits 0-1 pick the limit, bits 2-5 count chunk lengths.
+    write("frame_reader", "two_frames_whole", bytes([0]) + stream)
+    write("frame_reader", "two_frames_chunks", bytes([3 << 2, 1, 4, 200]) + stream)
+    write("frame_reader", "frame_and_partial_header", bytes([2 << 2, 0, 5]) + frame(3, gz(big)) + b"\x07\0\0")
+    write("frame_reader", "partial_body", bytes([1 << 2, 255]) + stream[:-1000])
+    write("frame_reader", "over_limit", bytes([3 | (1 << 2), 2]) + frame(9, b"x" * 301))
+    write("frame_reader", "empty_body", bytes([0]) + frame(1, b"") + frame(2, b"y"))
+
+
+if __name__ == "__main__":
+    main()
