@@ -216,6 +216,11 @@ def parse_percentiles(line):
     """Every `<name> p50 X ms` / `p99 X ms` pair in a stats line, as ms.
     Also accepts `p50/p99 X/Y ms`. Returns {"p50": [...], "p99": [...]}."""
     found = {"p50": [], "p99": []}
+    # The agent's line also has "encode p50 ..."; the latency share comes after "latency".
+    for key in ("latency", "received→displayed", "received->displayed", "delay"):
+        if key in line:
+            line = line[line.rindex(key):]
+            break
     for m in re.finditer(r"p50\s*/\s*p99[ =:]*([0-9.]+)\s*/\s*([0-9.]+)\s*(us|µs|ms|s)\b", line):
         found["p50"].append(to_ms(m.group(1), m.group(3)))
         found["p99"].append(to_ms(m.group(2), m.group(3)))
@@ -354,8 +359,9 @@ def camera_fps_from_viewer(stderr, seconds):
     there are enough. Returns {camera: median fps}."""
     per_cam = {}
     for line in stderr.splitlines():
-        m = re.search(r"camera (\d+)\b.*?([0-9.]+)\s*fps", line)
-        if m and "listening" not in line:
+        # e.g. "camera 3 (127.0.0.1:4711): 30.0 fps received, 29.9 fps decoded, 0 skipped ..."
+        m = re.search(r"(camera \d+[^:]*):.*?([0-9.]+) fps decoded", line)
+        if m:
             per_cam.setdefault(m.group(1), []).append(float(m.group(2)))
     result = {}
     for cam, values in per_cam.items():
