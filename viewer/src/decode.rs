@@ -399,15 +399,22 @@ pub fn max_pixels(max_bmp_len: usize) -> usize {
     max_bmp_len
 }
 
-/// Width and height as the BMP header states them (offsets 18 and 22,
-/// little-endian i32; a negative height means top-down), if the header is
-/// there. proto validates them fully; this only sizes the output early.
+/// Width and height as a plausible BMP header states them (offsets 18 and
+/// 22, little-endian i32; a negative height means top-down). Anything else
+/// (not "BM", dimensions out of range) is left to proto, which names the
+/// problem precisely; this check only keeps a valid-looking header from
+/// sizing a huge pixel buffer.
 fn announced_pixels(bmp: &[u8]) -> Option<(u32, u32)> {
-    let field = |at: usize| -> Option<i32> {
+    if bmp.get(..2)? != b"BM" {
+        return None;
+    }
+    let field = |at: usize| -> Option<u32> {
         let bytes: [u8; 4] = bmp.get(at..at + 4)?.try_into().ok()?;
-        Some(i32::from_le_bytes(bytes))
+        Some(i32::from_le_bytes(bytes).unsigned_abs())
     };
-    Some((field(18)?.unsigned_abs(), field(22)?.unsigned_abs()))
+    let (width, height) = (field(18)?, field(22)?);
+    let in_range = |d: u32| (1..=bmp::MAX_DIMENSION).contains(&d);
+    (in_range(width) && in_range(height)).then_some((width, height))
 }
 
 /// gunzip → BMP → 0RGB, then record. Only a frame that decodes is recorded.

@@ -1,1 +1,977 @@
-//! (tests for this area land with its issue)
+//! The real `viewer --headless --record` over loopback, fed by clients built
+//! here with proto (so these tests do not depend on the agent), and by
+//! pattern agents.
+//!
+//! Every hostile input is sent while a good client streams: the good
+//! client's recorded files must keep increasing during and after the attack,
+//! its connection must survive, and the viewer must log the attacker's peer
+//! address, camera id and the reason. No test asserts on wall-clock time;
+//! waits are bounded only so a broken viewer fails instead of hanging.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use camstream_tests::{
+    bin_path, recorded_conn_dirs, recorded_counts, recorded_frames, start_pattern_agent,
+    start_viewer, wait_until, workspace_root, LoggedChild,
+};
+use proto::{bmp, gzip, wire};
+
+/// Upper bound on any wait: generous, because the CI machine is small and busy.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Camera id of the good client in the attack tests.
+const GOOD_ID: u8 = 1;
+
+// ---------------------------------------------------------------------------
+// Frames
+// ---------------------------------------------------------------------------
+
+/// The eight 75% colour bars (as vivid draws them), BGR.
+const BARS_BGR: [[u8; 3]; 8] = [
+    [191, 191, 191], // white
+    [0, 191, 191],   // yellow
+    [191, 191, 0],   // cyan
+    [0, 191, 0],     // green
+    [191, 0, 191],   // magenta
+    [0, 0, 191],     // red
+    [191, 0, 0],     // blue
+    [0, 0, 0],       // black
+];
+
+/// A tightly packed, top-down BGR image of vertical bars, rotated by
+/// `shift` bars so consecutive frames differ.
+fn bars_bgr(width: u32, height: u32, shift: usize) -> Vec<u8> {
+    let mut bgr = Vec::with_capacity((width * height * 3) as usize);
+    for _ in 0..height {
+        for x in 0..width {
+            let bar = (x as usize * 8 / width as usize + shift) % 8;
+            bgr.extend_from_slice(&BARS_BGR[bar]);
+        }
+    }
+    bgr
+}
+
+fn bmp_of(bgr: &[u8], width: u32, height: u32) -> Vec<u8> {
+    let mut file = Vec::new();
+    bmp::encode_bgr24(bgr, width, height, &mut file).expect("encode test BMP");
+    file
+}
+
+fn gzip_of(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    gzip::Compressor::new(1)
+        .expect("gzip level 1")
+        .compress_append(data, &mut out);
+    out
+}
+
+/// One wire frame: header and `body` as given (any bytes at all).
+fn frame_of(camera_id: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    wire::encode_frame(camera_id, body, &mut out).expect("encode test frame");
+    out
+}
+
+/// Only a header: camera id and a body length, with no body.
+fn header_of(camera_id: u8, body_len: u32) -> Vec<u8> {
+    let mut out = vec![camera_id];
+    out.extend_from_slice(&body_len.to_be_bytes());
+    out
+}
+
+/// A valid frame of bars.
+fn bars_frame(camera_id: u8, width: u32, height: u32, shift: usize) -> Vec<u8> {
+    let file = bmp_of(&bars_bgr(width, height, shift), width, height);
+    frame_of(camera_id, &gzip_of(&file))
+}
+
+/// Deterministic noise (xorshift64*), so a failure can be replayed.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        out.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Viewer and clients
+// ---------------------------------------------------------------------------
+
+/// A headless recording viewer on a free loopback port.
+struct Viewer {
+    child: LoggedChild,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Viewer {
+    fn start(extra: &[&str]) -> Viewer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let record = dir.path().to_str().expect("utf-8 temp path").to_owned();
+        let mut args = vec!["--headless", "--listen", "127.0.0.1:0", "--record", &record];
+        args.extend_from_slice(extra);
+        let (child, addr) = start_viewer(&args);
+        Viewer { child, addr, dir }
+    }
+
+    fn record_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn recorded(&self, camera_id: u8) -> usize {
+        recorded_counts(self.record_dir())
+            .get(&camera_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Waits until camera `camera_id` has at least `n` recorded files.
+    fn wait_recorded(&self, camera_id: u8, n: usize) -> usize {
+        wait_until(PATIENCE, || {
+            let got = self.recorded(camera_id);
+            (got >= n).then_some(got)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "camera {camera_id}: {} frames recorded, waited for {n}\n{}",
+                self.recorded(camera_id),
+                self.child.tail(30)
+            )
+        })
+    }
+
+    /// Waits for a log line after `mark` holding every one of `needles`.
+    fn expect_line(&self, mark: usize, needles: &[&str]) -> String {
+        let found = wait_until(PATIENCE, || {
+            self.child
+                .lines()
+                .into_iter()
+                .skip(mark)
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "no viewer log line with all of {needles:?}\n{}",
+                self.child.tail(40)
+            )
+        })
+    }
+
+    /// Lines logged after `mark`.
+    fn lines_after(&self, mark: usize) -> Vec<String> {
+        self.child.lines().into_iter().skip(mark).collect()
+    }
+}
+
+/// A client that streams small valid frames until stopped, like a camera.
+struct GoodClient {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    local: SocketAddr,
+    handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl GoodClient {
+    fn start(addr: SocketAddr, camera_id: u8) -> GoodClient {
+        let mut stream = TcpStream::connect(addr).expect("good client connects");
+        let local = stream.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (stop2, sent2) = (Arc::clone(&stop), Arc::clone(&sent));
+        let frames: Vec<Vec<u8>> = (0..8).map(|s| bars_frame(camera_id, 64, 48, s)).collect();
+        let handle = thread::spawn(move || {
+            let mut i = 0;
+            while !stop2.load(Ordering::Relaxed) {
+                stream.write_all(&frames[i % frames.len()])?;
+                sent2.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                thread::sleep(Duration::from_millis(10));
+            }
+            stream.shutdown(Shutdown::Write)
+        });
+        GoodClient {
+            stop,
+            sent,
+            local,
+            handle,
+        }
+    }
+
+    /// Stops streaming; panics if the viewer ever refused a write.
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let result = self.handle.join().expect("good client thread");
+        result.expect("the good client's connection must survive the attack");
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// Sets SO_LINGER to 0, so closing the socket sends RST (ECONNRESET at the
+/// viewer) instead of FIN.
+fn set_linger_zero(stream: &TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt::Linger};
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt(stream, Linger, &linger).expect("set SO_LINGER 0");
+}
+
+/// True once the viewer has closed `stream` (EOF or reset), waiting at most
+/// `PATIENCE`.
+fn closed_by_viewer(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(PATIENCE))
+        .expect("set read timeout");
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // the viewer never sends anything, but be lenient
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true, // ECONNRESET: closed with data unread
+        }
+    }
+}
+
+/// Runs `attack` against a viewer while a good client streams, and checks
+/// that the good client is unharmed: its frames are recorded before, during
+/// (the attack may check that itself) and after the attack, and its
+/// connection is never dropped. `attack` returns the text every log line
+/// about the attack must contain, in addition to the attacker's peer.
+fn under_attack(extra: &[&str], attack: impl FnOnce(&Viewer) -> Vec<(SocketAddr, Vec<String>)>) {
+    let viewer = Viewer::start(extra);
+    let good = GoodClient::start(viewer.addr, GOOD_ID);
+    let before = viewer.wait_recorded(GOOD_ID, 3);
+    let mark = viewer.child.line_count();
+
+    let expected = attack(&viewer);
+
+    for (peer, needles) in &expected {
+        let peer = peer.to_string();
+        let mut all: Vec<&str> = vec![&peer];
+        all.extend(needles.iter().map(String::as_str));
+        viewer.expect_line(mark, &all);
+    }
+    // After: still arriving.
+    let after_attack = viewer.recorded(GOOD_ID);
+    assert!(after_attack >= before);
+    viewer.wait_recorded(GOOD_ID, after_attack + 5);
+
+    let good_peer = format!("camera {GOOD_ID} ({})", good.local);
+    let sent = good.finish();
+    // The good client's own orderly close is the only way it may end.
+    viewer.expect_line(mark, &[&good_peer, "disconnected after"]);
+    let ends: Vec<String> = viewer
+        .lines_after(0)
+        .into_iter()
+        .filter(|l| l.contains(&good_peer) && (l.contains("dropped") || l.contains("disconnected")))
+        .collect();
+    assert_eq!(ends.len(), 1, "good client was dropped: {ends:?}");
+    assert!(
+        !ends[0].contains("dropped"),
+        "good client was dropped: {ends:?}"
+    );
+    let dirs = recorded_conn_dirs(viewer.record_dir());
+    let good_dirs: Vec<_> = dirs.iter().filter(|(id, _)| *id == GOOD_ID).collect();
+    assert_eq!(good_dirs.len(), 1, "one connection, one folder: {dirs:?}");
+    // Every frame the good client sent is on disk (it closed cleanly).
+    let recorded = viewer.wait_recorded(GOOD_ID, sent as usize);
+    assert_eq!(
+        recorded as u64, sent,
+        "recorded {recorded} of {sent} good frames"
+    );
+}
+
+/// Connects, sends `bytes`, and expects the viewer to close the connection.
+fn send_and_expect_close(viewer: &Viewer, bytes: &[u8]) -> SocketAddr {
+    let mut stream = TcpStream::connect(viewer.addr).expect("attacker connects");
+    let local = stream.local_addr().expect("local addr");
+    // The viewer may close before everything is written; that is fine.
+    let _ = stream.write_all(bytes);
+    assert!(
+        closed_by_viewer(&mut stream),
+        "viewer kept the connection from {local} open\n{}",
+        viewer.child.tail(20)
+    );
+    local
+}
+
+fn strings(needles: &[&str]) -> Vec<String> {
+    needles.iter().map(|s| s.to_string()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Good input
+// ---------------------------------------------------------------------------
+
+#[test]
+fn recorded_frames_are_the_sent_bmps_and_decode_to_the_bars() {
+    let viewer = Viewer::start(&[]);
+    // Small frames of rotating bars, then the 640x480 bars frame from testdata
+    // (0.9 MB: many reads per frame).
+    let (w, h) = (64, 48);
+    let mut sent_bmps: Vec<Vec<u8>> = (0..7).map(|s| bmp_of(&bars_bgr(w, h, s), w, h)).collect();
+    let bars75 = std::fs::read(workspace_root().join("testdata/frames/bars75_640x480.bgr"))
+        .expect("testdata/frames/bars75_640x480.bgr");
+    sent_bmps.push(bmp_of(&bars75, 640, 480));
+
+    let mut stream = TcpStream::connect(viewer.addr).unwrap();
+    let local = stream.local_addr().unwrap();
+    for file in &sent_bmps {
+        stream.write_all(&frame_of(7, &gzip_of(file))).unwrap();
+    }
+    viewer.wait_recorded(7, sent_bmps.len());
+    drop(stream);
+    viewer.expect_line(
+        0,
+        &[&format!("camera 7 ({local}) disconnected after 8 frames")],
+    );
+
+    let dirs = recorded_conn_dirs(viewer.record_dir());
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let (id, dir) = &dirs[0];
+    assert_eq!(*id, 7);
+    assert_eq!(
+        dir.file_name().unwrap().to_string_lossy(),
+        format!("cam7-127.0.0.1-{}", local.port())
+    );
+    let files = recorded_frames(dir);
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let expected: Vec<String> = (0..8).map(|i| format!("{i:06}.bmp")).collect();
+    assert_eq!(names, expected);
+
+    for (i, (file, sent)) in files.iter().zip(&sent_bmps).enumerate() {
+        let got = std::fs::read(file).unwrap();
+        assert!(
+            got == *sent,
+            "frame {i}: recorded BMP differs from the one sent"
+        );
+    }
+    // Decode the recordings independently of what was sent: bar colours.
+    for (i, file) in files.iter().enumerate().take(7) {
+        let mut pixels = Vec::new();
+        let (fw, fh) = bmp::decode_0rgb(&std::fs::read(file).unwrap(), &mut pixels).unwrap();
+        assert_eq!((fw, fh), (w, h));
+        for bar in 0..8 {
+            let x = bar * w as usize / 8 + 2;
+            for y in [0, h as usize / 2, h as usize - 1] {
+                let [b, g, r] = BARS_BGR[(bar + i) % 8];
+                let want = u32::from_be_bytes([0, r, g, b]);
+                assert_eq!(
+                    pixels[y * w as usize + x],
+                    want,
+                    "frame {i} bar {bar} row {y}"
+                );
+            }
+        }
+    }
+    let mut pixels = Vec::new();
+    let big = std::fs::read(&files[7]).unwrap();
+    assert_eq!(bmp::decode_0rgb(&big, &mut pixels).unwrap(), (640, 480));
+    for bar in 0..8 {
+        let x = bar * 80 + 40;
+        let [b, g, r] = BARS_BGR[bar];
+        let want = u32::from_be_bytes([0, r, g, b]);
+        assert_eq!(pixels[240 * 640 + x], want, "bars75 bar {bar}");
+    }
+}
+
+#[test]
+fn eight_concurrent_clients_are_all_recorded() {
+    let viewer = Viewer::start(&[]);
+    let frames_each = 25;
+    let clients: Vec<JoinHandle<SocketAddr>> = (1..=8u8)
+        .map(|id| {
+            let addr = viewer.addr;
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                let local = stream.local_addr().unwrap();
+                for s in 0..frames_each {
+                    // Different sizes per camera: the decoders must not mix them up.
+                    let (w, h) = (32 + 8 * u32::from(id), 24 + 4 * u32::from(id));
+                    stream.write_all(&bars_frame(id, w, h, s)).unwrap();
+                    thread::sleep(Duration::from_millis(5));
+                }
+                local
+            })
+        })
+        .collect();
+    let locals: Vec<SocketAddr> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    for (i, local) in locals.iter().enumerate() {
+        let id = i as u8 + 1;
+        viewer.wait_recorded(id, frames_each);
+        viewer.expect_line(
+            0,
+            &[&format!(
+                "camera {id} ({local}) disconnected after {frames_each} frames"
+            )],
+        );
+    }
+    let counts = recorded_counts(viewer.record_dir());
+    for id in 1..=8u8 {
+        assert_eq!(counts.get(&id), Some(&frames_each), "{counts:?}");
+        let dirs = recorded_conn_dirs(viewer.record_dir());
+        let (_, dir) = dirs.iter().find(|(d, _)| *d == id).unwrap();
+        let last = recorded_frames(dir).pop().unwrap();
+        let mut pixels = Vec::new();
+        let size = bmp::decode_0rgb(&std::fs::read(last).unwrap(), &mut pixels).unwrap();
+        assert_eq!(size, (32 + 8 * u32::from(id), 24 + 4 * u32::from(id)));
+    }
+}
+
+#[test]
+fn clients_past_max_clients_are_refused_at_once() {
+    let viewer = Viewer::start(&["--max-clients", "2"]);
+    let mut first = TcpStream::connect(viewer.addr).unwrap();
+    let mut second = TcpStream::connect(viewer.addr).unwrap();
+    viewer.expect_line(0, &["(2 of at most 2 clients)"]);
+
+    let mut third = TcpStream::connect(viewer.addr).unwrap();
+    let third_local = third.local_addr().unwrap();
+    assert!(closed_by_viewer(&mut third), "third client was not refused");
+    viewer.expect_line(
+        0,
+        &[
+            &format!("refused {third_local}"),
+            "already serving 2 clients (--max-clients 2)",
+        ],
+    );
+
+    // The two admitted clients still work.
+    first.write_all(&bars_frame(1, 16, 8, 0)).unwrap();
+    second.write_all(&bars_frame(2, 16, 8, 0)).unwrap();
+    viewer.wait_recorded(1, 1);
+    viewer.wait_recorded(2, 1);
+
+    // A slot freed is a slot available again.
+    drop(first);
+    viewer.expect_line(0, &["camera 1 (", "disconnected after 1 frames"]);
+    let mut fourth = TcpStream::connect(viewer.addr).unwrap();
+    fourth.write_all(&bars_frame(4, 16, 8, 0)).unwrap();
+    viewer.wait_recorded(4, 1);
+}
+
+#[test]
+fn allow_list_refuses_other_sources() {
+    let refusing = Viewer::start(&["--allow", "10.0.0.0/8", "--allow", "fd00::/8"]);
+    let mut stream = TcpStream::connect(refusing.addr).unwrap();
+    let local = stream.local_addr().unwrap();
+    assert!(closed_by_viewer(&mut stream));
+    refusing.expect_line(0, &[&format!("refused {local}: not in the --allow list")]);
+
+    let admitting = Viewer::start(&["--allow", "10.0.0.0/8", "--allow", "127.0.0.0/8"]);
+    let mut stream = TcpStream::connect(admitting.addr).unwrap();
+    stream.write_all(&bars_frame(3, 16, 8, 0)).unwrap();
+    admitting.wait_recorded(3, 1);
+}
+
+#[test]
+fn listens_on_ipv6_loopback() {
+    // Some CI containers have no IPv6 at all; then there is nothing to test.
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here: IPv6 listen not tested");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_viewer, addr) = start_viewer(&[
+        "--headless",
+        "--listen",
+        "[::1]:0",
+        "--record",
+        dir.path().to_str().unwrap(),
+        "--allow",
+        "::1",
+    ]);
+    assert!(addr.is_ipv6(), "{addr}");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let local = stream.local_addr().unwrap();
+    stream.write_all(&bars_frame(6, 16, 8, 0)).unwrap();
+    let counts = wait_until(PATIENCE, || {
+        let c = recorded_counts(dir.path());
+        (c.get(&6) == Some(&1)).then_some(c)
+    });
+    assert!(counts.is_some(), "IPv6 frame not recorded");
+    let dirs = recorded_conn_dirs(dir.path());
+    assert_eq!(
+        dirs[0].1.file_name().unwrap().to_string_lossy(),
+        format!("cam6-::1-{}", local.port())
+    );
+}
+
+#[test]
+fn client_that_disconnects_mid_frame_is_closed_and_can_come_back() {
+    let viewer = Viewer::start(&[]);
+    let mut stream = TcpStream::connect(viewer.addr).unwrap();
+    let local = stream.local_addr().unwrap();
+    for s in 0..3 {
+        stream.write_all(&bars_frame(5, 32, 16, s)).unwrap();
+    }
+    let fourth = bars_frame(5, 32, 16, 3);
+    let cut = fourth.len() / 2;
+    stream.write_all(&fourth[..cut]).unwrap();
+    drop(stream);
+    viewer.expect_line(
+        0,
+        &[
+            &format!("camera 5 ({local}) dropped after 3 frames"),
+            &format!("connection closed in the middle of a frame ({cut} bytes of it received)"),
+        ],
+    );
+    assert_eq!(viewer.wait_recorded(5, 3), 3);
+
+    // The camera reconnects: a new connection, a new folder.
+    let mut again = TcpStream::connect(viewer.addr).unwrap();
+    for s in 0..2 {
+        again.write_all(&bars_frame(5, 32, 16, s)).unwrap();
+    }
+    drop(again);
+    viewer.wait_recorded(5, 5);
+    let dirs = recorded_conn_dirs(viewer.record_dir());
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+}
+
+#[test]
+fn sigint_and_sigterm_exit_0_with_recordings_flushed() {
+    for signal in ["INT", "TERM"] {
+        let mut viewer = Viewer::start(&[]);
+        let good = GoodClient::start(viewer.addr, GOOD_ID);
+        viewer.wait_recorded(GOOD_ID, 5);
+        let mark = viewer.child.line_count();
+        viewer.child.signal(signal);
+        let status = viewer.child.wait_exit(PATIENCE);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "SIG{signal}: viewer exit {status:?}\n{}",
+            viewer.child.tail(20)
+        );
+        viewer.expect_line(mark, &["shutting down on a signal"]);
+        // Once it is gone, the client sees its connection closed.
+        let _ = good.finish_after_viewer_exit();
+        // Every file is complete: no partial files, each one decodes.
+        let dirs = recorded_conn_dirs(viewer.record_dir());
+        let (_, dir) = &dirs[0];
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("bmp"),
+                "leftover {}",
+                path.display()
+            );
+            let mut pixels = Vec::new();
+            bmp::decode_0rgb(&std::fs::read(&path).unwrap(), &mut pixels)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+}
+
+impl GoodClient {
+    /// Stops streaming when the viewer is gone; the write error is expected.
+    fn finish_after_viewer_exit(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn without_a_display_the_error_says_set_display_or_headless() {
+    for display in [None, Some(":97")] {
+        let mut cmd = std::process::Command::new(bin_path("viewer"));
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        match display {
+            None => cmd.env_remove("DISPLAY"),
+            Some(d) => cmd.env("DISPLAY", d),
+        };
+        let mut child = LoggedChild::spawn("viewer", cmd);
+        let status = child.wait_exit(PATIENCE).expect("viewer exits");
+        assert!(!status.success(), "DISPLAY={display:?}: exit {status}");
+        let log = child.lines().join("\n");
+        assert!(log.contains("--headless"), "DISPLAY={display:?}: {log}");
+        if display.is_none() {
+            assert!(log.contains("DISPLAY is not set"), "{log}");
+        } else {
+            // Either no X server answers, or libX11 is not even installed.
+            assert!(
+                log.contains("XOpenDisplay failed") || log.contains("failed to load"),
+                "{log}"
+            );
+        }
+        assert!(
+            !log.contains("listening on"),
+            "must fail before listening: {log}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bad input, each while a good client streams
+// ---------------------------------------------------------------------------
+
+#[test]
+fn zero_length_frame_is_refused() {
+    under_attack(&[], |viewer| {
+        let peer = send_and_expect_close(viewer, &header_of(9, 0));
+        vec![(
+            peer,
+            strings(&["camera 9 (", "dropped after 0 frames", "body length 0"]),
+        )]
+    });
+}
+
+#[test]
+fn over_limit_length_is_refused_before_any_body() {
+    under_attack(&["--max-frame-bytes", "1000000"], |viewer| {
+        // Only the header: the viewer must not wait for the body.
+        let peer = send_and_expect_close(viewer, &header_of(9, 1_000_001));
+        let peer_max = send_and_expect_close(viewer, &header_of(10, u32::MAX));
+        vec![
+            (
+                peer,
+                strings(&[
+                    "camera 9 (",
+                    "announced a 1000001-byte frame body, over the 1000000-byte limit",
+                ]),
+            ),
+            (
+                peer_max,
+                strings(&["camera 10 (", "announced a 4294967295-byte frame body"]),
+            ),
+        ]
+    });
+}
+
+#[test]
+fn body_that_is_not_gzip_is_refused() {
+    under_attack(&[], |viewer| {
+        let body = b"this is plain text, not a gzip stream at all".repeat(10);
+        let peer = send_and_expect_close(viewer, &frame_of(9, &body));
+        vec![(peer, strings(&["camera 9 (", "not a gzip stream"]))]
+    });
+}
+
+#[test]
+fn truncated_gzip_is_refused() {
+    under_attack(&[], |viewer| {
+        let whole = gzip_of(&bmp_of(&bars_bgr(64, 48, 0), 64, 48));
+        // Cut inside the deflate data, and cut shorter than any gzip member.
+        let half = send_and_expect_close(viewer, &frame_of(9, &whole[..whole.len() / 2]));
+        let tiny = send_and_expect_close(viewer, &frame_of(10, &whole[..12]));
+        vec![
+            (
+                half,
+                strings(&["camera 9 (", "bad frame body: gzip stream"]),
+            ),
+            (
+                tiny,
+                strings(&["camera 10 (", "gzip stream of 12 bytes is truncated"]),
+            ),
+        ]
+    });
+}
+
+#[test]
+fn gzip_bomb_is_stopped_at_max_bmp_bytes() {
+    under_attack(&["--max-bmp-bytes", "1000000"], |viewer| {
+        // 8 MB of zeros gzips to a few KB.
+        let bomb = gzip_of(&vec![0u8; 8 << 20]);
+        assert!(bomb.len() < 100_000);
+        let honest = send_and_expect_close(viewer, &frame_of(9, &bomb));
+        // The same bomb with its trailer lying about the size (1000 bytes).
+        let mut liar = bomb.clone();
+        let n = liar.len();
+        liar[n - 4..].copy_from_slice(&1000u32.to_le_bytes());
+        let lying = send_and_expect_close(viewer, &frame_of(10, &liar));
+        vec![
+            (
+                honest,
+                strings(&[
+                    "camera 9 (",
+                    "announces 8388608 decompressed bytes, over the 1000000-byte limit",
+                ]),
+            ),
+            (
+                lying,
+                strings(&["camera 10 (", "inflates to more than its trailer announces"]),
+            ),
+        ]
+    });
+}
+
+#[test]
+fn body_that_is_not_a_bmp_is_refused() {
+    under_attack(&[], |viewer| {
+        let text = gzip_of(&b"GIF89a, or anything else that is not a BMP".repeat(4));
+        let peer = send_and_expect_close(viewer, &frame_of(9, &text));
+        vec![(
+            peer,
+            strings(&["camera 9 (", "bad BMP in frame: not a BMP file"]),
+        )]
+    });
+}
+
+#[test]
+fn unsupported_bmp_is_refused() {
+    under_attack(&[], |viewer| {
+        // A valid 24-bit file relabelled as 16 bits per pixel.
+        let mut file = bmp_of(&bars_bgr(16, 8, 0), 16, 8);
+        file[28..30].copy_from_slice(&16u16.to_le_bytes());
+        let depth = send_and_expect_close(viewer, &frame_of(9, &gzip_of(&file)));
+        // And one claiming RLE8 compression.
+        let mut rle = bmp_of(&bars_bgr(16, 8, 0), 16, 8);
+        rle[30..34].copy_from_slice(&1u32.to_le_bytes());
+        let compressed = send_and_expect_close(viewer, &frame_of(10, &gzip_of(&rle)));
+        vec![
+            (
+                depth,
+                strings(&["camera 9 (", "unsupported BMP depth of 16 bits"]),
+            ),
+            (compressed, strings(&["camera 10 (", "bad BMP in frame"])),
+        ]
+    });
+}
+
+#[test]
+fn bmp_lying_about_its_size_is_refused() {
+    under_attack(&[], |viewer| {
+        let good = bmp_of(&bars_bgr(16, 8, 0), 16, 8);
+        // The file-size field says more than arrived.
+        let mut size_lie = good.clone();
+        let claimed = good.len() as u32 + 1000;
+        size_lie[2..6].copy_from_slice(&claimed.to_le_bytes());
+        let a = send_and_expect_close(viewer, &frame_of(9, &gzip_of(&size_lie)));
+        // The dimensions need far more pixels than the file holds.
+        let mut dims_lie = good.clone();
+        dims_lie[18..22].copy_from_slice(&4000i32.to_le_bytes());
+        dims_lie[22..26].copy_from_slice(&3000i32.to_le_bytes());
+        let b = send_and_expect_close(viewer, &frame_of(10, &gzip_of(&dims_lie)));
+        // 16384 x 16384 announced by a tiny file: refused before 1 GiB of pixels.
+        let mut huge = good;
+        huge[18..22].copy_from_slice(&16384i32.to_le_bytes());
+        huge[22..26].copy_from_slice(&16384i32.to_le_bytes());
+        let c = send_and_expect_close(viewer, &frame_of(11, &gzip_of(&huge)));
+        vec![
+            (
+                a,
+                strings(&[
+                    "camera 9 (",
+                    &format!("BMP header declares a {claimed}-byte file"),
+                ]),
+            ),
+            (b, strings(&["camera 10 (", "bad BMP in frame"])),
+            (c, strings(&["camera 11 (", "16384x16384"])),
+        ]
+    });
+}
+
+#[test]
+fn frame_cut_by_eof_is_reported() {
+    under_attack(&[], |viewer| {
+        let whole = bars_frame(9, 64, 48, 0);
+        let mut stream = TcpStream::connect(viewer.addr).unwrap();
+        let local = stream.local_addr().unwrap();
+        stream.write_all(&whole[..100]).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        assert!(closed_by_viewer(&mut stream));
+        vec![(
+            local,
+            strings(&[
+                "camera 9 (",
+                "connection closed in the middle of a frame (100 bytes of it received)",
+            ]),
+        )]
+    });
+}
+
+#[test]
+fn frame_cut_by_connection_reset_is_reported() {
+    under_attack(&[], |viewer| {
+        let whole = bars_frame(9, 64, 48, 0);
+        let stream = TcpStream::connect(viewer.addr).unwrap();
+        let local = stream.local_addr().unwrap();
+        set_linger_zero(&stream);
+        (&stream).write_all(&whole[..100]).unwrap();
+        // Closing with SO_LINGER 0 sends RST: ECONNRESET at the viewer. Linux
+        // may or may not deliver the 100 bytes first; the reason names the
+        // reset either way.
+        drop(stream);
+        vec![(local, strings(&["reset"]))]
+    });
+}
+
+#[test]
+fn random_bytes_are_refused() {
+    under_attack(&[], |viewer| {
+        let peers: Vec<SocketAddr> = (1..=4u64)
+            .map(|seed| send_and_expect_close(viewer, &noise(64 << 10, seed)))
+            .collect();
+        peers
+            .into_iter()
+            .map(|p| (p, strings(&["dropped after"])))
+            .collect()
+    });
+}
+
+#[test]
+fn partial_frame_then_silence_hits_the_idle_timeout() {
+    under_attack(&["--idle-timeout", "2"], |viewer| {
+        let whole = bars_frame(9, 64, 48, 0);
+        let mut stream = TcpStream::connect(viewer.addr).unwrap();
+        let local = stream.local_addr().unwrap();
+        stream.write_all(&whole[..50]).unwrap();
+        // During the silence, the good client's frames keep arriving.
+        let during = viewer.recorded(GOOD_ID);
+        let grew = wait_until(PATIENCE, || {
+            let dropped = viewer
+                .child
+                .lines()
+                .iter()
+                .any(|l| l.contains(&local.to_string()) && l.contains("--idle-timeout"));
+            let now = viewer.recorded(GOOD_ID);
+            (dropped || now >= during + 3).then_some(!dropped)
+        });
+        assert_eq!(
+            grew,
+            Some(true),
+            "good frames stalled while a client was silent mid-frame"
+        );
+        assert!(closed_by_viewer(&mut stream), "silent client not dropped");
+        vec![(
+            local,
+            strings(&[
+                "camera 9 (",
+                "sent 50 bytes of a frame, then nothing for 2.0 s (--idle-timeout)",
+            ]),
+        )]
+    });
+}
+
+#[test]
+fn connection_flood_is_refused_at_once() {
+    under_attack(&["--max-clients", "4"], |viewer| {
+        // 3 slots left after the good client; hold 200 connections open.
+        let mut flood: Vec<TcpStream> = Vec::new();
+        for _ in 0..200 {
+            match TcpStream::connect(viewer.addr) {
+                Ok(s) => flood.push(s),
+                // The listen backlog may overflow: that is refusal too.
+                Err(_) => continue,
+            }
+        }
+        assert!(flood.len() >= 4, "only {} connections made", flood.len());
+        // While the flood is held open, the good client's frames keep arriving.
+        let during = viewer.recorded(GOOD_ID);
+        viewer.wait_recorded(GOOD_ID, during + 5);
+        // All but the 3 admitted are closed by the viewer, at once; it reads
+        // the backlog in turns, so wait (bounded) until it got to all.
+        for s in &flood {
+            s.set_nonblocking(true).unwrap();
+        }
+        let mut closed = vec![false; flood.len()];
+        let all_refused = wait_until(PATIENCE, || {
+            for (s, closed) in flood.iter_mut().zip(closed.iter_mut()) {
+                let mut buf = [0u8; 1];
+                match s.read(&mut buf) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    _ => *closed = true,
+                }
+            }
+            let n = closed.iter().filter(|c| **c).count();
+            (n == flood.len() - 3).then_some(())
+        });
+        let n_closed = closed.iter().filter(|c| **c).count();
+        assert!(
+            all_refused.is_some(),
+            "{n_closed} of {} flood connections closed; expected all but 3\n{}",
+            flood.len(),
+            viewer.child.tail(20)
+        );
+        let first = flood[closed.iter().position(|c| *c).unwrap()]
+            .local_addr()
+            .unwrap();
+        drop(flood);
+        vec![(
+            first,
+            strings(&["refused", "already serving 4 clients (--max-clients 4)"]),
+        )]
+    });
+}
+
+// ---------------------------------------------------------------------------
+// With the real agent
+// ---------------------------------------------------------------------------
+
+/// The pattern agent's frames, recorded by the viewer, decode to its colour
+/// bars (white yellow cyan green magenta red blue black at 75%, across the
+/// top three quarters), give or take YUYV rounding.
+fn agent_frames_decode_to_bars(conn_dir: &Path) {
+    let files: Vec<PathBuf> = recorded_frames(conn_dir);
+    assert!(!files.is_empty(), "no frames in {}", conn_dir.display());
+    for file in [&files[0], files.last().unwrap()] {
+        let mut pixels = Vec::new();
+        let (w, h) = bmp::decode_0rgb(&std::fs::read(file).unwrap(), &mut pixels).unwrap();
+        assert_eq!((w, h), (320, 240));
+        let (w, h) = (w as usize, h as usize);
+        for (bar, bgr) in BARS_BGR.iter().enumerate() {
+            let x = bar * w / 8 + w / 16;
+            for y in [h / 8, h / 2, h * 5 / 8] {
+                let [_, r, g, b] = pixels[y * w + x].to_be_bytes();
+                let close = |want: u8, got: u8| (i32::from(want) - i32::from(got)).abs() <= 8;
+                assert!(
+                    close(bgr[0], b) && close(bgr[1], g) && close(bgr[2], r),
+                    "{}: bar {bar} at ({x},{y}) is rgb({r},{g},{b}), want bgr{bgr:?}",
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn eight_pattern_agents_stream_to_a_recording_viewer() {
+    let viewer = Viewer::start(&[]);
+    let mut agents: Vec<LoggedChild> = (1..=8u8)
+        .map(|id| start_pattern_agent(viewer.addr, id, "320x240", 10, &["--frames", "15"]))
+        .collect();
+    for agent in &mut agents {
+        let status = agent.wait_exit(PATIENCE);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "agent exit {status:?}\n{}",
+            agent.tail(20)
+        );
+    }
+    for id in 1..=8u8 {
+        // Every frame the viewer received is recorded, and it received some.
+        let line = viewer.expect_line(0, &[&format!("camera {id} ("), "disconnected after"]);
+        let received: usize = line
+            .split("disconnected after ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("frame count in `{line}`"));
+        assert!(received > 0, "{line}");
+        assert_eq!(viewer.wait_recorded(id, received), received);
+        let dirs = recorded_conn_dirs(viewer.record_dir());
+        let (_, dir) = dirs.iter().find(|(d, _)| *d == id).unwrap();
+        agent_frames_decode_to_bars(dir);
+    }
+}
