@@ -1,1 +1,762 @@
-//! (tests for this area land with its issue)
+//! Deployment: the systemd units, the camera-agent launcher, the Debian
+//! packages and the one-command demo.
+//!
+//! - `systemd-analyze verify` on both units, inside a scratch root where the
+//!   packages were extracted, so every ExecStart= binary is staged in place;
+//!   the same for the manual-install variant under /usr/local.
+//! - The hardening exposure of both units, parsed from
+//!   `systemd-analyze security --offline=yes`, must be 2.0 or less.
+//! - The packages' contents, control data, conffiles and extracted tree;
+//!   lintian must report no warning or error.
+//! - The launcher's camera id: derived from udev's ID_SERIAL/ID_PATH, stable,
+//!   pinned by CAMSTREAM_ID; configuration errors exit 78.
+//! - `./demo` headless: both pattern cameras are recorded, at their two
+//!   sizes, and Ctrl+C (SIGINT) stops every process it started.
+//!
+//! A missing system tool fails the test with the Debian package to install.
+//! The udev rule itself is tested against a real vivid device in `vm`.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use camstream_tests::{bin_path, recorded_conn_dirs, recorded_frames, workspace_root, LoggedChild};
+
+/// Hardening target from the deployment issue.
+const MAX_EXPOSURE: f64 = 2.0;
+
+/// Fails with the package to install when `tool` is not on PATH.
+fn require_tool(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` not found: install it with `apt-get install {package}` (./run-tests does)"
+    );
+}
+
+/// Runs `cmd`, returning its output; panics if it cannot be started.
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `cmd` and asserts it succeeded; returns stdout.
+fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The directory holding the agent and viewer binaries under test.
+fn bin_dir() -> PathBuf {
+    bin_path("agent")
+        .parent()
+        .expect("binaries live in target/<profile>")
+        .to_path_buf()
+}
+
+/// The two packages, built once per test run from the binaries under test.
+struct Debs {
+    _dir: tempfile::TempDir,
+    agent: PathBuf,
+    viewer: PathBuf,
+}
+
+fn debs() -> &'static Debs {
+    static DEBS: OnceLock<Debs> = OnceLock::new();
+    DEBS.get_or_init(|| {
+        require_tool("dpkg-deb", "dpkg");
+        require_tool("dpkg-shlibdeps", "dpkg-dev");
+        require_tool("fakeroot", "fakeroot");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bins = bin_dir();
+        let stdout = run_ok(
+            Command::new(workspace_root().join("packaging/build-deb.sh"))
+                .arg("--bin-dir")
+                .arg(&bins)
+                .arg("--out")
+                .arg(dir.path()),
+        );
+        let debs: Vec<PathBuf> = stdout.lines().map(PathBuf::from).collect();
+        let find = |prefix: &str| {
+            debs.iter()
+                .find(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(prefix))
+                })
+                .unwrap_or_else(|| panic!("build-deb.sh printed no {prefix}*.deb: {stdout}"))
+                .clone()
+        };
+        Debs {
+            agent: find("camstream-agent_"),
+            viewer: find("camstream-viewer_"),
+            _dir: dir,
+        }
+    })
+}
+
+/// Extracts both packages into a fresh scratch root (`dpkg -x`).
+fn extracted_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("temp dir");
+    for deb in [&debs().agent, &debs().viewer] {
+        run_ok(Command::new("dpkg").arg("-x").arg(deb).arg(root.path()));
+    }
+    root
+}
+
+/// Copies the host's systemd units (targets, sockets, slices) into `root`, so
+/// `systemd-analyze verify --root` can resolve After=/Wants= and the default
+/// dependencies; our own units already there are kept.
+fn add_system_units(root: &Path) {
+    let host = Path::new("/lib/systemd/system");
+    assert!(
+        host.join("sysinit.target").exists(),
+        "{} has no sysinit.target: install systemd (`apt-get install systemd`)",
+        host.display()
+    );
+    let dest = root.join("lib/systemd/system");
+    fs::create_dir_all(&dest).expect("create lib/systemd/system");
+    for entry in fs::read_dir(host)
+        .expect("read /lib/systemd/system")
+        .flatten()
+    {
+        let target = dest.join(entry.file_name());
+        if target.exists() {
+            continue;
+        }
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path).expect("stat unit");
+        if meta.file_type().is_symlink() {
+            let link = fs::read_link(&path).expect("read link");
+            std::os::unix::fs::symlink(link, &target).expect("copy symlink");
+        } else if meta.is_file() {
+            fs::copy(&path, &target).expect("copy unit");
+        }
+    }
+}
+
+/// `systemd-analyze verify --root=ROOT` on the given unit names.
+fn verify(root: &Path, units: &[&str]) -> Output {
+    require_tool("systemd-analyze", "systemd");
+    run(Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .arg("--man=no")
+        .args(units))
+}
+
+#[test]
+fn units_verify_with_the_packaged_binaries_in_place() {
+    let root = extracted_root();
+    add_system_units(root.path());
+    let units = ["camera-agent@video0.service", "camera-viewer.service"];
+    let out = verify(root.path(), &units);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed on the packaged units:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // The check has teeth: without the agent unit's ExecStart= program (the
+    // launcher, which then execs /usr/bin/agent) the same verify must fail.
+    fs::remove_file(
+        root.path()
+            .join("usr/libexec/camstream/camera-agent-launch"),
+    )
+    .expect("remove launcher");
+    let out = verify(root.path(), &units);
+    assert!(
+        !out.status.success(),
+        "verify passed although the launcher is missing: {}",
+        text(&out.stderr)
+    );
+}
+
+/// The README's manual install: binaries and launcher under /usr/local, the
+/// units' /usr/ paths rewritten to /usr/local/ with sed.
+#[test]
+fn units_verify_for_the_manual_install_under_usr_local() {
+    require_tool("sed", "sed");
+    let root = tempfile::tempdir().expect("temp dir");
+    let r = root.path();
+    let repo = workspace_root();
+    let bins = bin_dir();
+    for (from, to, mode) in [
+        (bins.join("agent"), "usr/local/bin/agent", 0o755),
+        (bins.join("viewer"), "usr/local/bin/viewer", 0o755),
+        (
+            repo.join("systemd/camera-agent-launch"),
+            "usr/local/libexec/camstream/camera-agent-launch",
+            0o755,
+        ),
+    ] {
+        let to = r.join(to);
+        fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        fs::set_permissions(&to, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let units = r.join("etc/systemd/system");
+    fs::create_dir_all(&units).expect("mkdir units");
+    for unit in ["camera-agent@.service", "camera-viewer.service"] {
+        // Exactly the README's command.
+        let out = run_ok(
+            Command::new("sed")
+                .arg("s#/usr/bin/#/usr/local/bin/#; s#/usr/libexec/#/usr/local/libexec/#")
+                .arg(repo.join("systemd").join(unit)),
+        );
+        assert!(
+            out.contains("/usr/local/")
+                && !out.contains("=/usr/bin/")
+                && !out.contains(" /usr/bin/"),
+            "sed left a /usr/bin path in {unit}:\n{out}"
+        );
+        fs::write(units.join(unit), out).expect("write unit");
+    }
+    add_system_units(r);
+    let out = verify(r, &["camera-agent@video0.service", "camera-viewer.service"]);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed on the /usr/local units:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// The overall exposure `systemd-analyze security --offline=yes` reports.
+fn exposure(unit_file: &Path) -> f64 {
+    require_tool("systemd-analyze", "systemd");
+    let out = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(unit_file));
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("Overall exposure level for"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no overall exposure in systemd-analyze security output for {}:\n{stdout}{}",
+                unit_file.display(),
+                text(&out.stderr)
+            )
+        });
+    // "→ Overall exposure level for x.service: 1.6 OK 🙂"
+    line.rsplit(": ")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("cannot parse the exposure from `{line}`"))
+}
+
+#[test]
+fn units_hardening_exposure_is_at_most_2_0() {
+    let dir = workspace_root().join("systemd");
+    let mut report = Vec::new();
+    for unit in ["camera-agent@.service", "camera-viewer.service"] {
+        let score = exposure(&dir.join(unit));
+        println!("{unit}: overall exposure {score}");
+        report.push((unit, score));
+    }
+    for (unit, score) in &report {
+        assert!(
+            *score <= MAX_EXPOSURE,
+            "{unit} exposure {score} is above {MAX_EXPOSURE}: a hardening setting was lost (run `systemd-analyze security --offline=yes systemd/{unit}`)"
+        );
+    }
+
+    // The parser reads the real number: the same unit without its hardening
+    // (only [Unit] and the Exec/Environment lines) must score far worse.
+    let bare = tempfile::tempdir().expect("temp dir");
+    let source = fs::read_to_string(dir.join("camera-viewer.service")).expect("read unit");
+    let stripped: String = source
+        .lines()
+        .filter(|l| {
+            l.starts_with('[')
+                || ["Description=", "Exec", "Environment", "Type=", "WantedBy="]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let bare_unit = bare.path().join("camera-viewer.service");
+    fs::write(&bare_unit, stripped).expect("write bare unit");
+    let bare_score = exposure(&bare_unit);
+    println!("camera-viewer.service without hardening: overall exposure {bare_score}");
+    assert!(
+        bare_score > MAX_EXPOSURE,
+        "an unhardened unit scored {bare_score}: the exposure parser is not reading the score"
+    );
+}
+
+/// `dpkg-deb -f DEB FIELD`.
+fn field(deb: &Path, name: &str) -> String {
+    run_ok(Command::new("dpkg-deb").arg("-f").arg(deb).arg(name))
+        .trim()
+        .to_string()
+}
+
+/// Paths in a package (`dpkg-deb -c`), as `/path` with their mode string.
+fn contents(deb: &Path) -> Vec<(String, String)> {
+    run_ok(Command::new("dpkg-deb").arg("-c").arg(deb))
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let path = cols.get(5)?.trim_start_matches('.');
+            Some((
+                path.trim_end_matches('/').to_string(),
+                cols.first()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn assert_has(list: &[(String, String)], path: &str, mode: &str, deb: &Path) {
+    match list.iter().find(|(p, _)| p == path) {
+        Some((_, m)) => assert_eq!(m, mode, "{path} in {} has mode {m}", deb.display()),
+        None => panic!(
+            "{} lacks {path}; it has:\n{}",
+            deb.display(),
+            list.iter()
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+#[test]
+fn packages_hold_the_expected_files() {
+    let d = debs();
+    let agent = contents(&d.agent);
+    for (path, mode) in [
+        ("/usr/bin/agent", "-rwxr-xr-x"),
+        ("/usr/libexec/camstream/camera-agent-launch", "-rwxr-xr-x"),
+        ("/lib/systemd/system/camera-agent@.service", "-rw-r--r--"),
+        ("/lib/udev/rules.d/70-camera-agent.rules", "-rw-r--r--"),
+        ("/etc/camstream/agent.env", "-rw-r--r--"),
+        ("/usr/share/man/man1/agent.1.gz", "-rw-r--r--"),
+        ("/usr/share/doc/camstream-agent/copyright", "-rw-r--r--"),
+    ] {
+        assert_has(&agent, path, mode, &d.agent);
+    }
+    let viewer = contents(&d.viewer);
+    for (path, mode) in [
+        ("/usr/bin/viewer", "-rwxr-xr-x"),
+        ("/lib/systemd/system/camera-viewer.service", "-rw-r--r--"),
+        ("/etc/camstream/viewer.env", "-rw-r--r--"),
+        ("/usr/share/man/man1/viewer.1.gz", "-rw-r--r--"),
+        ("/usr/share/doc/camstream-viewer/copyright", "-rw-r--r--"),
+    ] {
+        assert_has(&viewer, path, mode, &d.viewer);
+    }
+    // Each package holds only its own side.
+    assert!(
+        !agent.iter().any(|(p, _)| p.contains("viewer")),
+        "agent package holds viewer files"
+    );
+    assert!(
+        !viewer.iter().any(|(p, _)| p.contains("agent")),
+        "viewer package holds agent files"
+    );
+
+    // Control data.
+    assert_eq!(field(&d.agent, "Package"), "camstream-agent");
+    assert_eq!(field(&d.viewer, "Package"), "camstream-viewer");
+    for deb in [&d.agent, &d.viewer] {
+        let depends = field(deb, "Depends");
+        assert!(
+            depends.contains("libc6"),
+            "{} Depends lacks libc6: {depends}",
+            deb.display()
+        );
+        let arch = field(deb, "Architecture");
+        let host = run_ok(Command::new("dpkg").arg("--print-architecture"));
+        assert_eq!(arch, host.trim(), "{} is for {arch}", deb.display());
+    }
+    // The config is a conffile, so upgrades keep the admin's edits.
+    let scripts = tempfile::tempdir().expect("temp dir");
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("-e")
+            .arg(&d.agent)
+            .arg(scripts.path()),
+    );
+    let conffiles = fs::read_to_string(scripts.path().join("conffiles")).expect("agent conffiles");
+    assert_eq!(conffiles.trim(), "/etc/camstream/agent.env");
+    let postinst = fs::read_to_string(scripts.path().join("postinst")).expect("agent postinst");
+    for needle in [
+        "udevadm control --reload-rules",
+        "daemon-reload",
+        "udevadm trigger --subsystem-match=video4linux --action=add",
+        "[ -d /run/systemd/system ]",
+    ] {
+        assert!(postinst.contains(needle), "agent postinst lacks `{needle}`");
+    }
+}
+
+#[test]
+fn packages_extract_into_a_scratch_root_with_working_files() {
+    let root = extracted_root();
+    let r = root.path();
+    // The extracted binaries are the ones under test and they run.
+    for bin in ["agent", "viewer"] {
+        let path = r.join("usr/bin").join(bin);
+        let out = run_ok(Command::new(&path).arg("--help"));
+        assert!(out.contains("--"), "{bin} --help printed no options: {out}");
+    }
+    // Every ExecStart= program of the units exists in the same root.
+    for unit in ["camera-agent@.service", "camera-viewer.service"] {
+        let body = fs::read_to_string(r.join("lib/systemd/system").join(unit)).expect("unit");
+        let exec = body
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap_or_else(|| panic!("{unit} has no ExecStart="));
+        let program = exec.split_whitespace().next().expect("ExecStart program");
+        let staged = r.join(program.trim_start_matches('/'));
+        let mode = fs::metadata(&staged)
+            .unwrap_or_else(|e| panic!("{unit} starts {program}, missing from the package: {e}"))
+            .permissions()
+            .mode();
+        assert!(mode & 0o111 != 0, "{program} is not executable");
+    }
+    // The rule asks systemd for the agent template.
+    let rule = fs::read_to_string(r.join("lib/udev/rules.d/70-camera-agent.rules")).expect("rule");
+    assert!(rule.contains(r#"ENV{SYSTEMD_WANTS}+="camera-agent@%k.service""#));
+    // Man pages are gzip files that decompress.
+    require_tool("zcat", "gzip");
+    for page in ["agent.1.gz", "viewer.1.gz"] {
+        let man = run_ok(Command::new("zcat").arg(r.join("usr/share/man/man1").join(page)));
+        assert!(man.starts_with(".TH"), "{page} is not a man page");
+    }
+}
+
+#[test]
+fn packages_are_lintian_clean() {
+    require_tool("lintian", "lintian");
+    let d = debs();
+    let out = run(Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--tag-display-limit", "0"])
+        .arg(&d.agent)
+        .arg(&d.viewer));
+    let report = text(&out.stdout);
+    println!("lintian:\n{report}");
+    let problems: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("E:") || l.starts_with("W:"))
+        .collect();
+    assert!(
+        out.status.success() && problems.is_empty(),
+        "lintian found problems (fix them, or override with a reason in packaging/*.lintian-overrides):\n{report}{}",
+        text(&out.stderr)
+    );
+}
+
+/// A staged /usr tree with the launcher, a stub `agent` that prints its
+/// arguments, and a stub `udevadm` answering with the given properties.
+struct Launcher {
+    dir: tempfile::TempDir,
+}
+
+impl Launcher {
+    fn new(udev_props: &str) -> Launcher {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let write = |rel: &str, body: &str| {
+            let path = d.join(rel);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(&path, body).expect("write");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        };
+        let launcher = fs::read_to_string(workspace_root().join("systemd/camera-agent-launch"))
+            .expect("read launcher");
+        write("usr/libexec/camstream/camera-agent-launch", &launcher);
+        write(
+            "usr/bin/agent",
+            "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n",
+        );
+        let props: String = udev_props
+            .lines()
+            .map(|l| format!("echo '{l}'\n"))
+            .collect();
+        write("stub/udevadm", &format!("#!/bin/sh\n{props}"));
+        Launcher { dir }
+    }
+
+    /// Runs the launcher for `node` with only `env` set (plus PATH).
+    fn run(&self, node: &str, env: &[(&str, &str)]) -> Output {
+        let d = self.dir.path();
+        let path = format!("{}:/usr/bin:/bin", d.join("stub").display());
+        run(
+            Command::new(d.join("usr/libexec/camstream/camera-agent-launch"))
+                .arg(node)
+                .env_clear()
+                .env("PATH", path)
+                .envs(env.iter().copied()),
+        )
+    }
+
+    /// The agent's arguments, one per line, when the launcher succeeds.
+    fn args(&self, node: &str, env: &[(&str, &str)]) -> Vec<String> {
+        let out = self.run(node, env);
+        assert!(
+            out.status.success(),
+            "launcher failed ({}): {}",
+            out.status,
+            text(&out.stderr)
+        );
+        text(&out.stdout).lines().map(str::to_string).collect()
+    }
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+const SERVER: (&str, &str) = ("CAMSTREAM_SERVER", "127.0.0.1:5000");
+
+#[test]
+fn launcher_derives_a_stable_camera_id_from_udev_serial_and_path() {
+    let cam_a =
+        Launcher::new("ID_SERIAL=Logitech_C270_A1B2C3\nID_PATH=platform-xhci-hcd.0-usb-0:1:1.0");
+    let cam_b =
+        Launcher::new("ID_SERIAL=Logitech_C270_D4E5F6\nID_PATH=platform-xhci-hcd.0-usb-0:1:1.0");
+    let args_a = cam_a.args("video0", &[SERVER]);
+    assert_eq!(flag(&args_a, "--device"), Some("/dev/video0"));
+    assert_eq!(flag(&args_a, "--server"), Some("127.0.0.1:5000"));
+    assert_eq!(flag(&args_a, "--source"), Some("v4l2"));
+    let id_a = flag(&args_a, "--id").expect("--id passed").to_string();
+    let id_a: u8 = id_a.parse().expect("id is a u8");
+    // Stable: the same camera gets the same id on every start.
+    let again: u8 = flag(&cam_a.args("video0", &[SERVER]), "--id")
+        .expect("--id")
+        .parse()
+        .expect("u8");
+    assert_eq!(id_a, again);
+    // Two cameras of the same model differ (for these serials; 256 ids can
+    // collide by chance, which is why the launcher logs the id).
+    let id_b: u8 = flag(&cam_b.args("video0", &[SERVER]), "--id")
+        .expect("--id")
+        .parse()
+        .expect("u8");
+    assert_ne!(
+        id_a, id_b,
+        "two cameras with different serials got the same id"
+    );
+    // The log says where the id came from and how to pin it.
+    let log = text(&cam_a.run("video0", &[SERVER]).stderr);
+    assert!(
+        log.contains(&format!("camera id {id_a}"))
+            && log.contains("CAMSTREAM_ID")
+            && log.contains("/etc/camstream/video0.env"),
+        "launcher log does not explain the id: {log}"
+    );
+    // Without udev data the node name still gives an id, not a fixed 0 for all.
+    let bare = Launcher::new("");
+    let id0 = flag(&bare.args("video0", &[SERVER]), "--id").map(str::to_string);
+    let id1 = flag(&bare.args("video1", &[SERVER]), "--id").map(str::to_string);
+    assert!(
+        id0.is_some() && id0 != id1,
+        "video0 and video1 both got id {id0:?}"
+    );
+}
+
+#[test]
+fn launcher_pins_the_id_and_passes_optional_settings() {
+    let l = Launcher::new("ID_SERIAL=x\nID_PATH=y");
+    let args = l.args(
+        "video2",
+        &[
+            SERVER,
+            ("CAMSTREAM_ID", "42"),
+            ("CAMSTREAM_SIZE", "1280x720"),
+            ("CAMSTREAM_FPS", "15"),
+            ("CAMSTREAM_LEVEL", "6"),
+            ("CAMSTREAM_AGENT_ARGS", "--reopen --frames 9"),
+        ],
+    );
+    assert_eq!(flag(&args, "--id"), Some("42"));
+    assert_eq!(flag(&args, "--size"), Some("1280x720"));
+    assert_eq!(flag(&args, "--fps"), Some("15"));
+    assert_eq!(flag(&args, "--level"), Some("6"));
+    assert_eq!(flag(&args, "--frames"), Some("9"));
+    assert!(args.iter().any(|a| a == "--reopen"), "{args:?}");
+    // Unset optional settings pass no flag at all (never an empty value).
+    let plain = l.args("video2", &[SERVER]);
+    for unset in ["--size", "--fps", "--level"] {
+        assert!(
+            !plain.iter().any(|a| a == unset),
+            "{unset} passed though unset: {plain:?}"
+        );
+    }
+    assert!(
+        !plain.iter().any(String::is_empty),
+        "empty argument passed: {plain:?}"
+    );
+}
+
+#[test]
+fn launcher_rejects_bad_configuration_with_exit_78() {
+    let l = Launcher::new("ID_SERIAL=x");
+    for (env, why) in [
+        (vec![], "CAMSTREAM_SERVER is not set"),
+        (vec![SERVER, ("CAMSTREAM_ID", "256")], "out of range"),
+        (vec![SERVER, ("CAMSTREAM_ID", "cam1")], "not a number"),
+    ] {
+        let out = l.run("video0", &env);
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "{env:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(why),
+            "{env:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = l.run("../sda", &[SERVER]);
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "a path as device name was accepted"
+    );
+}
+
+/// Width and height from a BMP file's BITMAPINFOHEADER.
+fn bmp_size(path: &Path) -> (i32, i32) {
+    let bytes = fs::read(path).expect("read bmp");
+    assert!(
+        bytes.len() >= 26 && bytes.starts_with(b"BM"),
+        "{} is not a BMP",
+        path.display()
+    );
+    let word =
+        |at: usize| i32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    (word(18), word(22).abs())
+}
+
+/// `./demo` with the binaries under test, headless, recording to `record`.
+fn demo_command(record: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(workspace_root().join("demo"));
+    cmd.arg("--bin-dir")
+        .arg(bin_dir())
+        .arg("--record")
+        .arg(record)
+        .args(extra)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("CAMSTREAM_DEMO_DURATION");
+    cmd
+}
+
+/// Both pattern cameras were recorded, each at its own size.
+fn assert_both_pattern_cameras_recorded(record: &Path, log: &str) {
+    let dirs = recorded_conn_dirs(record);
+    for (id, size) in [(1u8, (640, 480)), (2u8, (320, 240))] {
+        let frames: Vec<PathBuf> = dirs
+            .iter()
+            .filter(|(i, _)| *i == id)
+            .flat_map(|(_, d)| recorded_frames(d))
+            .collect();
+        assert!(
+            !frames.is_empty(),
+            "no frames recorded from pattern camera {id}; demo log:\n{log}"
+        );
+        assert_eq!(bmp_size(&frames[0]), size, "camera {id}'s frame size");
+    }
+}
+
+#[test]
+fn demo_headless_records_both_pattern_cameras_and_stops_after_its_duration() {
+    require_tool("bash", "bash");
+    let record = tempfile::tempdir().expect("temp dir");
+    let out = run(&mut demo_command(
+        record.path(),
+        &["--pattern", "--duration", "4"],
+    ));
+    let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "demo failed ({}):\n{log}", out.status);
+    assert!(
+        log.contains("no X11 display"),
+        "demo did not say it runs without a display:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("in {}", record.path().display())),
+        "demo did not report where the frames went:\n{log}"
+    );
+    assert_both_pattern_cameras_recorded(record.path(), &log);
+}
+
+#[test]
+fn demo_stops_everything_on_ctrl_c() {
+    let record = tempfile::tempdir().expect("temp dir");
+    let mut demo = LoggedChild::spawn("demo", demo_command(record.path(), &["--pattern"]));
+    assert!(
+        demo.wait_for_line("press Ctrl+C", Duration::from_secs(60))
+            .is_some(),
+        "demo did not start:\n{}",
+        demo.tail(40)
+    );
+    let recorded = camstream_tests::wait_until(Duration::from_secs(60), || {
+        let counts = camstream_tests::recorded_counts(record.path());
+        (counts.get(&1).is_some_and(|n| *n > 0) && counts.get(&2).is_some_and(|n| *n > 0))
+            .then_some(())
+    });
+    assert!(
+        recorded.is_some(),
+        "no frames from both cameras:\n{}",
+        demo.tail(40)
+    );
+    demo.signal("INT");
+    let status = demo.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "demo did not exit cleanly on SIGINT ({status:?}):\n{}",
+        demo.tail(40)
+    );
+    // Every process the demo started is gone (it logs their pids).
+    let pids: Vec<u32> = demo
+        .lines()
+        .iter()
+        .filter_map(|l| l.split("pid ").nth(1))
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        pids.len() >= 3,
+        "demo logged {} pids, expected viewer + 2 agents",
+        pids.len()
+    );
+    for pid in pids {
+        let alive = Path::new(&format!("/proc/{pid}")).exists();
+        assert!(
+            !alive,
+            "process {pid} started by the demo still runs after Ctrl+C"
+        );
+    }
+    assert_both_pattern_cameras_recorded(record.path(), &demo.lines().join("\n"));
+}
