@@ -69,6 +69,9 @@ impl<'a> Capture<'a> {
     }
 }
 
+/// Frame interval of an "as fast as possible" source while the viewer is away.
+const IDLE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Paces a synthetic source at `fps` frames per second; 0 means as fast as
 /// the encoders take frames.
 pub struct Pacer {
@@ -89,7 +92,14 @@ impl Pacer {
     pub fn wait(&mut self, capture: &Capture) -> bool {
         let shared = capture.shared();
         match self.interval {
-            None => shared.mailbox.wait_empty(&shared.stop),
+            None => {
+                shared.mailbox.wait_empty(&shared.stop);
+                // With nobody to send to, frames are dropped unencoded: don't
+                // spin making them as fast as memcpy allows.
+                if !shared.outbox.is_connected() && shared.stop.sleep(IDLE_INTERVAL) {
+                    return false;
+                }
+            }
             Some(interval) => {
                 let now = Instant::now();
                 if self.next > now && shared.stop.sleep(self.next - now) {
