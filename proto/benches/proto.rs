@@ -23,13 +23,20 @@
 //! The sample counts and times are modest so the whole run takes a few
 //! minutes on 2 shared cores; on a noisy machine compare figures from the
 //! same run only.
+//!
+//! `PROTO_BENCH_CLOCK=cpu cargo bench -p proto` measures the benchmark
+//! thread's CPU time (from `/proc/thread-self/schedstat`) instead of wall
+//! time. On a shared, overloaded machine wall time mostly measures the other
+//! users; CPU time stays close to what an idle machine shows, at the cost
+//! of a longer run (criterion collects the same CPU time whatever the load).
 
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -160,10 +167,7 @@ fn load_all() -> Vec<Frame> {
 
 /// A group sized for 2 shared cores: 10 samples over a few seconds, flat
 /// sampling because one iteration takes milliseconds.
-fn group<'a>(
-    c: &'a mut Criterion,
-    name: &str,
-) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+fn group<'a, M: Measurement>(c: &'a mut Criterion<M>, name: &str) -> BenchmarkGroup<'a, M> {
     let mut g = c.benchmark_group(name);
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
@@ -172,11 +176,9 @@ fn group<'a>(
     g
 }
 
-fn benches(c: &mut Criterion) {
-    let frames = load_all();
-
+fn benches<M: Measurement>(c: &mut Criterion<M>, frames: &[Frame]) {
     let mut g = group(c, "yuyv_to_bgr");
-    for f in &frames {
+    for f in frames {
         let stride = 2 * f.width as usize;
         let mut bgr = vec![0u8; f.bgr.len()];
         g.throughput(Throughput::BytesDecimal(f.yuyv.len() as u64));
@@ -190,7 +192,7 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let mut g = group(c, "bmp_encode_bgr24");
-    for f in &frames {
+    for f in frames {
         let mut out = Vec::with_capacity(f.bmp.len());
         g.throughput(Throughput::BytesDecimal(f.bmp.len() as u64));
         g.bench_function(&f.label, |b| {
@@ -203,7 +205,7 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let mut g = group(c, "bmp_decode_0rgb");
-    for f in &frames {
+    for f in frames {
         let mut out = Vec::with_capacity(f.width as usize * f.height as usize);
         g.throughput(Throughput::BytesDecimal(f.bmp.len() as u64));
         g.bench_function(&f.label, |b| {
@@ -213,7 +215,7 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let mut g = group(c, "gzip9_compress");
-    for f in &frames {
+    for f in frames {
         g.throughput(Throughput::BytesDecimal(f.bmp.len() as u64));
         let mut compressor = gzip::Compressor::new(gzip::DEFAULT_LEVEL).expect("level 9 is valid");
         let mut out = Vec::with_capacity(f.gz_libdeflate.len() * 2);
@@ -231,7 +233,7 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let mut g = group(c, "gzip_decompress");
-    for f in &frames {
+    for f in frames {
         g.throughput(Throughput::BytesDecimal(f.bmp.len() as u64));
         let mut decompressor = gzip::Decompressor::new(gzip::MAX_DECOMPRESSED_LEN);
         let mut out = Vec::with_capacity(f.bmp.len());
@@ -250,5 +252,65 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(proto_benches, benches);
-criterion_main!(proto_benches);
+/// CPU time of the calling thread. Linux updates the counter at every
+/// context switch and scheduler tick, so a reading can lag by one tick
+/// (at most 4 ms); samples here last hundreds of milliseconds.
+struct ThreadCpuTime {
+    wall: WallTime,
+}
+
+fn thread_cpu_ns() -> u64 {
+    const PATH: &str = "/proc/thread-self/schedstat";
+    let text = std::fs::read_to_string(PATH).unwrap_or_else(|e| {
+        panic!("cannot read {PATH}: {e} (unset PROTO_BENCH_CLOCK to time by wall clock)")
+    });
+    text.split_whitespace()
+        .next()
+        .and_then(|ns| ns.parse().ok())
+        .unwrap_or_else(|| panic!("{PATH} does not start with nanoseconds on CPU: {text:?}"))
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = Duration;
+
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, start: u64) -> Duration {
+        Duration::from_nanos(thread_cpu_ns().saturating_sub(start))
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Values are nanoseconds, like wall time, so they print the same way.
+        self.wall.formatter()
+    }
+}
+
+fn main() {
+    let frames = load_all();
+    match std::env::var("PROTO_BENCH_CLOCK").as_deref() {
+        Ok("cpu") => {
+            println!("timing by the benchmark thread's CPU time (PROTO_BENCH_CLOCK=cpu)");
+            let mut c = Criterion::default()
+                .with_measurement(ThreadCpuTime { wall: WallTime })
+                .configure_from_args();
+            benches(&mut c, &frames);
+            c.final_summary();
+        }
+        Ok("wall") | Err(_) => {
+            let mut c = Criterion::default().configure_from_args();
+            benches(&mut c, &frames);
+            c.final_summary();
+        }
+        Ok(other) => panic!("PROTO_BENCH_CLOCK={other:?}: use \"wall\" (default) or \"cpu\""),
+    }
+}
