@@ -760,3 +760,225 @@ fn demo_stops_everything_on_ctrl_c() {
     }
     assert_both_pattern_cameras_recorded(record.path(), &demo.lines().join("\n"));
 }
+
+/// Runs inside the container after boot: starts the viewer service and an
+/// agent instance (pattern source, 20 frames), samples the agent's sandbox
+/// from /proc while it runs, and writes `key=value` lines to /out/result.
+const CONTAINER_SCRIPT: &str = r#"#!/bin/sh
+out=/out/result
+agent=camera-agent-test@video0.service
+systemctl start camera-viewer.service
+sleep 1
+echo "viewer_state=$(systemctl show -P ActiveState camera-viewer.service)" >>$out
+systemctl start $agent
+for _ in $(seq 200); do
+    pid=$(systemctl show -P MainPID $agent)
+    # Wait until the launcher has exec'd the agent. (No awk: with a volatile
+    # /etc its /etc/alternatives link is missing.)
+    exe=$(readlink /proc/$pid/exe 2>/dev/null)
+    if [ "$pid" != 0 ] && [ "${exe##*/}" = agent ]; then
+        echo "agent_exe=$exe" >>$out
+        echo "agent_uid=$(grep '^Uid:' /proc/$pid/status | cut -f 2)" >>$out
+        echo "agent_seccomp=$(grep '^Seccomp:' /proc/$pid/status | cut -f 2)" >>$out
+        echo "agent_nonewprivs=$(grep '^NoNewPrivs:' /proc/$pid/status | cut -f 2)" >>$out
+        echo "agent_capeff=$(grep '^CapEff:' /proc/$pid/status | cut -f 2)" >>$out
+        break
+    fi
+    sleep 0.05
+done
+for _ in $(seq 600); do
+    state=$(systemctl show -P ActiveState $agent)
+    [ "$state" = active ] || [ "$state" = activating ] || break
+    sleep 0.1
+done
+echo "agent_result=$(systemctl show -P Result $agent)" >>$out
+echo "agent_status=$(systemctl show -P ExecMainStatus $agent)" >>$out
+systemctl stop camera-viewer.service
+echo "viewer_result=$(systemctl show -P Result camera-viewer.service)" >>$out
+echo "viewer_status=$(systemctl show -P ExecMainStatus camera-viewer.service)" >>$out
+echo "recorded=$(find /var/lib/camstream-viewer/ -name '*.bmp' | wc -l)" >>$out
+journalctl --no-pager -u $agent -u camera-viewer.service >/out/journal 2>&1
+echo "done=yes" >>$out
+systemctl poweroff
+"#;
+
+/// The hardened units, unchanged but for paths, run under a real systemd
+/// (booted in a systemd-nspawn container that shares the host's network):
+/// the agent unit, with its launcher, streams a pattern to the viewer unit,
+/// which records it into its state directory; the agent runs as a dynamic
+/// user under seccomp with no capabilities; both stop with status 0.
+///
+/// Only the agent unit's BindsTo=/After= on the camera device are removed
+/// (there is no camera here); device access itself (DeviceAllow=) is left to
+/// a machine with a real camera.
+#[test]
+fn units_run_hardened_under_systemd() {
+    require_tool("systemd-nspawn", "systemd-container");
+    let stage = tempfile::tempdir().expect("temp dir");
+    let s = stage.path();
+    let repo = workspace_root();
+    let bins = bin_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+
+    let put = |rel: &str, body: &[u8], mode: u32| {
+        let path = s.join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, body).expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let read = |p: PathBuf| fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    // /usr is the host's, read-only, in the container: our tree goes to /opt.
+    put("opt/bin/agent", &read(bins.join("agent")), 0o755);
+    put("opt/bin/viewer", &read(bins.join("viewer")), 0o755);
+    put(
+        "opt/libexec/camstream/camera-agent-launch",
+        &read(repo.join("systemd/camera-agent-launch")),
+        0o755,
+    );
+    let agent_unit =
+        String::from_utf8(read(repo.join("systemd/camera-agent@.service"))).expect("utf-8 unit");
+    let agent_unit: String = agent_unit
+        .lines()
+        .filter(|l| !l.starts_with("BindsTo="))
+        .map(|l| {
+            l.replace("After=dev-%i.device ", "After=")
+                .replace("/usr/libexec/", "/opt/camstream/libexec/")
+                + "\n"
+        })
+        .collect();
+    assert!(agent_unit.contains("ExecStart=/opt/camstream/libexec/camstream/camera-agent-launch"));
+    put(
+        "units/camera-agent-test@.service",
+        agent_unit.as_bytes(),
+        0o644,
+    );
+    let viewer_unit = String::from_utf8(read(repo.join("systemd/camera-viewer.service")))
+        .expect("utf-8 unit")
+        .replace("/usr/bin/viewer", "/opt/camstream/bin/viewer");
+    put("units/camera-viewer.service", viewer_unit.as_bytes(), 0o644);
+    put(
+        "units/camstream-check.service",
+        b"[Service]\nType=oneshot\nExecStart=/camstream-check\n",
+        0o644,
+    );
+    put("camstream-check", CONTAINER_SCRIPT.as_bytes(), 0o755);
+    put(
+        "etc/agent.env",
+        format!(
+            "CAMSTREAM_SERVER=127.0.0.1:{port}\nCAMSTREAM_SOURCE=pattern\nCAMSTREAM_SIZE=320x240\nCAMSTREAM_FPS=10\nCAMSTREAM_AGENT_ARGS=--frames 20\n"
+        )
+        .as_bytes(),
+        0o644,
+    );
+    put(
+        "etc/viewer.env",
+        format!("CAMSTREAM_LISTEN=127.0.0.1:{port}\n").as_bytes(),
+        0o644,
+    );
+    fs::create_dir_all(s.join("out")).expect("mkdir out");
+
+    let mut cmd = Command::new("systemd-nspawn");
+    cmd.args(["-D", "/", "--volatile=yes", "--register=no", "--keep-unit"])
+        .args(["--console=passive", "-M"])
+        .arg(format!("camstream-test-{}", std::process::id()))
+        .arg(format!(
+            "--bind-ro={}:/opt/camstream",
+            s.join("opt").display()
+        ))
+        .arg(format!(
+            "--bind-ro={}:/etc/camstream",
+            s.join("etc").display()
+        ))
+        .arg(format!(
+            "--bind-ro={}:/camstream-check",
+            s.join("camstream-check").display()
+        ))
+        .arg(format!("--bind={}:/out", s.join("out").display()));
+    for unit in [
+        "camera-agent-test@.service",
+        "camera-viewer.service",
+        "camstream-check.service",
+    ] {
+        cmd.arg(format!(
+            "--bind-ro={}:/etc/systemd/system/{unit}",
+            s.join("units").join(unit).display()
+        ));
+    }
+    // Boot to multi-user without the host's own services and prompts.
+    cmd.args([
+        "-b",
+        "--",
+        "systemd.unit=multi-user.target",
+        "systemd.wants=camstream-check.service",
+    ])
+    .args([
+        "systemd.mask=systemd-firstboot.service",
+        "systemd.mask=getty@tty1.service",
+    ])
+    .args([
+        "systemd.mask=postgresql.service",
+        "systemd.mask=systemd-networkd.service",
+    ]);
+    let mut container = LoggedChild::spawn("systemd-nspawn", cmd);
+    let exited = container.wait_exit(Duration::from_secs(180));
+    let result = fs::read_to_string(s.join("out/result")).unwrap_or_default();
+    let journal = fs::read_to_string(s.join("out/journal")).unwrap_or_default();
+    let context = format!(
+        "result:\n{result}\njournal:\n{journal}\ncontainer:\n{}",
+        container.tail(30)
+    );
+    assert!(
+        exited.is_some(),
+        "the container did not power off within 180 s\n{context}"
+    );
+    let value = |key: &str| {
+        result
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {key} in the container's result\n{context}"))
+            .to_string()
+    };
+    assert_eq!(value("done"), "yes", "{context}");
+    assert_eq!(
+        value("viewer_state"),
+        "active",
+        "viewer service did not start\n{context}"
+    );
+    assert_eq!(
+        value("agent_exe"),
+        "/opt/camstream/bin/agent",
+        "launcher did not exec the agent\n{context}"
+    );
+    assert_ne!(value("agent_uid"), "0", "agent runs as root\n{context}");
+    assert_eq!(
+        value("agent_seccomp"),
+        "2",
+        "agent runs without a seccomp filter\n{context}"
+    );
+    assert_eq!(value("agent_nonewprivs"), "1", "{context}");
+    assert_eq!(
+        value("agent_capeff"),
+        "0000000000000000",
+        "agent has capabilities\n{context}"
+    );
+    assert_eq!(
+        value("agent_result"),
+        "success",
+        "agent unit failed\n{context}"
+    );
+    assert_eq!(value("agent_status"), "0", "{context}");
+    assert_eq!(
+        value("viewer_result"),
+        "success",
+        "viewer unit failed\n{context}"
+    );
+    assert_eq!(value("viewer_status"), "0", "{context}");
+    let recorded: u32 = value("recorded").parse().expect("a count");
+    assert!(
+        recorded >= 10,
+        "viewer recorded {recorded} of the agent's 20 frames\n{context}"
+    );
+}
