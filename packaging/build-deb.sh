@@ -72,7 +72,7 @@ upstream=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "
 version=$upstream-1
 
 case $target in
-'') strip=strip ;;
+'') strip="strip" ;;
 armv7-* | arm-*) strip=arm-linux-gnueabihf-strip ;;
 *) strip=${target%%-unknown-*}-linux-gnu-strip ;;
 esac
