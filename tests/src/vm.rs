@@ -156,8 +156,8 @@ impl GuestRun {
         self.console
             .lines()
             .map(|l| l.trim_end_matches('\r'))
-            .filter_map(|l| l.strip_prefix(prefix.as_str()))
-            .last()
+            .rev()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
     }
 
     /// The last `n` console lines, for assertion messages.

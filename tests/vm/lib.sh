@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by mkinitramfs.sh and run.sh (sourced, not run).
 
 # init_stage STAGE: the guest's merged /usr, like the host's, so library paths

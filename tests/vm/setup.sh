@@ -94,7 +94,9 @@ if [[ -z $image_pkg ]]; then
 fi
 [[ -n $image_pkg ]] || { echo "cannot resolve linux-image-amd64 to a kernel package (apt-get update?)" >&2; exit 1; }
 echo "vm: downloading $image_pkg"
-(cd "$work" && apt-get download -q "$image_pkg" 2>&1 | grep -v 'unsandboxed' || true)
+# As root, apt would warn that its _apt sandbox user cannot write the private
+# temp dir; it downloads unsandboxed either way, so say so up front.
+(cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$image_pkg")
 debs=("$work"/*.deb)
 deb=${debs[0]}
 [[ -e $deb ]] || { echo "apt-get download $image_pkg produced no .deb" >&2; exit 1; }
