@@ -840,3 +840,34 @@ impl Drop for RecordCounter {
         }
     }
 }
+
+/// Path of `agent` or `viewer` built with the release profile, whatever the
+/// profile of the running test: load tests (the soak) measure the code that
+/// ships, and a debug build encodes a 640x480 frame about 100x slower.
+pub fn release_bin_path(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                "agent",
+                "-p",
+                "viewer",
+            ])
+            .status()
+            .expect("run cargo build --release for the binaries under test");
+        assert!(
+            status.success(),
+            "cargo build --release of agent and viewer failed"
+        );
+    });
+    profile_dir()
+        .parent()
+        .expect("target/<profile> has a parent")
+        .join("release")
+        .join(name)
+}

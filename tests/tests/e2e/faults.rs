@@ -13,12 +13,34 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use camstream_tests::{
-    bin_path, start_pattern_agent, start_viewer, start_viewer_cmd, wait_until, LoggedChild,
-    RecordCounter,
+    bin_path, release_bin_path, start_pattern_agent, start_viewer, start_viewer_cmd, wait_until,
+    LoggedChild, RecordCounter,
 };
 
 /// Bound for anything that should take a second or two: only a hang trips it.
 const HANG: Duration = Duration::from_secs(60);
+
+/// These tests load the machine on purpose (and one measures reaction
+/// times), so they run one at a time rather than on top of each other.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A free loopback port below Linux's ephemeral range (32768 up), so no
+/// outgoing connection can take it while the viewer is down between a kill
+/// and a restart.
+fn free_fixed_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let start = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (0..2000u64)
+        .map(|i| 20000 + ((start + i) % 12000) as u16)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port in 20000..32000")
+}
 
 fn viewer_args<'a>(listen: &'a str, record: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
@@ -51,13 +73,10 @@ fn wait_for_frames(
     got.ok_or_else(|| counter.counts())
 }
 
-/// The agent's exit line `stopped: C frames captured, S sent, D dropped`.
+/// The agent's exit line `stopped: C frames captured, S sent, D dropped`
+/// (waited for: the pipe may still hold it after the process exited).
 fn agent_totals(agent: &LoggedChild) -> Option<(u64, u64, u64)> {
-    let line = agent
-        .lines()
-        .into_iter()
-        .rev()
-        .find(|l| l.contains("stopped: ") && l.contains(" frames captured, "))?;
+    let line = agent.wait_for_line(" frames captured, ", HANG)?;
     let numbers: Vec<u64> = line
         .split("stopped: ")
         .nth(1)?
@@ -88,10 +107,12 @@ fn agent_stats(line: &str) -> Option<(f64, f64, u64)> {
 /// `connected to` line). The issue asks for at most 2 s.
 #[test]
 fn viewer_killed_and_restarted_every_agent_reconnects() {
+    let _heavy = heavy();
     let tmp = tempfile::tempdir().expect("temp dir");
     let (first, second) = (tmp.path().join("first"), tmp.path().join("second"));
     let counter1 = RecordCounter::start(&first);
-    let (mut viewer, addr) = start_viewer(&viewer_args("127.0.0.1:0", &first, &[]));
+    let listen = format!("127.0.0.1:{}", free_fixed_port());
+    let (mut viewer, addr) = start_viewer(&viewer_args(&listen, &first, &[]));
     let ids = [1u8, 2, 3, 4];
     let agents: Vec<LoggedChild> = ids
         .iter()
@@ -119,7 +140,6 @@ fn viewer_killed_and_restarted_every_agent_reconnects() {
 
     let marks: Vec<usize> = agents.iter().map(LoggedChild::line_count).collect();
     let counter2 = RecordCounter::start(&second);
-    let listen = addr.to_string();
     let mut cmd = Command::new(bin_path("viewer"));
     cmd.args(viewer_args(&listen, &second, &[]));
     let (mut viewer, addr2) = start_viewer_cmd(cmd);
@@ -158,6 +178,7 @@ fn viewer_killed_and_restarted_every_agent_reconnects() {
 /// fill the buffers within a second.
 #[test]
 fn viewer_stopped_agents_drop_frames_with_flat_memory_and_recover() {
+    let _heavy = heavy();
     let tmp = tempfile::tempdir().expect("temp dir");
     let record = tmp.path().join("record");
     let counter = RecordCounter::start(&record);
@@ -254,6 +275,7 @@ fn viewer_stopped_agents_drop_frames_with_flat_memory_and_recover() {
 fn connection_flood_leaves_streaming_agents_alone() {
     const ATTEMPTS: usize = 1000;
     const THREADS: usize = 4;
+    let _heavy = heavy();
     let tmp = tempfile::tempdir().expect("temp dir");
     let record = tmp.path().join("record");
     let counter = RecordCounter::start(&record);
@@ -403,30 +425,32 @@ fn soak_secs() -> u64 {
 /// of agent 1 is taken after a warm-up (a fifth of the run, at most 30 s:
 /// buffers and pools reach their working size first) and at the end; neither
 /// may grow by more than 10%. Every frame an agent reports sent (its exit
-/// line) must be recorded by the viewer.
+/// line) must be recorded by the viewer. Runs the release binaries whatever
+/// the test profile: this is a load test of what ships.
 #[test]
 fn soak_eight_agents() {
+    let _heavy = heavy();
     let secs = soak_secs();
     let warmup = Duration::from_secs((secs / 5).clamp(1, 30));
     let tmp = tempfile::tempdir().expect("temp dir");
     let record = tmp.path().join("record");
     let counter = RecordCounter::start(&record);
-    let (mut viewer, addr) = start_viewer(&viewer_args(
+    let mut cmd = Command::new(release_bin_path("viewer"));
+    cmd.args(viewer_args(
         "127.0.0.1:0",
         &record,
         &["--stats-interval", "30"],
     ));
+    let (mut viewer, addr) = start_viewer_cmd(cmd);
     let ids: Vec<u8> = (1..=8).collect();
     let mut agents: Vec<LoggedChild> = ids
         .iter()
         .map(|&id| {
-            start_pattern_agent(
-                addr,
-                id,
-                "640x480",
-                30,
-                &["--workers", "1", "--stats-interval", "30"],
-            )
+            let mut cmd = Command::new(release_bin_path("agent"));
+            cmd.args(["--source", "pattern", "--size", "640x480", "--fps", "30"])
+                .args(["--workers", "1", "--stats-interval", "30"])
+                .args(["--id", &id.to_string(), "--server", &addr.to_string()]);
+            LoggedChild::spawn(&format!("agent {id}"), cmd)
         })
         .collect();
 
@@ -437,13 +461,23 @@ fn soak_eight_agents() {
     let viewer_start = viewer.rss_kib().expect("viewer RSS");
     let agent_start = agents[0].rss_kib().expect("agent RSS");
     let (mut viewer_peak, mut agent_peak) = (viewer_start, agent_start);
+    let mut trajectory = vec![(started.elapsed().as_secs(), viewer_start, agent_start)];
     let end = started + Duration::from_secs(secs);
+    let mut next_sample = Instant::now() + Duration::from_secs(30);
     while Instant::now() < end {
         std::thread::sleep(
             Duration::from_secs(1).min(end.saturating_duration_since(Instant::now())),
         );
-        viewer_peak = viewer_peak.max(viewer.rss_kib().expect("viewer alive"));
-        agent_peak = agent_peak.max(agents[0].rss_kib().expect("agent 1 alive"));
+        let (v, a) = (
+            viewer.rss_kib().expect("viewer alive"),
+            agents[0].rss_kib().expect("agent 1 alive"),
+        );
+        viewer_peak = viewer_peak.max(v);
+        agent_peak = agent_peak.max(a);
+        if Instant::now() >= next_sample {
+            trajectory.push((started.elapsed().as_secs(), v, a));
+            next_sample += Duration::from_secs(30);
+        }
     }
     let viewer_end = viewer.rss_kib().expect("viewer RSS");
     let agent_end = agents[0].rss_kib().expect("agent RSS");
@@ -496,6 +530,11 @@ fn soak_eight_agents() {
     assert!(status.success(), "viewer exit {status}");
     let received = counter.counts();
 
+    let trajectory: Vec<String> = trajectory
+        .iter()
+        .map(|(t, v, a)| format!("{t} s: viewer {v}, agent {a}"))
+        .collect();
+    println!("RSS (KiB) over time: {}", trajectory.join("; "));
     let total_sent: usize = sent.values().sum();
     let total_received: usize = received.values().sum();
     println!(
