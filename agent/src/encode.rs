@@ -54,10 +54,13 @@ impl Encoder {
 pub fn run(shared: &Shared, level: u32) -> Result<()> {
     let mut encoder = Encoder::new(shared.camera_id, level)?;
     let mut warned = false;
-    while let Some(frame) = shared
-        .mailbox
-        .take(&shared.stop, |f| shared.outbox.claim(f.seq))
-    {
+    while shared.outbox.wait_for_room(&shared.stop) {
+        let Some(frame) = shared
+            .mailbox
+            .take(&shared.stop, |f| shared.outbox.claim(f.seq))
+        else {
+            break;
+        };
         let seq = frame.seq;
         // While the viewer is away the frame would only be dropped: save the CPU.
         if !shared.outbox.is_connected() {

@@ -92,6 +92,7 @@ impl Outbox {
             let mut state = lock(&self.state);
             state.connected = connected;
             state.sender_busy = false;
+            self.changed.notify_all();
             if connected {
                 Vec::new()
             } else {
@@ -104,11 +105,43 @@ impl Outbox {
         }
     }
 
+    /// Waits until encoding one more frame is worth it, or returns false
+    /// once a stop is requested.
+    ///
+    /// While the sender is busy writing, only one frame may be on its way
+    /// to it (encoding or waiting): when the network is slower than the
+    /// encoders, more would be encoded only to be replaced by a newer one,
+    /// and on a Pi that CPU is the frame rate. The newest raw frame waits in
+    /// the mailbox instead, where replacing it costs nothing. The check is a
+    /// heuristic (the state can change before the frame is taken); the
+    /// ordering rules above hold regardless.
+    pub fn wait_for_room(&self, stop: &Stop) -> bool {
+        let mut state = lock(&self.state);
+        loop {
+            if stop.is_requested() {
+                return false;
+            }
+            let pipeline_empty = state.ready.is_empty() && state.in_flight.is_empty();
+            if !state.connected || !state.sender_busy || pipeline_empty {
+                return true;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, WAIT_SLICE)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Waits for the next frame to send, or returns None once a stop is
     /// requested.
     pub fn next(&self, stop: &Stop) -> Option<Encoded> {
         let mut state = lock(&self.state);
-        state.sender_busy = false;
+        if state.sender_busy {
+            state.sender_busy = false;
+            // Encoders may be waiting in `wait_for_room`.
+            self.changed.notify_all();
+        }
         loop {
             if stop.is_requested() {
                 return None;
@@ -237,6 +270,23 @@ mod tests {
         stop.request();
         assert!(outbox.next(&stop).is_none());
         assert_eq!(stats.totals().dropped, 1);
+    }
+
+    #[test]
+    fn busy_sender_admits_one_frame_at_a_time() {
+        let (outbox, pool, stats, stop) = setup();
+        assert!(outbox.wait_for_room(&stop), "idle sender: room");
+        outbox.claim(1);
+        outbox.finish(1, Some(encoded(1)), &pool, &stats);
+        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(1));
+        assert!(
+            outbox.wait_for_room(&stop),
+            "busy sender, empty pipeline: room"
+        );
+        outbox.claim(2);
+        // Busy sender and frame 2 on its way: no room until a stop...
+        stop.request();
+        assert!(!outbox.wait_for_room(&stop));
     }
 
     #[test]
