@@ -499,3 +499,49 @@ fn file_of_the_wrong_size_is_refused_with_the_reason() {
         "{stderr}"
     );
 }
+
+#[test]
+fn memory_stays_flat_while_the_viewer_is_away() {
+    // Nobody listens: every frame (1.8 MB raw at 1280x720) must be dropped,
+    // not queued.
+    let port = listen().1.port();
+    let server = format!("127.0.0.1:{port}");
+    let mut agent = start_agent(&[
+        "--source",
+        "pattern",
+        "--server",
+        &server,
+        "--size",
+        "1280x720",
+        "--fps",
+        "30",
+        "--stats-interval",
+        "1",
+    ]);
+    // Two stats lines: the pipeline has run at full size for a while.
+    let captured =
+        |line: &str| line.contains("fps captured") && !line.contains(" 0.0 fps captured");
+    let mark = agent.line_count();
+    assert!(agent
+        .wait_for_line_after(mark, "fps captured", PATIENCE)
+        .is_some());
+    let before = agent.rss_kib().expect("agent RSS");
+    // Let at least 3 more stats intervals pass with frames being captured.
+    let mut seen = 0;
+    while seen < 3 {
+        let mark = agent.line_count();
+        let line = agent
+            .wait_for_line_after(mark, "fps captured", PATIENCE)
+            .unwrap_or_else(|| panic!("no stats line:\n{}", agent.tail(20)));
+        if captured(&line) {
+            seen += 1;
+        }
+    }
+    let after = agent.rss_kib().expect("agent RSS");
+    assert!(
+        after < before + 8 * 1024,
+        "RSS grew from {before} KiB to {after} KiB while disconnected"
+    );
+    agent.signal("TERM");
+    assert_eq!(wait_exit(&mut agent).code(), Some(0));
+}
