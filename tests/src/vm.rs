@@ -76,25 +76,8 @@ pub fn base_initramfs() -> &'static Path {
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         remove_stale_initramfs(&dir);
         let out = dir.join(format!("base-{}.cpio", std::process::id()));
-        let which = |name: &str| -> String {
-            let out = Command::new("sh")
-                .args(["-c", &format!("command -v {name}")])
-                .output()
-                .expect("run sh");
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
-        let v4l2_ctl = which("v4l2-ctl");
-        let udevadm = which("udevadm");
-        let files = [
-            format!("{v4l2_ctl}:/usr/bin/v4l2-ctl"),
-            format!("{udevadm}:/usr/bin/udevadm"),
-            "/usr/lib/udev/v4l_id:/usr/lib/udev/v4l_id".to_string(),
-            "/usr/lib/udev/rules.d/60-persistent-v4l.rules:/usr/lib/udev/rules.d/60-persistent-v4l.rules"
-                .to_string(),
-        ];
         let result = Command::new(vm_dir().join("mkinitramfs.sh"))
             .arg(&out)
-            .args(&files)
             .output()
             .expect("run tests/vm/mkinitramfs.sh");
         assert!(

@@ -4,8 +4,10 @@
 #   tests/vm/mkinitramfs.sh OUT [HOST_FILE[:GUEST_PATH]]...
 #
 # OUT holds busybox, the module closure of virtio_pci, virtio_net and vivid
-# (from tests/vm/setup.sh's cache), /init, and each HOST_FILE at GUEST_PATH
-# (default: /<basename>) with its ldd libraries and the dynamic loader.
+# (from tests/vm/setup.sh's cache), /init, the host's v4l2-ctl (to press vivid's
+# controls), udevadm, v4l_id and 60-persistent-v4l.rules (to test our udev rule
+# against udev's own), and each HOST_FILE at GUEST_PATH (default:
+# /<basename>). Every ELF comes with its ldd libraries and the dynamic loader.
 # Build it once per test run; run.sh appends the per-run command to it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +31,13 @@ cp -L "$busybox" "$stage/bin/busybox"
 install -m 0755 "$here/init" "$stage/init"
 cp -a "$cache/modules/lib/modules" "$stage/usr/lib/"
 
-for spec in "$@"; do
+standard=(
+    "$(command -v v4l2-ctl):/usr/bin/v4l2-ctl"
+    "$(command -v udevadm):/usr/bin/udevadm"
+    /usr/lib/udev/v4l_id:/usr/lib/udev/v4l_id
+    /usr/lib/udev/rules.d/60-persistent-v4l.rules:/usr/lib/udev/rules.d/60-persistent-v4l.rules
+)
+for spec in "${standard[@]}" "$@"; do
     src=${spec%%:*}
     dest=${spec#*:}
     [[ $spec == *:* ]] || dest=/$(basename "$src")
