@@ -19,6 +19,12 @@ import cv2
 import numpy as np
 
 
+def thread_cpu_ns():
+    """This thread's CPU time in ns (/proc/thread-self/schedstat), as stagebench reads it."""
+    with open("/proc/thread-self/schedstat") as f:
+        return int(f.read().split()[0])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--stage", required=True)
@@ -27,6 +33,7 @@ def main():
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--level", type=int, default=9)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--min-seconds", type=float, default=0.5)
     args = ap.parse_args()
     if args.threads > 0:
         cv2.setNumThreads(args.threads)
@@ -59,16 +66,21 @@ def main():
     for _ in range(max(1, args.iters // 10)):
         step()
     times = []
-    for _ in range(max(1, args.iters)):
+    cpu0 = thread_cpu_ns()
+    start = time.perf_counter()
+    while len(times) < max(1, args.iters) or time.perf_counter() - start < args.min_seconds:
         t = time.perf_counter()
         step()
         times.append((time.perf_counter() - t) * 1e3)
+    cpu1 = thread_cpu_ns()
     print(json.dumps({
         "stage": args.stage,
         "impl": "python",
         "iters": len(times),
         "median_ms": statistics.median(times),
         "min_ms": min(times),
+        # This thread only: OpenCV's own worker threads (cv2_threads > 1) are not counted.
+        "cpu_ms": (cpu1 - cpu0) / 1e6 / len(times),
         "cv2_threads": cv2.getNumThreads(),
     }))
 
