@@ -537,8 +537,9 @@ for node in /sys/class/video4linux/*; do
     k=$(basename $node)
     /usr/bin/udevadm test --action=add $node > /tmp/udev.$k 2>&1 || { cat /tmp/udev.$k; exit 91; }
     caps=$(sed -n 's/^ID_V4L_CAPABILITIES=//p' /tmp/udev.$k)
+    tags=$(sed -n 's/^TAGS=//p' /tmp/udev.$k)
     wants=$(sed -n 's/^SYSTEMD_WANTS=//p' /tmp/udev.$k)
-    echo \"NODE $k name='$(cat $node/name)' index=$(cat $node/index) caps=$caps wants=$wants\"
+    echo \"NODE $k name='$(cat $node/name)' index=$(cat $node/index) caps=$caps tags=$tags wants=$wants\"
 done
 echo '---- udevadm test video0 ----'
 cat /tmp/udev.video0
@@ -571,6 +572,12 @@ cat /tmp/udev.video0
         "udevadm test on the capture node video0 must show SYSTEMD_WANTS=camera-agent@video0.service: {}\n{}",
         capture[0],
         run.tail(60)
+    );
+    // systemd only acts on SYSTEMD_WANTS of devices tagged "systemd".
+    assert!(
+        capture[0].contains("tags=:systemd:"),
+        "the capture node must be tagged for systemd: {}",
+        capture[0]
     );
     // The metadata node, the output node and the radio: all there, none wanted.
     assert!(
