@@ -453,3 +453,143 @@ fn decode(
         record_error,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::gzip::Compressor;
+    use std::time::{Duration, Instant};
+
+    fn frame(width: u32, height: u32) -> Frame {
+        let bgr = vec![0x40u8; (width * height * 3) as usize];
+        let mut file = Vec::new();
+        bmp::encode_bgr24(&bgr, width, height, &mut file).unwrap();
+        let mut body = Vec::new();
+        Compressor::new(1)
+            .unwrap()
+            .compress_append(&file, &mut body);
+        Frame { camera_id: 4, body }
+    }
+
+    fn config(record_dir: Option<PathBuf>) -> Config {
+        Config {
+            threads: 1,
+            max_bmp_len: 64 << 20,
+            want_pixels: false,
+            record_dir,
+        }
+    }
+
+    /// Collects results until `done` says so (bounded, so a bug fails, not hangs).
+    fn collect(pool: &Pool, mut done: impl FnMut(&[Done]) -> bool) -> Vec<Done> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut all = Vec::new();
+        let mut batch = Vec::new();
+        while !done(&all) {
+            assert!(Instant::now() < deadline, "pool results: {all:?}");
+            pool.take_done(&mut batch);
+            all.append(&mut batch);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        all
+    }
+
+    #[test]
+    fn a_newer_frame_replaces_one_still_waiting() {
+        let pool = Pool::new(config(None)).unwrap();
+        pool.open(1, "127.0.0.1:9".parse().unwrap());
+        // The first frame keeps the only worker busy (milliseconds) while
+        // the next two arrive (microseconds apart).
+        let submitted = [
+            pool.submit(1, 0, frame(1500, 1500)),
+            pool.submit(1, 1, frame(8, 8)),
+            pool.submit(1, 2, frame(8, 8)),
+        ];
+        assert!(
+            submitted.contains(&Submitted::ReplacedStale),
+            "{submitted:?}"
+        );
+        let done = collect(&pool, |d| {
+            d.iter()
+                .any(|d| d.outcome.as_ref().is_ok_and(|x| x.seq == 2))
+        });
+        let seqs: Vec<u64> = done
+            .iter()
+            .map(|d| d.outcome.as_ref().unwrap().seq)
+            .collect();
+        assert!(seqs.len() < 3, "a stale frame was decoded: {seqs:?}");
+        assert_eq!(seqs.last(), Some(&2));
+        assert!(pool.room(1) > 0, "without --record, room never runs out");
+        pool.shutdown();
+    }
+
+    #[test]
+    fn with_record_every_frame_is_decoded_in_order_and_room_runs_out() {
+        let dir = std::env::temp_dir().join(format!("viewer-decode-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pool = Pool::new(config(Some(dir.clone()))).unwrap();
+        pool.open(1, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(pool.room(1), RECORD_QUEUE_LEN);
+        let mut saw_full = false;
+        for seq in 0..6 {
+            let size = if seq == 0 { 1500 } else { 8 };
+            assert_eq!(pool.submit(1, seq, frame(size, size)), Submitted::Queued);
+            saw_full |= pool.room(1) == 0;
+        }
+        assert!(
+            saw_full,
+            "the record queue never filled while a big frame decoded"
+        );
+        let done = collect(&pool, |d| d.len() == 6);
+        let seqs: Vec<u64> = done
+            .iter()
+            .map(|d| d.outcome.as_ref().unwrap().seq)
+            .collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);
+        pool.shutdown();
+        let conn_dir = dir.join("cam4-127.0.0.1-9");
+        assert_eq!(std::fs::read_dir(&conn_dir).unwrap().count(), 6);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_frame_fails_its_connection_only() {
+        let pool = Pool::new(config(None)).unwrap();
+        pool.open(1, "127.0.0.1:9".parse().unwrap());
+        pool.open(2, "127.0.0.1:10".parse().unwrap());
+        let bad = Frame {
+            camera_id: 4,
+            body: b"not gzip at all, not even close".to_vec(),
+        };
+        pool.submit(1, 0, bad);
+        pool.submit(2, 0, frame(8, 8));
+        let done = collect(&pool, |d| d.len() == 2);
+        for d in &done {
+            match (d.conn, &d.outcome) {
+                (1, Err(DecodeError::Gzip(GzipError::NotGzip))) => {}
+                (2, Ok(decoded)) => assert_eq!((decoded.width, decoded.height), (8, 8)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // After its error, connection 1's frames are not decoded any more.
+        pool.submit(1, 1, frame(8, 8));
+        pool.close(2);
+        pool.shutdown();
+    }
+
+    #[test]
+    fn pixel_budget_stops_huge_announced_images_only() {
+        let mut file = Vec::new();
+        bmp::encode_bgr24(&[0; 12], 2, 2, &mut file).unwrap();
+        assert_eq!(announced_pixels(&file), Some((2, 2)));
+        file[18..22].copy_from_slice(&16384i32.to_le_bytes());
+        file[22..26].copy_from_slice(&(-16384i32).to_le_bytes());
+        assert_eq!(announced_pixels(&file), Some((16384, 16384)));
+        // Not a BMP, or out-of-range dimensions: proto names those.
+        assert_eq!(announced_pixels(b"GIF89a..................."), None);
+        file[18..22].copy_from_slice(&0i32.to_le_bytes());
+        assert_eq!(announced_pixels(&file), None);
+        assert_eq!(announced_pixels(b"BM"), None);
+    }
+}
