@@ -386,9 +386,8 @@ fn recorded_frames_are_the_sent_bmps_and_decode_to_the_bars() {
     let mut pixels = Vec::new();
     let big = std::fs::read(&files[7]).unwrap();
     assert_eq!(bmp::decode_0rgb(&big, &mut pixels).unwrap(), (640, 480));
-    for bar in 0..8 {
+    for (bar, &[b, g, r]) in BARS_BGR.iter().enumerate() {
         let x = bar * 80 + 40;
-        let [b, g, r] = BARS_BGR[bar];
         let want = u32::from_be_bytes([0, r, g, b]);
         assert_eq!(pixels[240 * 640 + x], want, "bars75 bar {bar}");
     }
