@@ -55,7 +55,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one exception: `pixel::x86` (YUYV→BGR intrinsics), justified by a measured speed-up there
 
 pub mod bmp;
 pub mod gzip;

@@ -5,9 +5,13 @@
 //! `ITUR_BT_601_*` constants of `modules/imgproc/src/color_yuv.simd.hpp`), so
 //! the output matches `cv2.cvtColor` exactly rather than "within rounding".
 //!
-//! Speed: the hot loops work on fixed-size blocks (`chunks_exact` into
-//! arrays), so the compiler can drop every bounds check and vectorize, with
-//! no `unsafe` and no platform intrinsics. Nothing here allocates.
+//! Speed: on x86-64, YUYV→BGR runs AVX2 or SSSE3 intrinsics picked at run
+//! time (module `x86`, the crate's only `unsafe`, with the measurements that
+//! justify it); about 0.8x `cv2.cvtColor`'s time with AVX2. Elsewhere (the
+//! Pi's aarch64) and as the fallback, portable code works on fixed-size
+//! blocks (`chunks_exact` into arrays), so the compiler can drop every
+//! bounds check and vectorize. Every path gives the same bytes. Nothing
+//! here allocates.
 
 use std::fmt;
 
@@ -121,14 +125,34 @@ pub fn yuyv_to_bgr(
             need: need_out,
         });
     }
+    let row: RowFn = fast_row().unwrap_or(yuyv_row_to_bgr);
     // `chunks` (not `chunks_exact`) so the last row may lack its padding.
     for (src, dst) in yuyv[..need_in]
         .chunks(stride)
         .zip(bgr[..need_out].chunks_exact_mut(row_out))
     {
-        yuyv_row_to_bgr(&src[..row_in], dst);
+        row(&src[..row_in], dst);
     }
     Ok(())
+}
+
+/// Converts one row: `2 * n` bytes of YUYV into `3 * n` bytes of BGR.
+type RowFn = fn(&[u8], &mut [u8]);
+
+/// The fastest row converter this CPU supports, if there is one beyond the
+/// portable code (which stays the fallback and the Pi's path: on aarch64
+/// the vectorizer turns its block loop into NEON `ld2`/`st3` on its own).
+fn fast_row() -> Option<RowFn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Some(x86::yuyv_row_to_bgr_avx2);
+        }
+        if std::arch::is_x86_feature_detected!("ssse3") {
+            return Some(x86::yuyv_row_to_bgr_ssse3);
+        }
+    }
+    None
 }
 
 /// Converts one row: `src` is `2 * n` bytes of YUYV, `dst` is `3 * n` bytes.
@@ -216,6 +240,305 @@ fn yuyv_block_to_bgr(s: &[u8; 2 * BLOCK], d: &mut [u8; 3 * BLOCK]) {
     }
 }
 
+/// YUYV→BGR with x86 intrinsics: SSSE3 (16 pixels per step) and AVX2 (32),
+/// chosen at run time; both exact like the portable code.
+///
+/// Why `unsafe` is allowed here: on x86-64 the portable block loop does not
+/// vectorize well (the baseline target is SSE2: no 32-bit multiply and no
+/// byte shuffle, so the 3-byte BGR interleave ends up as scalar stores).
+/// Measured on this project's 2-core AMD EPYC machine, release build,
+/// medians of 9 rounds alternating with `cv2.cvtColor` (OpenCV 5.0.0, one
+/// thread), `proto/examples/pixel_vs_cv2.py`:
+///
+/// | path     | 640x480  | 1280x720 | vs cv2   |
+/// |----------|----------|----------|----------|
+/// | portable | 0.47 ms  | 1.5 ms   | ~3.8x    | (separate runs, before)
+/// | SSSE3    | 0.18 ms  | 0.53 ms  | 1.45x    |
+/// | AVX2     | 0.097 ms | 0.29 ms  | 0.78x    |
+/// | cv2      | 0.124 ms | 0.37 ms  | 1        |
+///
+/// How it stays exact: every product of OpenCV's 20-bit fixed point is split
+/// as `c * x = (c >> 7) * (x << 7) + (c & 127) * x`, where all four factors
+/// fit in 16 bits, so SSE2's `pmaddwd` (16x16→32, pairwise add) computes the
+/// same 32-bit integers OpenCV does. `pshufb` (SSSE3) interleaves B, G, R.
+/// The tests check every (Y, U, V) against a scalar reference on each path.
+///
+/// The only unsafe operations are: calling the `#[target_feature]`
+/// functions, which `fast_row` does only after `is_x86_feature_detected!`
+/// said the feature is present; and unaligned loads/stores through pointers
+/// taken from fixed-size arrays, so every access is in bounds by type.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    use super::{yuyv_pair_to_bgr, CUB, CUG, CVG, CVR, CY, HALF, SHIFT};
+    use std::arch::x86_64::*;
+
+    /// Pixels per step: two 16-byte YUYV loads, three 16-byte BGR stores.
+    const STEP: usize = 16;
+
+    /// `c >> 7` and `c & 127`: the two 16-bit halves of a 20-bit constant.
+    const fn hi(c: i32) -> i16 {
+        (c >> 7) as i16
+    }
+    const fn lo(c: i32) -> i16 {
+        (c & 127) as i16
+    }
+
+    /// `pshufb` masks that place channel `channel` (0 = B, 1 = G, 2 = R) of
+    /// 16 pixels into output bytes `16 * part .. 16 * part + 16` of the
+    /// 48-byte BGR run; 0x80 writes a zero, to be OR-ed with the others.
+    const fn mask(part: usize, channel: usize) -> [u8; 16] {
+        let mut m = [0x80u8; 16];
+        let mut q = 0;
+        while q < 16 {
+            let p = 16 * part + q;
+            if p % 3 == channel {
+                m[q] = (p / 3) as u8;
+            }
+            q += 1;
+        }
+        m
+    }
+    const MASKS: [[[u8; 16]; 3]; 3] = {
+        let mut all = [[[0u8; 16]; 3]; 3];
+        let mut part = 0;
+        while part < 3 {
+            let mut channel = 0;
+            while channel < 3 {
+                all[part][channel] = mask(part, channel);
+                channel += 1;
+            }
+            part += 1;
+        }
+        all
+    };
+
+    /// Converts one row; same contract as the portable `yuyv_row_to_bgr`.
+    pub(super) fn yuyv_row_to_bgr_ssse3(src: &[u8], dst: &mut [u8]) {
+        // SAFETY: `fast_row` hands out this function only after
+        // `is_x86_feature_detected!("ssse3")` returned true.
+        unsafe { row(src, dst) }
+    }
+
+    /// The same with AVX2: 32 pixels per step, SSSE3 code for the tail.
+    pub(super) fn yuyv_row_to_bgr_avx2(src: &[u8], dst: &mut [u8]) {
+        // SAFETY: `fast_row` hands out this function only after
+        // `is_x86_feature_detected!("avx2")` returned true (AVX2 implies SSSE3).
+        unsafe { row_avx2(src, dst) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn row_avx2(src: &[u8], dst: &mut [u8]) {
+        let steps = src.len() / (4 * STEP);
+        let (src_steps, src_tail) = src.split_at(steps * 4 * STEP);
+        let (dst_steps, dst_tail) = dst.split_at_mut(steps * 6 * STEP);
+        for (s, d) in src_steps
+            .chunks_exact(4 * STEP)
+            .zip(dst_steps.chunks_exact_mut(6 * STEP))
+        {
+            if let (Ok(s), Ok(d)) = (
+                <&[u8; 4 * STEP]>::try_from(s),
+                <&mut [u8; 6 * STEP]>::try_from(d),
+            ) {
+                step_avx2(s, d);
+            }
+        }
+        row(src_tail, dst_tail);
+    }
+
+    /// 32 pixels. AVX2 works on two independent 128-bit lanes, so the loads
+    /// put pixels 0..8 and 16..24 in one register and 8..16 and 24..32 in
+    /// the other: after packing, the low lane holds pixels 0..16 and the
+    /// high lane 16..32, and each lane is exactly one SSSE3 step.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn step_avx2(s: &[u8; 4 * STEP], d: &mut [u8; 6 * STEP]) {
+        // SAFETY (loads and stores): `s` holds 64 bytes and `d` 96, so each
+        // 16-byte unaligned access below is in bounds.
+        let p = s.as_ptr();
+        let a = _mm256_loadu2_m128i(p.add(32).cast(), p.cast());
+        let b = _mm256_loadu2_m128i(p.add(48).cast(), p.add(16).cast());
+        let (b0, g0, r0) = eight_avx2(a);
+        let (b1, g1, r1) = eight_avx2(b);
+        let bgr = [
+            _mm256_packus_epi16(b0, b1),
+            _mm256_packus_epi16(g0, g1),
+            _mm256_packus_epi16(r0, r1),
+        ];
+        let q = d.as_mut_ptr();
+        for (part, masks) in MASKS.iter().enumerate() {
+            let mut out = _mm256_setzero_si256();
+            for (plane, m) in bgr.iter().zip(masks) {
+                let m = _mm256_broadcastsi128_si256(_mm_loadu_si128(m.as_ptr().cast()));
+                out = _mm256_or_si256(out, _mm256_shuffle_epi8(*plane, m));
+            }
+            _mm256_storeu2_m128i(q.add(48 + 16 * part).cast(), q.add(16 * part).cast(), out);
+        }
+    }
+
+    /// `eight`, on both 128-bit lanes at once.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn eight_avx2(yuyv: __m256i) -> (__m256i, __m256i, __m256i) {
+        let y = _mm256_max_epi16(
+            _mm256_sub_epi16(
+                _mm256_and_si256(yuyv, _mm256_set1_epi16(0x00ff)),
+                _mm256_set1_epi16(16),
+            ),
+            _mm256_setzero_si256(),
+        );
+        let uv = _mm256_sub_epi16(_mm256_srli_epi16::<8>(yuyv), _mm256_set1_epi16(128));
+        let uv128 = _mm256_slli_epi16::<7>(uv);
+        let y128 = _mm256_slli_epi16::<7>(y);
+        let pairs = |a: i32, b: i32| {
+            let (a, b) = (i32::from(a as u16), i32::from(b as u16));
+            _mm256_set1_epi32(a | b << 16)
+        };
+        let cy = pairs(i32::from(hi(CY)), i32::from(lo(CY)));
+        let half = _mm256_set1_epi32(HALF);
+        let l0 = _mm256_add_epi32(_mm256_madd_epi16(_mm256_unpacklo_epi16(y128, y), cy), half);
+        let l1 = _mm256_add_epi32(_mm256_madd_epi16(_mm256_unpackhi_epi16(y128, y), cy), half);
+        let term = |cu: i32, cv: i32| {
+            let h = pairs(i32::from(hi(cu)), i32::from(hi(cv)));
+            let l = pairs(i32::from(lo(cu)), i32::from(lo(cv)));
+            _mm256_add_epi32(_mm256_madd_epi16(uv128, h), _mm256_madd_epi16(uv, l))
+        };
+        let channel = |c: __m256i| {
+            let c0 = _mm256_unpacklo_epi32(c, c);
+            let c1 = _mm256_unpackhi_epi32(c, c);
+            _mm256_packs_epi32(
+                _mm256_srai_epi32::<{ SHIFT as i32 }>(_mm256_add_epi32(l0, c0)),
+                _mm256_srai_epi32::<{ SHIFT as i32 }>(_mm256_add_epi32(l1, c1)),
+            )
+        };
+        (
+            channel(term(CUB, 0)),
+            channel(term(CUG, CVG)),
+            channel(term(0, CVR)),
+        )
+    }
+
+    #[target_feature(enable = "ssse3")]
+    unsafe fn row(src: &[u8], dst: &mut [u8]) {
+        let steps = src.len() / (2 * STEP);
+        let (src_steps, src_tail) = src.split_at(steps * 2 * STEP);
+        let (dst_steps, dst_tail) = dst.split_at_mut(steps * 3 * STEP);
+        for (s, d) in src_steps
+            .chunks_exact(2 * STEP)
+            .zip(dst_steps.chunks_exact_mut(3 * STEP))
+        {
+            if let (Ok(s), Ok(d)) = (
+                <&[u8; 2 * STEP]>::try_from(s),
+                <&mut [u8; 3 * STEP]>::try_from(d),
+            ) {
+                step(s, d);
+            }
+        }
+        for (s, d) in src_tail.chunks_exact(4).zip(dst_tail.chunks_exact_mut(6)) {
+            if let (Ok(s), Ok(d)) = (<&[u8; 4]>::try_from(s), <&mut [u8; 6]>::try_from(d)) {
+                yuyv_pair_to_bgr(s, d);
+            }
+        }
+    }
+
+    /// 8 pixels (one 16-byte YUYV load) to 8 B, G, R values as `i16` lanes,
+    /// already shifted; the caller saturates to bytes when packing.
+    #[target_feature(enable = "ssse3")]
+    #[inline]
+    unsafe fn eight(yuyv: __m128i) -> (__m128i, __m128i, __m128i) {
+        let low_bytes = _mm_set1_epi16(0x00ff);
+        // Y' = max(Y - 16, 0) in 16-bit lanes, pixels 0..8.
+        let y = _mm_max_epi16(
+            _mm_sub_epi16(_mm_and_si128(yuyv, low_bytes), _mm_set1_epi16(16)),
+            _mm_setzero_si128(),
+        );
+        // U - 128, V - 128 alternating, pairs 0..4.
+        let uv = _mm_sub_epi16(_mm_srli_epi16::<8>(yuyv), _mm_set1_epi16(128));
+        let uv128 = _mm_slli_epi16::<7>(uv);
+        let y128 = _mm_slli_epi16::<7>(y);
+
+        // Luma of pixels 0..4 and 4..8 as i32, rounding offset included.
+        let cy = _mm_setr_epi16(
+            hi(CY),
+            lo(CY),
+            hi(CY),
+            lo(CY),
+            hi(CY),
+            lo(CY),
+            hi(CY),
+            lo(CY),
+        );
+        let half = _mm_set1_epi32(HALF);
+        let l0 = _mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi16(y128, y), cy), half);
+        let l1 = _mm_add_epi32(_mm_madd_epi16(_mm_unpackhi_epi16(y128, y), cy), half);
+
+        // Chroma terms per pair: lanes are (u, v), so each constant pair
+        // says how much of u and of v goes into the channel.
+        let term = |cu: i32, cv: i32| {
+            let h = _mm_setr_epi16(
+                hi(cu),
+                hi(cv),
+                hi(cu),
+                hi(cv),
+                hi(cu),
+                hi(cv),
+                hi(cu),
+                hi(cv),
+            );
+            let l = _mm_setr_epi16(
+                lo(cu),
+                lo(cv),
+                lo(cu),
+                lo(cv),
+                lo(cu),
+                lo(cv),
+                lo(cu),
+                lo(cv),
+            );
+            _mm_add_epi32(_mm_madd_epi16(uv128, h), _mm_madd_epi16(uv, l))
+        };
+        let channel = |c: __m128i| {
+            // Each pair's term applies to both of its pixels.
+            let c0 = _mm_unpacklo_epi32(c, c);
+            let c1 = _mm_unpackhi_epi32(c, c);
+            _mm_packs_epi32(
+                _mm_srai_epi32::<{ SHIFT as i32 }>(_mm_add_epi32(l0, c0)),
+                _mm_srai_epi32::<{ SHIFT as i32 }>(_mm_add_epi32(l1, c1)),
+            )
+        };
+        (
+            channel(term(CUB, 0)),
+            channel(term(CUG, CVG)),
+            channel(term(0, CVR)),
+        )
+    }
+
+    #[target_feature(enable = "ssse3")]
+    #[inline]
+    unsafe fn step(s: &[u8; 2 * STEP], d: &mut [u8; 3 * STEP]) {
+        // SAFETY (loads and stores): `s` holds 32 bytes and `d` 48, so each
+        // 16-byte unaligned access below is in bounds.
+        let a = _mm_loadu_si128(s.as_ptr().cast());
+        let b = _mm_loadu_si128(s.as_ptr().add(16).cast());
+        let (b0, g0, r0) = eight(a);
+        let (b1, g1, r1) = eight(b);
+        // Saturate to 0..=255, as OpenCV's `saturate_cast<uchar>`.
+        let bgr = [
+            _mm_packus_epi16(b0, b1),
+            _mm_packus_epi16(g0, g1),
+            _mm_packus_epi16(r0, r1),
+        ];
+        for (part, masks) in MASKS.iter().enumerate() {
+            let mut out = _mm_setzero_si128();
+            for (plane, m) in bgr.iter().zip(masks) {
+                let m = _mm_loadu_si128(m.as_ptr().cast());
+                out = _mm_or_si128(out, _mm_shuffle_epi8(*plane, m));
+            }
+            _mm_storeu_si128(d.as_mut_ptr().add(16 * part).cast(), out);
+        }
+    }
+}
+
 /// Converts tightly packed BGR24 into 0RGB `u32` pixels (minifb's format:
 /// `0x00RRGGBB`). `out` may be longer than needed; only its first
 /// `width * height` elements are written. Allocates nothing.
@@ -250,6 +573,105 @@ pub(crate) fn bgr_row_to_0rgb(bgr: &[u8], out: &mut [u32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The reference: OpenCV's `YUV422toRGB8Invoker` formula, one pixel at
+    /// a time, written for clarity rather than speed.
+    fn reference(yuyv: &[u8], width: usize, height: usize, stride: usize) -> Vec<u8> {
+        let mut bgr = Vec::with_capacity(width * height * 3);
+        for row in 0..height {
+            for x in 0..width {
+                let pair = row * stride + (x / 2) * 4;
+                let y = (i32::from(yuyv[row * stride + 2 * x]) - 16).max(0) * 1_220_542;
+                let u = i32::from(yuyv[pair + 1]) - 128;
+                let v = i32::from(yuyv[pair + 3]) - 128;
+                let half = 1 << 19;
+                let b = (y + half + 2_116_026 * u) >> 20;
+                let g = (y + half - 852_492 * v - 409_993 * u) >> 20;
+                let r = (y + half + 1_673_527 * v) >> 20;
+                bgr.extend([b, g, r].map(|c| c.clamp(0, 255) as u8));
+            }
+        }
+        bgr
+    }
+
+    /// Every row converter this CPU can run: the portable one and each
+    /// intrinsics path, whichever `yuyv_to_bgr` would pick.
+    fn row_converters() -> Vec<(&'static str, RowFn)> {
+        let mut all: Vec<(&'static str, RowFn)> = vec![("portable", yuyv_row_to_bgr)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("ssse3") {
+                all.push(("ssse3", x86::yuyv_row_to_bgr_ssse3));
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                all.push(("avx2", x86::yuyv_row_to_bgr_avx2));
+            }
+        }
+        all
+    }
+
+    /// Every Y with every third U and V (plus the edges 127, 128, 255),
+    /// 256 pixels per row, on every path. The intrinsics split each 20-bit
+    /// product in two; a wrong split or a saturation slip shows up across
+    /// whole ranges of U or V, which this grid cannot miss. (All 2^24
+    /// combinations pass too, but take half a minute in a debug build.)
+    #[test]
+    fn yuv_grid_matches_the_reference_on_every_path() {
+        let chroma: Vec<u8> = (0..=255u8).step_by(3).chain([127, 128, 255]).collect();
+        let mut yuyv = [0u8; 512];
+        let mut ours = [0u8; 768];
+        for &u in &chroma {
+            for &v in &chroma {
+                for (i, pair) in yuyv.chunks_exact_mut(4).enumerate() {
+                    pair.copy_from_slice(&[2 * i as u8, u, 2 * i as u8 + 1, v]);
+                }
+                let expected = reference(&yuyv, 256, 1, 512);
+                for (name, row) in row_converters() {
+                    row(&yuyv, &mut ours);
+                    assert!(
+                        ours[..] == expected[..],
+                        "{name} path differs at U={u} V={v}"
+                    );
+                }
+            }
+        }
+    }
+
+    proptest! {
+        /// Every path equals the reference on random frames, with widths
+        /// that leave a tail after the 16- and 32-pixel steps, and odd
+        /// strides.
+        #[test]
+        fn every_path_matches_reference_on_random_frames(
+            pairs in 0usize..60,
+            height in 1usize..5,
+            padding in 0usize..9,
+            seed in any::<u64>(),
+        ) {
+            let width = 2 * pairs;
+            let stride = 2 * width + padding;
+            let len = stride * (height - 1) + 2 * width;
+            let mut state = seed;
+            let yuyv: Vec<u8> = (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    (state >> 56) as u8
+                })
+                .collect();
+            let expected = reference(&yuyv, width, height, stride);
+            // One spare byte: it must survive untouched.
+            let mut ours = vec![0x5a; expected.len() + 1];
+            yuyv_to_bgr(&yuyv, width as u32, height as u32, stride, &mut ours).unwrap();
+            prop_assert_eq!(&ours[..expected.len()], &expected[..]);
+            prop_assert_eq!(ours[expected.len()], 0x5a);
+            for (name, row) in row_converters() {
+                let mut ours = vec![0u8; 3 * width];
+                row(&yuyv[..2 * width], &mut ours);
+                prop_assert_eq!(&ours[..], &expected[..3 * width], "{} path", name);
+            }
+        }
+    }
 
     /// One YUYV pixel pair, converted.
     fn pair(y0: u8, u: u8, y1: u8, v: u8) -> [u8; 6] {
