@@ -603,8 +603,10 @@ fn without_a_display_the_error_says_set_display_or_headless() {
         let mut child = LoggedChild::spawn("viewer", cmd);
         let status = child.wait_exit(PATIENCE).expect("viewer exits");
         assert!(!status.success(), "DISPLAY={display:?}: exit {status}");
+        // The pipe readers may lag the exit: wait for the line itself.
+        let line = child.wait_for_line("--headless", PATIENCE);
         let log = child.lines().join("\n");
-        assert!(log.contains("--headless"), "DISPLAY={display:?}: {log}");
+        assert!(line.is_some(), "DISPLAY={display:?}: {log}");
         if display.is_none() {
             assert!(log.contains("DISPLAY is not set"), "{log}");
         } else {
