@@ -37,8 +37,9 @@ use crate::record::Recorder;
 /// stops reading it.
 pub const RECORD_QUEUE_LEN: usize = 2;
 
-/// Pixel buffers kept for reuse between the display and the workers.
-const SPARE_PIXEL_BUFS: usize = 8;
+/// Pixel buffers kept for reuse between the display and the workers; few,
+/// because each may be as large as the biggest frame seen (memory bound).
+const SPARE_PIXEL_BUFS: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct Config {
