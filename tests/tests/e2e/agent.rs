@@ -73,6 +73,51 @@ fn listen() -> (TcpListener, SocketAddr) {
     (listener, addr)
 }
 
+/// A loopback port that is bound but not listening: connecting to it is
+/// refused, as when no viewer runs, yet no other test can be given the
+/// port meanwhile (picking a "free" port and closing it would let another
+/// test's listener take it and receive this test's agent).
+struct ReservedPort {
+    socket: std::os::fd::OwnedFd,
+    addr: SocketAddr,
+}
+
+impl ReservedPort {
+    fn new() -> ReservedPort {
+        ReservedPort::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    fn bind(addr: SocketAddr) -> ReservedPort {
+        use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+        use std::os::fd::AsRawFd;
+        let socket = socket::socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .expect("TCP socket");
+        // The port may still have connections in TIME_WAIT from a previous round.
+        socket::setsockopt(&socket, sockopt::ReuseAddr, &true).expect("SO_REUSEADDR");
+        let SocketAddr::V4(v4) = addr else {
+            panic!("IPv4 only")
+        };
+        socket::bind(socket.as_raw_fd(), &SockaddrIn::from(v4)).expect("bind a loopback port");
+        let bound: SockaddrIn = socket::getsockname(socket.as_raw_fd()).expect("getsockname");
+        ReservedPort {
+            socket,
+            addr: SocketAddr::from((bound.ip(), bound.port())),
+        }
+    }
+
+    /// Starts listening: the "viewer" comes up on this port.
+    fn listen(self) -> TcpListener {
+        use nix::sys::socket::{self, Backlog};
+        socket::listen(&self.socket, Backlog::new(16).expect("backlog")).expect("listen");
+        TcpListener::from(self.socket)
+    }
+}
+
 /// Accepts one connection, failing the test if none comes within PATIENCE.
 fn accept(listener: &TcpListener, agent: &LoggedChild) -> TcpStream {
     listener
@@ -270,8 +315,8 @@ fn frames_n_sends_exactly_n_at_a_paced_rate_and_exits_0() {
 #[test]
 fn agent_started_before_the_viewer_connects_and_reconnects_after_it_goes() {
     // A port nobody listens on yet.
-    let port = listen().1.port();
-    let server = format!("127.0.0.1:{port}");
+    let mut reserved = ReservedPort::new();
+    let server = reserved.addr.to_string();
     let mut agent = start_agent(&[
         "--source", "pattern", "--server", &server, "--size", "64x48", "--fps", "20",
     ]);
@@ -282,7 +327,7 @@ fn agent_started_before_the_viewer_connects_and_reconnects_after_it_goes() {
     );
 
     for round in 0..2 {
-        let listener = TcpListener::bind(&server).expect("bind the agent's server port");
+        let listener = reserved.listen();
         let mut stream = accept(&listener, &agent);
         let images = read_frames(&mut stream, 3);
         assert_eq!(images.len(), 3, "round {round}");
@@ -290,7 +335,10 @@ fn agent_started_before_the_viewer_connects_and_reconnects_after_it_goes() {
             assert_eq!((image.width, image.height), (64, 48));
             assert_bars(image);
         }
-        // The viewer goes away: listener and connection both close.
+        // The viewer goes away: listener and connection both close, and
+        // the port stays reserved for the next round.
+        drop((listener, stream));
+        reserved = ReservedPort::bind(server.parse().expect("a socket address"));
     }
     assert!(agent.wait_for_line("lost connection", PATIENCE).is_some());
     assert_eq!(agent.try_status(), None, "the agent must keep running");
@@ -322,8 +370,8 @@ fn sigterm_and_sigint_exit_0_while_streaming_and_while_retrying() {
             .expect("EOF after the agent exits");
 
         // Retrying a viewer that is not there (sleeping in backoff).
-        let port = listen().1.port();
-        let server = format!("127.0.0.1:{port}");
+        let reserved = ReservedPort::new();
+        let server = reserved.addr.to_string();
         let mut agent = start_agent(&["--source", "pattern", "--server", &server]);
         assert!(agent.wait_for_line("unreachable", PATIENCE).is_some());
         agent.signal(sig);
@@ -504,8 +552,8 @@ fn file_of_the_wrong_size_is_refused_with_the_reason() {
 fn memory_stays_flat_while_the_viewer_is_away() {
     // Nobody listens: every frame (1.8 MB raw at 1280x720) must be dropped,
     // not queued.
-    let port = listen().1.port();
-    let server = format!("127.0.0.1:{port}");
+    let reserved = ReservedPort::new();
+    let server = reserved.addr.to_string();
     let mut agent = start_agent(&[
         "--source",
         "pattern",
