@@ -34,6 +34,11 @@ pub const HEADER_LEN: usize = 54;
 /// Largest accepted width or height, in pixels.
 pub const MAX_DIMENSION: u32 = 16384;
 
+/// The pixel cap of [`decode_0rgb`]: every image the dimension limit allows
+/// (1 GiB of `u32` at the largest). Receivers of untrusted BMPs should use
+/// [`decode_0rgb_capped`] with a cap that fits their memory instead.
+pub const MAX_PIXELS: usize = MAX_DIMENSION as usize * MAX_DIMENSION as usize;
+
 /// Byte ranges of the header fields (smoltcp's `mod field`).
 mod field {
     use std::ops::Range;
@@ -100,6 +105,9 @@ pub enum BmpError {
     PixelsTruncated { need: usize, have: usize },
     /// The `bmp` crate (1- and 4-bit fallback) refused the file.
     Fallback { bits: u16, reason: &'static str },
+    /// `width * height` is over the caller's pixel cap. A 1-bit BMP is 1/32
+    /// of the size of its decoded pixels, so a small file can demand a lot.
+    TooManyPixels { width: u32, height: u32, max: usize },
 }
 
 impl fmt::Display for BmpError {
@@ -168,6 +176,11 @@ impl fmt::Display for BmpError {
             BmpError::Fallback { bits, reason } => {
                 write!(f, "cannot decode {bits}-bit BMP: {reason}")
             }
+            BmpError::TooManyPixels { width, height, max } => write!(
+                f,
+                "BMP is {width}x{height}, more than the {max} pixels this receiver accepts \
+                 (raise its pixel cap if frames this large are expected)"
+            ),
         }
     }
 }
@@ -289,7 +302,23 @@ fn mask_shift(mask: u32) -> Option<u32> {
 /// fields, bottom-up and top-down rows, and info headers from
 /// BITMAPINFOHEADER to V5. Everything is checked before `out` grows, and
 /// `out` grows only to `width * height`, which the data present bounds.
+///
+/// That bound can still be large: a 2 MiB 1-bit file may be 16384x16384,
+/// i.e. 1 GiB of pixels. For untrusted input use [`decode_0rgb_capped`].
 pub fn decode_0rgb(bmp: &[u8], out: &mut Vec<u32>) -> Result<(u32, u32), BmpError> {
+    decode_0rgb_capped(bmp, MAX_PIXELS, out)
+}
+
+/// [`decode_0rgb`] that refuses, with [`BmpError::TooManyPixels`], an image
+/// of more than `max_pixels` pixels. The check runs as soon as the
+/// dimensions are read, before anything else is checked or allocated, so
+/// `out` never grows past `max_pixels` elements (the 1- and 4-bit fallback
+/// allocates at most 3 bytes per pixel more, inside the `bmp` crate).
+pub fn decode_0rgb_capped(
+    bmp: &[u8],
+    max_pixels: usize,
+    out: &mut Vec<u32>,
+) -> Result<(u32, u32), BmpError> {
     if bmp.len() >= field::MAGIC.end && bmp[field::MAGIC] != MAGIC {
         return Err(BmpError::BadMagic {
             found: [bmp[0], bmp[1]],
@@ -321,6 +350,14 @@ pub fn decode_0rgb(bmp: &[u8], out: &mut Vec<u32>) -> Result<(u32, u32), BmpErro
     })?;
     let width = raw_width.unsigned_abs();
     let height = raw_height.unsigned_abs();
+    // Checked dimensions are at most 16384: the product fits in usize.
+    if width as usize * height as usize > max_pixels {
+        return Err(BmpError::TooManyPixels {
+            width,
+            height,
+            max: max_pixels,
+        });
+    }
 
     let planes = read_u16(bmp, field::PLANES);
     if planes != 1 {
@@ -987,6 +1024,78 @@ mod tests {
         ));
     }
 
+    /// A 512x512 1-bit file (32 KiB) decodes to 1 MiB of pixels: the cap
+    /// must refuse it at one pixel short, accept it at exactly its size,
+    /// and leave `out` alone when refusing.
+    #[test]
+    fn decode_capped_refuses_more_pixels_than_the_cap() {
+        let (w, h) = (512u32, 512u32);
+        let palette = [0, 0, 0, 0, 0xff, 0xff, 0xff, 0];
+        let pixels = vec![0b1010_1010; row_len(w, 1) * h as usize];
+        let file = build(40, (w as i32, h as i32), 1, BI_RGB, 0, &palette, &pixels);
+        let cap = (w * h) as usize;
+
+        let mut out = vec![7u32; 3];
+        assert_eq!(
+            decode_0rgb_capped(&file, cap - 1, &mut out),
+            Err(BmpError::TooManyPixels {
+                width: w,
+                height: h,
+                max: cap - 1
+            })
+        );
+        assert_eq!(out, [7, 7, 7]);
+        assert!(out.capacity() < cap, "refused, yet allocated");
+
+        assert_eq!(decode_0rgb_capped(&file, cap, &mut out), Ok((w, h)));
+        assert_eq!(out.len(), cap);
+        assert_eq!(out[..2], [0xffffff, 0]);
+    }
+
+    /// The cap applies to every depth, and to top-down files (negative
+    /// height) by their absolute size.
+    #[test]
+    fn decode_capped_counts_pixels_of_every_layout() {
+        let mut out = Vec::new();
+        assert_eq!(decode_0rgb_capped(&OPENCV_3X2, 6, &mut out), Ok((3, 2)));
+        assert_eq!(
+            decode_0rgb_capped(&OPENCV_3X2, 5, &mut out),
+            Err(BmpError::TooManyPixels {
+                width: 3,
+                height: 2,
+                max: 5
+            })
+        );
+        let top_down = build(40, (2, -2), 32, BI_RGB, 0, &[], &[0; 16]);
+        assert_eq!(decode_0rgb_capped(&top_down, 4, &mut out), Ok((2, 2)));
+        assert!(matches!(
+            decode_0rgb_capped(&top_down, 3, &mut out),
+            Err(BmpError::TooManyPixels { height: 2, .. })
+        ));
+    }
+
+    /// A hostile header claiming 16384x16384 is refused by the cap at once,
+    /// before the (absent) pixel data is even looked at; the uncapped
+    /// decoder still sees it as a truncated file, not as too many pixels.
+    #[test]
+    fn decode_capped_checks_the_cap_before_the_pixel_data() {
+        let palette = [0, 0, 0, 0, 0xff, 0xff, 0xff, 0];
+        let file = build(40, (16384, 16384), 1, BI_RGB, 0, &palette, &[0; 64]);
+        assert!(matches!(
+            decode_0rgb_capped(&file, 1 << 20, &mut Vec::new()),
+            Err(BmpError::TooManyPixels {
+                width: 16384,
+                height: 16384,
+                max: 1_048_576
+            })
+        ));
+        assert!(matches!(
+            decode(&file),
+            Err(BmpError::PixelsTruncated { .. })
+        ));
+        assert_eq!(MAX_PIXELS, 16384 * 16384);
+    }
+
     #[test]
     fn every_error_has_a_message() {
         let errors = [
@@ -1037,6 +1146,11 @@ mod tests {
             BmpError::Fallback {
                 bits: 4,
                 reason: "unsupported header",
+            },
+            BmpError::TooManyPixels {
+                width: 16384,
+                height: 16384,
+                max: 1 << 20,
             },
         ];
         for e in errors {

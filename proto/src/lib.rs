@@ -23,6 +23,9 @@
 //! - decompressed BMP: at most [`gzip::MAX_DECOMPRESSED_LEN`] (64 MiB), and
 //!   never more than the gzip trailer announces;
 //! - BMP width and height: 1..=[`bmp::MAX_DIMENSION`] (16384).
+//! - decoded BMP pixels: at most the caller's cap with
+//!   [`bmp::decode_0rgb_capped`] (checked as soon as the dimensions are
+//!   read), [`bmp::MAX_PIXELS`] with `decode_0rgb`.
 //!
 //! # Round trip
 //!
