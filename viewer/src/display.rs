@@ -85,7 +85,8 @@ pub fn title(camera_id: u8, peer: std::net::SocketAddr, fps: f64) -> String {
 
 impl Display {
     /// Shows a decoded frame; the window is created on the first frame and
-    /// recreated (at the same position) when the size changes. Returns the
+    /// recreated when the size changes (minifb cannot resize a window;
+    /// its set_position/get_position disagree on X11, so the new one is placed fresh). Returns the
     /// pixel buffer it no longer needs, for reuse.
     pub fn show(
         &mut self,
@@ -107,16 +108,14 @@ impl Display {
             title: String::new(),
         });
         if view.window.is_none() || (view.width, view.height) != (width, height) {
-            let position = view.window.as_ref().map(Window::get_position);
-            view.window = None;
+            // The old window is dropped only after the new one exists: each
+            // minifb window is its own X connection, and a bare X server
+            // (Xvfb, no window manager) resets when its last client leaves.
             let mut window = Window::new(&title, width, height, WindowOptions::default())
                 .map_err(|e| no_display(&e))?;
             // minifb sleeps up to 4 ms per update by default; with many
             // windows those sleeps add up and stall poll(2).
             window.set_target_fps(0);
-            if let Some((x, y)) = position {
-                window.set_position(x, y);
-            }
             view.window = Some(window);
             view.width = width;
             view.height = height;
