@@ -130,7 +130,9 @@ fn move_window(x: &Xvfb, id: u8, to: (i32, i32)) -> XWindow {
 /// Waits until `win` shows its bars in a screenshot; returns the screenshot.
 fn wait_for_bars(x: &Xvfb, win: &XWindow) -> XImage {
     let mut last = String::new();
-    for _ in 0..100 {
+    // Generous: on a loaded machine a debug viewer may take a while to draw.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         let shot = x.screenshot();
         match check_bars(&shot, win) {
             Ok(()) => return shot,
@@ -138,7 +140,7 @@ fn wait_for_bars(x: &Xvfb, win: &XWindow) -> XImage {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("the window never showed its bars: {last}");
+    panic!("the window never showed its bars within 60 s: {last}");
 }
 
 /// Two pattern cameras of different sizes, each in its own window under a
@@ -215,7 +217,7 @@ fn windows_show_bars_close_reopen_and_esc_quits() {
     );
     // Move the new window away from camera 2's before reading its counter.
     move_window(&x, 1, (0, 600));
-    let counter_after = wait_until(Duration::from_secs(30), || {
+    let counter_after = wait_until(Duration::from_secs(60), || {
         let shot = x.screenshot();
         check_bars(&shot, &still2).ok()?;
         read_counter(&shot, &still2).filter(|&n| n > counter_before)
