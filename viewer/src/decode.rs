@@ -55,12 +55,6 @@ pub struct Config {
 pub enum DecodeError {
     Gzip(GzipError),
     Bmp(BmpError),
-    /// More pixels than the `--max-bmp-bytes` budget allows (see [`max_pixels`]).
-    TooManyPixels {
-        width: u32,
-        height: u32,
-        max_pixels: usize,
-    },
 }
 
 impl fmt::Display for DecodeError {
@@ -68,14 +62,6 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Gzip(e) => write!(f, "bad frame body: {e}"),
             DecodeError::Bmp(e) => write!(f, "bad BMP in frame: {e}"),
-            DecodeError::TooManyPixels {
-                width,
-                height,
-                max_pixels,
-            } => write!(
-                f,
-                "BMP of {width}x{height} pixels is over the limit of {max_pixels} pixels (one per byte of --max-bmp-bytes)"
-            ),
         }
     }
 }
@@ -397,25 +383,7 @@ fn worker(shared: &Shared) {
 /// OpenCV BMP (8, 24, 32 bits) is within it; it stops a small 1-bit BMP
 /// from announcing 16384x16384 pixels and costing 1 GiB of 0RGB buffer.
 pub fn max_pixels(max_bmp_len: usize) -> usize {
-    max_bmp_len
-}
-
-/// Width and height as a plausible BMP header states them (offsets 18 and
-/// 22, little-endian i32; a negative height means top-down). Anything else
-/// (not "BM", dimensions out of range) is left to proto, which names the
-/// problem precisely; this check only keeps a valid-looking header from
-/// sizing a huge pixel buffer.
-fn announced_pixels(bmp: &[u8]) -> Option<(u32, u32)> {
-    if bmp.get(..2)? != b"BM" {
-        return None;
-    }
-    let field = |at: usize| -> Option<u32> {
-        let bytes: [u8; 4] = bmp.get(at..at + 4)?.try_into().ok()?;
-        Some(i32::from_le_bytes(bytes).unsigned_abs())
-    };
-    let (width, height) = (field(18)?, field(22)?);
-    let in_range = |d: u32| (1..=bmp::MAX_DIMENSION).contains(&d);
-    (in_range(width) && in_range(height)).then_some((width, height))
+    max_bmp_len.min(bmp::MAX_PIXELS)
 }
 
 /// gunzip → BMP → 0RGB, then record. Only a frame that decodes is recorded.
@@ -428,18 +396,9 @@ fn decode(
     bufs.decompressor
         .decompress(&job.frame.body, &mut bufs.bmp)
         .map_err(DecodeError::Gzip)?;
-    if let Some((width, height)) = announced_pixels(&bufs.bmp) {
-        let max_pixels = max_pixels(max_bmp_len);
-        if (width as u64) * (height as u64) > max_pixels as u64 {
-            return Err(DecodeError::TooManyPixels {
-                width,
-                height,
-                max_pixels,
-            });
-        }
-    }
     let (width, height) =
-        bmp::decode_0rgb(&bufs.bmp, &mut bufs.pixels).map_err(DecodeError::Bmp)?;
+        bmp::decode_0rgb_capped(&bufs.bmp, max_pixels(max_bmp_len), &mut bufs.pixels)
+            .map_err(DecodeError::Bmp)?;
     let record_error = match recorder {
         Some(recorder) => recorder
             .write(job.frame.camera_id, job.seq, &bufs.bmp)
@@ -579,18 +538,49 @@ mod tests {
         pool.shutdown();
     }
 
-    #[test]
-    fn pixel_budget_stops_huge_announced_images_only() {
+    /// A 64x64 1-bit BMP: 574 bytes of file for 4096 pixels.
+    fn one_bit_frame() -> Frame {
+        let (w, h) = (64u32, 64u32);
+        let row_len = 8usize;
+        let data_off = 54 + 8;
+        let file_len = data_off + row_len * h as usize;
         let mut file = Vec::new();
-        bmp::encode_bgr24(&[0; 12], 2, 2, &mut file).unwrap();
-        assert_eq!(announced_pixels(&file), Some((2, 2)));
-        file[18..22].copy_from_slice(&16384i32.to_le_bytes());
-        file[22..26].copy_from_slice(&(-16384i32).to_le_bytes());
-        assert_eq!(announced_pixels(&file), Some((16384, 16384)));
-        // Not a BMP, or out-of-range dimensions: proto names those.
-        assert_eq!(announced_pixels(b"GIF89a..................."), None);
-        file[18..22].copy_from_slice(&0i32.to_le_bytes());
-        assert_eq!(announced_pixels(&file), None);
-        assert_eq!(announced_pixels(b"BM"), None);
+        file.extend_from_slice(b"BM");
+        file.extend_from_slice(&(file_len as u32).to_le_bytes());
+        file.extend_from_slice(&[0; 4]);
+        file.extend_from_slice(&(data_off as u32).to_le_bytes());
+        file.extend_from_slice(&40u32.to_le_bytes());
+        file.extend_from_slice(&w.to_le_bytes());
+        file.extend_from_slice(&h.to_le_bytes());
+        file.extend_from_slice(&1u16.to_le_bytes());
+        file.extend_from_slice(&1u16.to_le_bytes());
+        file.extend_from_slice(&[0; 24]);
+        file.extend_from_slice(&[0, 0, 0, 0, 255, 255, 255, 0]);
+        file.resize(file_len, 0x55);
+        let mut body = Vec::new();
+        Compressor::new(1)
+            .unwrap()
+            .compress_append(&file, &mut body);
+        Frame { camera_id: 4, body }
+    }
+
+    #[test]
+    fn pixel_budget_is_one_pixel_per_bmp_byte() {
+        let mut pool_config = config(None);
+        pool_config.max_bmp_len = 1000;
+        let pool = Pool::new(pool_config).unwrap();
+        pool.open(1, "127.0.0.1:9".parse().unwrap());
+        pool.open(2, "127.0.0.1:10".parse().unwrap());
+        pool.submit(1, 0, frame(8, 8)); // 246 bytes, 64 pixels: allowed
+        pool.submit(2, 0, one_bit_frame()); // 574 bytes, 4096 pixels: refused
+        let done = collect(&pool, |d| d.len() == 2);
+        for d in &done {
+            match (d.conn, &d.outcome) {
+                (1, Ok(decoded)) => assert_eq!((decoded.width, decoded.height), (8, 8)),
+                (2, Err(DecodeError::Bmp(BmpError::TooManyPixels { .. }))) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        pool.shutdown();
     }
 }
