@@ -484,11 +484,8 @@ fn allow_list_refuses_other_sources() {
 
 #[test]
 fn listens_on_ipv6_loopback() {
-    // Some CI containers have no IPv6 at all; then there is nothing to test.
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("no IPv6 loopback here: IPv6 listen not tested");
-        return;
-    }
+    // IPv6 listening is a promised feature: a machine without [::1] fails
+    // this test rather than silently skipping it.
     let dir = tempfile::tempdir().unwrap();
     let (_viewer, addr) = start_viewer(&[
         "--headless",
