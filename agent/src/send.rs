@@ -21,8 +21,11 @@ use crate::pipeline::{Exit, Shared};
 
 /// First reconnect delay.
 const BACKOFF_START: Duration = Duration::from_millis(100);
-/// Longest reconnect delay.
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Longest reconnect delay. The first spec said 5 s, but agents must be back
+/// within 2 s of a restarted viewer (measured 1.2–3.2 s with a 5 s cap); a
+/// refused connect costs one SYN and one RST, so 1.5 s is cheap even for
+/// many agents.
+const BACKOFF_CAP: Duration = Duration::from_millis(1500);
 
 pub struct Config<'a> {
     pub server: &'a str,
@@ -172,7 +175,7 @@ fn blocked(timeout: Duration) -> io::Error {
     )
 }
 
-/// Exponential backoff from 100 ms to 5 s with ±25% jitter, so many agents
+/// Exponential backoff from 100 ms to 1.5 s with ±25% jitter, so many agents
 /// that lost the same viewer do not reconnect in lockstep.
 struct Backoff {
     next: Duration,
