@@ -5,7 +5,8 @@ The seeds are small crops of the camera-like frames in testdata/frames, as
 OpenCV writes them (24-bit, 8-bit paletted from grayscale, 32-bit from BGRA),
 plus the BMP variants the viewer also accepts (top-down, 32-bit bit fields,
 1- and 4-bit) built by hand, gzip members of them, and wire streams of those.
-The output is committed; rerun this only to change the seeds:
+The output is committed, together with inputs the fuzzers found (named
+fuzz_*, not made here); rerun this only to change the seeds:
 
     .venv/bin/python fuzz/make_seeds.py    # needs opencv-python-headless, numpy
 """

@@ -2,7 +2,9 @@
 # Runs each proto fuzz target for N seconds and prints its execution count.
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]     # default: 60 seconds, every target
-#   PARALLEL=1 fuzz/run.sh 600            # all targets at once, each under `nice -n 15`
+#   PARALLEL=1 fuzz/run.sh 600            # all targets at once
+#
+# Runs are niced (10, or 15 with PARALLEL=1; set NICE to change it).
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`). Its flags are
 # nightly-only, so on a stable toolchain this sets RUSTC_BOOTSTRAP=1.
@@ -40,10 +42,12 @@ for t in "${targets[@]}"; do
     cargo fuzz build "$t"
 done
 
-# PARALLEL=1 runs the targets at once, at low priority on a shared machine.
-nice_cmd=()
+# Fuzzing is long and CPU-bound: run it at low priority on a shared
+# machine (NICE=0 to not), lower still when the targets run at once.
 if [[ ${PARALLEL:-0} == 1 ]]; then
-    nice_cmd=(nice -n 15)
+    nice_cmd=(nice -n "${NICE:-15}")
+else
+    nice_cmd=(nice -n "${NICE:-10}")
 fi
 
 # -malloc_limit_mb: no legitimate allocation is anywhere near this for
