@@ -108,6 +108,8 @@ pub enum BmpError {
     /// `width * height` is over the caller's pixel cap. A 1-bit BMP is 1/32
     /// of the size of its decoded pixels, so a small file can demand a lot.
     TooManyPixels { width: u32, height: u32, max: usize },
+    /// The YUYV image given to [`encode_yuyv`] does not fit its buffer.
+    Yuyv(pixel::PixelError),
 }
 
 impl fmt::Display for BmpError {
@@ -181,11 +183,19 @@ impl fmt::Display for BmpError {
                 "BMP is {width}x{height}, more than the {max} pixels this receiver accepts \
                  (raise its pixel cap if frames this large are expected)"
             ),
+            BmpError::Yuyv(e) => write!(f, "cannot encode YUYV as BMP: {e}"),
         }
     }
 }
 
-impl std::error::Error for BmpError {}
+impl std::error::Error for BmpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BmpError::Yuyv(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 fn check_dimensions(width: i64, height: i64) -> Result<(), BmpError> {
     let range = 1..=i64::from(MAX_DIMENSION);
@@ -209,6 +219,24 @@ pub fn encoded_len(width: u32, height: u32) -> Result<usize, BmpError> {
     Ok(HEADER_LEN + row_len(width, 24) * height as usize)
 }
 
+/// The 54 header bytes of a 24-bit bottom-up BMP, as OpenCV writes them.
+/// `file_len` comes from `encoded_len`, which bounds it to 32 bits.
+fn header_bgr24(width: u32, height: u32, file_len: usize) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    let mut put = |range: std::ops::Range<usize>, bytes: &[u8]| h[range].copy_from_slice(bytes);
+    put(field::MAGIC, &MAGIC);
+    put(field::FILE_SIZE, &(file_len as u32).to_le_bytes());
+    put(field::PIXEL_OFFSET, &(HEADER_LEN as u32).to_le_bytes());
+    put(field::INFO_SIZE, &INFO_HEADER_LEN.to_le_bytes());
+    put(field::WIDTH, &width.to_le_bytes());
+    put(field::HEIGHT, &height.to_le_bytes()); // positive: bottom-up
+    put(field::PLANES, &1u16.to_le_bytes());
+    put(field::BITS, &24u16.to_le_bytes());
+    // Reserved, compression (BI_RGB), image size, pixels per metre, colours
+    // used and important: OpenCV writes them all as 0, as `h` starts.
+    h
+}
+
 /// Replaces `out` with a 24-bit bottom-up BMP of `bgr`, a tightly packed,
 /// top-down BGR24 image. The bytes are exactly what OpenCV writes.
 pub fn encode_bgr24(
@@ -230,25 +258,47 @@ pub fn encode_bgr24(
 
     out.clear();
     out.reserve(file_len);
-    let le32 = |v: u32| v.to_le_bytes();
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&le32(file_len as u32));
-    out.extend_from_slice(&[0; 4]); // reserved
-    out.extend_from_slice(&le32(HEADER_LEN as u32)); // pixel data offset
-    out.extend_from_slice(&le32(INFO_HEADER_LEN));
-    out.extend_from_slice(&le32(width));
-    out.extend_from_slice(&le32(height)); // positive: bottom-up
-    out.extend_from_slice(&1u16.to_le_bytes()); // planes
-    out.extend_from_slice(&24u16.to_le_bytes()); // bits per pixel
-                                                 // Compression BI_RGB, image size, x/y pixels per metre, colours used and
-                                                 // important: OpenCV writes all six as 0.
-    out.extend_from_slice(&[0; 24]);
-    debug_assert_eq!(out.len(), HEADER_LEN);
+    out.extend_from_slice(&header_bgr24(width, height, file_len));
     for row in bgr.chunks_exact(pixels_len).rev() {
         out.extend_from_slice(row);
         out.extend_from_slice(&[0; 3][..padding]);
     }
     debug_assert_eq!(out.len(), file_len);
+    Ok(())
+}
+
+/// Replaces `out` with the 24-bit BMP of a YUYV image, converting each row
+/// straight into its place in the file: the same bytes as
+/// [`pixel::yuyv_to_bgr`] followed by [`encode_bgr24`], without the
+/// intermediate BGR buffer or the extra pass over it. `stride` and the
+/// input rules are those of `yuyv_to_bgr`.
+///
+/// Reuse `out` from frame to frame: once it has held a file this large,
+/// nothing is allocated or zero-filled again.
+pub fn encode_yuyv(
+    yuyv: &[u8],
+    width: u32,
+    height: u32,
+    stride: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), BmpError> {
+    let file_len = encoded_len(width, height)?;
+    let rows = pixel::yuyv_rows(yuyv, width, height, stride).map_err(BmpError::Yuyv)?;
+    let pixels_len = width as usize * 3;
+    // `truncate` + `resize` only zero-fills bytes `out` did not have yet.
+    out.truncate(file_len);
+    out.resize(file_len, 0);
+    out[..HEADER_LEN].copy_from_slice(&header_bgr24(width, height, file_len));
+    let convert = pixel::row_converter();
+    // BMP rows run bottom-up.
+    for (src, dst) in rows
+        .rev()
+        .zip(out[HEADER_LEN..].chunks_exact_mut(row_len(width, 24)))
+    {
+        let (pixels, padding) = dst.split_at_mut(pixels_len);
+        convert(src, pixels);
+        padding.fill(0);
+    }
     Ok(())
 }
 
@@ -1096,6 +1146,74 @@ mod tests {
         assert_eq!(MAX_PIXELS, 16384 * 16384);
     }
 
+    /// The reference: convert to BGR, then encode.
+    fn yuyv_via_bgr(yuyv: &[u8], width: u32, height: u32, stride: usize) -> Vec<u8> {
+        let mut bgr = vec![0; (width * height * 3) as usize];
+        pixel::yuyv_to_bgr(yuyv, width, height, stride, &mut bgr).unwrap();
+        let mut file = Vec::new();
+        encode_bgr24(&bgr, width, height, &mut file).unwrap();
+        file
+    }
+
+    proptest::proptest! {
+        /// Byte-identical to convert-then-encode, for every row padding
+        /// (width % 4), odd strides, and an `out` that held a larger file
+        /// of other bytes before (padding must be zeroed, length exact).
+        #[test]
+        fn encode_yuyv_equals_yuyv_to_bgr_then_encode_bgr24(
+            pairs in 1u32..40,
+            height in 1u32..6,
+            padding in 0usize..9,
+            seed in proptest::prelude::any::<u64>(),
+            old_len in 0usize..20_000,
+        ) {
+            let width = 2 * pairs;
+            let stride = 2 * width as usize + padding;
+            let len = stride * (height as usize - 1) + 2 * width as usize;
+            let mut state = seed;
+            let yuyv: Vec<u8> = (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    (state >> 56) as u8
+                })
+                .collect();
+            let mut out = vec![0xA5; old_len];
+            encode_yuyv(&yuyv, width, height, stride, &mut out).unwrap();
+            proptest::prop_assert_eq!(out, yuyv_via_bgr(&yuyv, width, height, stride));
+        }
+    }
+
+    #[test]
+    fn encode_yuyv_rejects_what_yuyv_to_bgr_rejects() {
+        let mut out = Vec::new();
+        assert_eq!(
+            encode_yuyv(&[0; 12], 3, 1, 6, &mut out),
+            Err(BmpError::Yuyv(pixel::PixelError::OddWidth { width: 3 }))
+        );
+        assert_eq!(
+            encode_yuyv(&[0; 11], 2, 2, 8, &mut out),
+            Err(BmpError::Yuyv(pixel::PixelError::InputTooShort {
+                len: 11,
+                need: 12
+            }))
+        );
+        assert_eq!(
+            encode_yuyv(&[0; 16], 4, 2, 6, &mut out),
+            Err(BmpError::Yuyv(pixel::PixelError::StrideTooSmall {
+                stride: 6,
+                min: 8
+            }))
+        );
+        assert_eq!(
+            encode_yuyv(&[], 0, 2, 0, &mut out),
+            Err(BmpError::BadDimensions {
+                width: 0,
+                height: 2
+            })
+        );
+        assert!(out.is_empty(), "refused, yet wrote");
+    }
+
     #[test]
     fn every_error_has_a_message() {
         let errors = [
@@ -1152,6 +1270,7 @@ mod tests {
                 height: 16384,
                 max: 1 << 20,
             },
+            BmpError::Yuyv(pixel::PixelError::OddWidth { width: 3 }),
         ];
         for e in errors {
             let text = e.to_string();

@@ -203,3 +203,35 @@ fn yuyv_to_bgr_with_padded_stride_matches_opencv() {
         .unwrap();
     assert!(max_diff <= 1, "max difference {max_diff} > 1");
 }
+
+/// The agent's direct YUYV→BMP path against OpenCV's whole pipeline:
+/// `cv2.imencode('.bmp', cv2.cvtColor(yuyv, COLOR_YUV2BGR_YUYV))`, built
+/// here from OpenCV's converted frame and our encoder (byte-identical to
+/// OpenCV's, as the test above proves), with V4L2-style padded strides.
+#[test]
+fn encode_yuyv_matches_opencv_cvtcolor_then_imencode() {
+    let mut out = Vec::new();
+    for w in manifest("yuyv") {
+        let frame = &w[1];
+        let (width, height): (usize, usize) = (w[2].parse().unwrap(), w[3].parse().unwrap());
+        let yuyv = read(&repo_root().join(format!("testdata/frames/{frame}.yuyv")));
+        let opencv_bgr = gunzip(&golden(&format!("yuyv/{frame}.bgr.gz")));
+        let mut expected = Vec::new();
+        bmp::encode_bgr24(&opencv_bgr, width as u32, height as u32, &mut expected).unwrap();
+        for padding in [0, 6, 64] {
+            let stride = width * 2 + padding;
+            let mut padded = vec![0xA5u8; stride * height];
+            for (dst, src) in padded
+                .chunks_exact_mut(stride)
+                .zip(yuyv.chunks_exact(width * 2))
+            {
+                dst[..width * 2].copy_from_slice(src);
+            }
+            bmp::encode_yuyv(&padded, width as u32, height as u32, stride, &mut out).unwrap();
+            assert_eq!(out.len(), expected.len(), "{frame}, stride {stride}");
+            if let Some(i) = out.iter().zip(&expected).position(|(a, b)| a != b) {
+                panic!("{frame}, stride {stride}: first difference from OpenCV at byte {i}");
+            }
+        }
+    }
+}
