@@ -82,6 +82,8 @@ fn run(args: Args) -> Result<()> {
     let mut argb = Vec::new();
     let mut compressor = gzip::Compressor::new(args.level).context("gzip level")?;
     let mut decompressor = gzip::Decompressor::new(gzip::MAX_DECOMPRESSED_LEN);
+    // The compressed size, for the stages that compress: the level's ratio.
+    let gz_len = std::cell::Cell::new(0usize);
 
     // Each closure does one iteration of the stage and reports failure as text.
     let mut step: Box<dyn FnMut() -> Result<()>> = match args.stage.as_str() {
@@ -106,6 +108,7 @@ fn run(args: Args) -> Result<()> {
         "gzip" => Box::new(|| {
             gz_out.clear();
             compressor.compress_append(&input, &mut gz_out);
+            gz_len.set(gz_out.len());
             black_box(&gz_out);
             Ok(())
         }),
@@ -125,6 +128,7 @@ fn run(args: Args) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("encode_bgr24: {e}"))?;
             gz_out.clear();
             compressor.compress_append(&bmp_out, &mut gz_out);
+            gz_len.set(gz_out.len());
             black_box(&gz_out);
             Ok(())
         }),
@@ -154,10 +158,11 @@ fn run(args: Args) -> Result<()> {
     times_ms.sort_by(f64::total_cmp);
     let median = times_ms[times_ms.len() / 2];
     println!(
-        "{{\"stage\":\"{}\",\"impl\":\"proto\",\"iters\":{},\"median_ms\":{median:.5},\"min_ms\":{:.5},\"cpu_ms\":{cpu_ms}}}",
+        "{{\"stage\":\"{}\",\"impl\":\"proto\",\"iters\":{},\"median_ms\":{median:.5},\"min_ms\":{:.5},\"cpu_ms\":{cpu_ms},\"gzip_len\":{}}}",
         args.stage,
         times_ms.len(),
-        times_ms[0]
+        times_ms[0],
+        gz_len.get()
     );
     Ok(())
 }
