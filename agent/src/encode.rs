@@ -1,16 +1,16 @@
-//! The encoder threads: YUYV → BGR → BMP → gzip, written straight into the
-//! send buffer behind a wire header.
+//! The encoder threads: YUYV → BMP (BGR rows written straight into the
+//! file) → gzip, written straight into the send buffer behind a wire header.
 //!
 //! gzip is over 90% of the agent's CPU time, so `--workers` threads each
 //! take the newest frame from the mailbox and encode it with their own
-//! compressor. Every buffer is reused: the BGR and BMP buffers belong to the
+//! compressor. Every buffer is reused: the BMP buffer belongs to the
 //! worker, the frame and send buffers come from pools, so steady state
 //! allocates nothing outside the compressor.
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use proto::{bmp, gzip, pixel, wire};
+use proto::{bmp, gzip, wire};
 
 use crate::frame::Frame;
 use crate::outbox::Encoded;
@@ -20,7 +20,6 @@ use crate::pipeline::Shared;
 pub struct Encoder {
     camera_id: wire::CameraId,
     compressor: gzip::Compressor,
-    bgr: Vec<u8>,
     bmp: Vec<u8>,
 }
 
@@ -29,7 +28,6 @@ impl Encoder {
         Ok(Encoder {
             camera_id,
             compressor: gzip::Compressor::new(level).context("cannot set up gzip")?,
-            bgr: Vec::new(),
             bmp: Vec::new(),
         })
     }
@@ -37,12 +35,17 @@ impl Encoder {
     /// Appends `[id][len][gzip(BMP(frame))]` to `out` and returns the BMP's
     /// length.
     pub fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<usize> {
-        let (width, height) = (frame.width, frame.height);
-        // Sizes were checked when the frame was made (sides <= 16384).
-        self.bgr.resize(width as usize * height as usize * 3, 0);
-        pixel::yuyv_to_bgr(&frame.data, width, height, frame.stride, &mut self.bgr)
-            .context("YUYV to BGR")?;
-        bmp::encode_bgr24(&self.bgr, width, height, &mut self.bmp).context("BMP encoding")?;
+        // Converting each row into its place in the BMP skips a whole BGR
+        // frame buffer: 12% less convert+encode time and 0.9 MB less RSS at
+        // 640x480 (proto/examples/pixel_timing.rs --bmp).
+        bmp::encode_yuyv(
+            &frame.data,
+            frame.width,
+            frame.height,
+            frame.stride,
+            &mut self.bmp,
+        )
+        .context("YUYV to BMP")?;
         let start = wire::begin_frame(self.camera_id, out);
         self.compressor.compress_append(&self.bmp, out);
         wire::finish_frame(out, start).context("wire framing")?;
