@@ -13,6 +13,7 @@
 //! |-------------------------|--------------------------|
 //! | `yuyv_to_bgr`           | YUYV input               |
 //! | `bmp_encode_bgr24`      | BMP file written         |
+//! | `bmp_encode_yuyv`       | BMP file written         |
 //! | `bmp_decode_0rgb`       | BMP file read            |
 //! | `gzip9_compress/*`      | BMP file compressed      |
 //! | `gzip_decompress/*`     | BMP file produced        |
@@ -117,6 +118,13 @@ fn load(stem: &str, width: u32, height: u32) -> Frame {
     let mut bmp = Vec::new();
     bmp::encode_bgr24(&bgr, width, height, &mut bmp).expect("frame encodes");
 
+    let mut direct = Vec::new();
+    bmp::encode_yuyv(&yuyv, width, height, stride, &mut direct).expect("frame encodes");
+    assert!(
+        direct == bmp,
+        "encode_yuyv differs from yuyv_to_bgr + encode_bgr24"
+    );
+
     let mut gz_libdeflate = Vec::new();
     gzip::Compressor::new(gzip::DEFAULT_LEVEL)
         .expect("level 9 is valid")
@@ -198,6 +206,21 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, frames: &[Frame]) {
         g.bench_function(&f.label, |b| {
             b.iter(|| {
                 bmp::encode_bgr24(black_box(&f.bgr), f.width, f.height, &mut out)
+                    .expect("frame encodes")
+            })
+        });
+    }
+    g.finish();
+
+    // The agent's shortcut: YUYV straight into the BMP, no BGR buffer.
+    let mut g = group(c, "bmp_encode_yuyv");
+    for f in frames {
+        let stride = 2 * f.width as usize;
+        let mut out = Vec::with_capacity(f.bmp.len());
+        g.throughput(Throughput::BytesDecimal(f.bmp.len() as u64));
+        g.bench_function(&f.label, |b| {
+            b.iter(|| {
+                bmp::encode_yuyv(black_box(&f.yuyv), f.width, f.height, stride, &mut out)
                     .expect("frame encodes")
             })
         });
