@@ -24,6 +24,17 @@ pub const READ_BUDGET: usize = 1 << 20;
 /// The server's handle for a connection.
 pub type ConnId = u64;
 
+/// A complete frame, as [`Conn::read_some`] hands it over.
+#[derive(Debug)]
+pub struct Received {
+    /// This connection's frame count before it: 0, 1, 2, ...
+    pub seq: u64,
+    pub frame: Frame,
+    /// When the `read` that returned the frame's last byte came back: the
+    /// start of the viewer's share of the latency.
+    pub at: Instant,
+}
+
 /// How a connection ended.
 #[derive(Debug)]
 pub enum Close {
@@ -114,6 +125,8 @@ pub struct Conn {
     pub frames: u64,
     /// When a byte last arrived (or reading last resumed after a pause).
     pub last_rx: Instant,
+    /// When the `read` that filled `input[..end]` returned.
+    read_at: Instant,
     /// True while the server does not read this connection (recording backlog).
     pub paused: bool,
     /// Size of the latest decoded frame.
@@ -140,6 +153,7 @@ impl Conn {
             camera_id: None,
             frames: 0,
             last_rx: now,
+            read_at: now,
             paused: false,
             size: None,
             stats: Stats::new(now),
@@ -174,14 +188,14 @@ impl Conn {
     }
 
     /// Reads up to [`READ_BUDGET`] bytes and appends the frames they complete
-    /// to `frames` (with their sequence numbers), stopping early once
+    /// to `frames` (with their sequence numbers and arrival times), stopping early once
     /// `frames` holds `max_frames`; unconsumed bytes stay buffered for the
     /// next call.
     pub fn read_some(
         &mut self,
         now: Instant,
         max_frames: usize,
-        frames: &mut Vec<(u64, Frame)>,
+        frames: &mut Vec<Received>,
     ) -> Result<Status, Close> {
         let mut read_len = 0;
         loop {
@@ -208,7 +222,11 @@ impl Conn {
                 if let Some(frame) = frame {
                     self.camera_id = Some(frame.camera_id);
                     self.stats.received(frame.body.len());
-                    frames.push((self.frames, frame));
+                    frames.push(Received {
+                        seq: self.frames,
+                        frame,
+                        at: self.read_at,
+                    });
                     self.frames += 1;
                 } else if used == 0 {
                     // Cannot happen with proto's reader; never spin if it did.
@@ -231,6 +249,9 @@ impl Conn {
                     self.end = n;
                     read_len += n;
                     self.last_rx = now;
+                    // `now` is the wake-up; the read may come much later
+                    // (other cameras read first).
+                    self.read_at = Instant::now();
                 }
                 Err(e) if would_block(&e) => return Ok(Status::Open),
                 Err(e) if interrupted(&e) => continue,

@@ -25,6 +25,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use proto::bmp::{self, BmpError};
 use proto::gzip::{Decompressor, GzipError};
@@ -70,6 +71,8 @@ impl fmt::Display for DecodeError {
 #[derive(Debug)]
 pub struct Decoded {
     pub seq: u64,
+    /// When the frame's last byte was read (for the latency figures).
+    pub received: Instant,
     pub width: u32,
     pub height: u32,
     /// `width * height` 0RGB pixels, top row first, when `want_pixels`.
@@ -96,6 +99,7 @@ pub enum Submitted {
 struct Job {
     seq: u64,
     frame: Frame,
+    received: Instant,
 }
 
 struct Slot {
@@ -218,8 +222,9 @@ impl Pool {
         }
     }
 
-    /// Hands a complete frame to the workers.
-    pub fn submit(&self, conn: ConnId, seq: u64, frame: Frame) -> Submitted {
+    /// Hands a complete frame, whose last byte was read at `received`, to
+    /// the workers.
+    pub fn submit(&self, conn: ConnId, seq: u64, frame: Frame, received: Instant) -> Submitted {
         let recording = self.shared.config.record_dir.is_some();
         let mut state = self.shared.lock();
         let Some(slot) = state.slots.get_mut(&conn) else {
@@ -228,7 +233,11 @@ impl Pool {
         if slot.closed || slot.failed {
             return Submitted::Queued;
         }
-        let job = Job { seq, frame };
+        let job = Job {
+            seq,
+            frame,
+            received,
+        };
         if !recording {
             if let Some(stale) = slot.waiting.front_mut() {
                 *stale = job;
@@ -407,6 +416,7 @@ fn decode(
     };
     Ok(Decoded {
         seq: job.seq,
+        received: job.received,
         width,
         height,
         pixels: None,
@@ -418,7 +428,7 @@ fn decode(
 mod tests {
     use super::*;
     use proto::gzip::Compressor;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     fn frame(width: u32, height: u32) -> Frame {
         let bgr = vec![0x40u8; (width * height * 3) as usize];
@@ -461,9 +471,9 @@ mod tests {
         // The first frame keeps the only worker busy (milliseconds) while
         // the next two arrive (microseconds apart).
         let submitted = [
-            pool.submit(1, 0, frame(1500, 1500)),
-            pool.submit(1, 1, frame(8, 8)),
-            pool.submit(1, 2, frame(8, 8)),
+            pool.submit(1, 0, frame(1500, 1500), Instant::now()),
+            pool.submit(1, 1, frame(8, 8), Instant::now()),
+            pool.submit(1, 2, frame(8, 8), Instant::now()),
         ];
         assert!(
             submitted.contains(&Submitted::ReplacedStale),
@@ -494,7 +504,10 @@ mod tests {
         let mut saw_full = false;
         for seq in 0..6 {
             let size = if seq == 0 { 1500 } else { 8 };
-            assert_eq!(pool.submit(1, seq, frame(size, size)), Submitted::Queued);
+            assert_eq!(
+                pool.submit(1, seq, frame(size, size), Instant::now()),
+                Submitted::Queued
+            );
             saw_full |= pool.room(1) == 0;
         }
         assert!(
@@ -522,8 +535,8 @@ mod tests {
             camera_id: 4,
             body: b"not gzip at all, not even close".to_vec(),
         };
-        pool.submit(1, 0, bad);
-        pool.submit(2, 0, frame(8, 8));
+        pool.submit(1, 0, bad, Instant::now());
+        pool.submit(2, 0, frame(8, 8), Instant::now());
         let done = collect(&pool, |d| d.len() == 2);
         for d in &done {
             match (d.conn, &d.outcome) {
@@ -533,7 +546,7 @@ mod tests {
             }
         }
         // After its error, connection 1's frames are not decoded any more.
-        pool.submit(1, 1, frame(8, 8));
+        pool.submit(1, 1, frame(8, 8), Instant::now());
         pool.close(2);
         pool.shutdown();
     }
@@ -571,12 +584,17 @@ mod tests {
         let pool = Pool::new(pool_config).unwrap();
         pool.open(1, "127.0.0.1:9".parse().unwrap());
         pool.open(2, "127.0.0.1:10".parse().unwrap());
-        pool.submit(1, 0, frame(8, 8)); // 246 bytes, 64 pixels: allowed
-        pool.submit(2, 0, one_bit_frame()); // 574 bytes, 4096 pixels: refused
+        let received = Instant::now() - Duration::from_millis(7);
+        pool.submit(1, 0, frame(8, 8), received); // 246 bytes, 64 pixels: allowed
+        pool.submit(2, 0, one_bit_frame(), Instant::now()); // 574 bytes, 4096 pixels: refused
         let done = collect(&pool, |d| d.len() == 2);
         for d in &done {
             match (d.conn, &d.outcome) {
-                (1, Ok(decoded)) => assert_eq!((decoded.width, decoded.height), (8, 8)),
+                (1, Ok(decoded)) => {
+                    assert_eq!((decoded.width, decoded.height), (8, 8));
+                    // The receipt time comes back for the latency figures.
+                    assert_eq!(decoded.received, received);
+                }
                 (2, Err(DecodeError::Bmp(BmpError::TooManyPixels { .. }))) => {}
                 other => panic!("unexpected {other:?}"),
             }

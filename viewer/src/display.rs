@@ -34,6 +34,8 @@ struct View {
     pixels: Vec<u32>,
     /// `pixels` holds a frame not shown yet.
     fresh: bool,
+    /// When that frame's last byte was read from the socket.
+    received: Instant,
     last_pump: Instant,
     title: String,
 }
@@ -83,6 +85,16 @@ pub fn title(camera_id: u8, peer: std::net::SocketAddr, fps: f64) -> String {
     format!("camera {camera_id} — {peer} — {fps:.1} fps")
 }
 
+/// A decoded frame on its way to a window.
+pub struct Picture {
+    pub width: u32,
+    pub height: u32,
+    /// `width * height` 0RGB pixels, top row first.
+    pub pixels: Vec<u32>,
+    /// When the frame's last byte was read from the socket.
+    pub received: Instant,
+}
+
 impl Display {
     /// Shows a decoded frame; the window is created on the first frame and
     /// recreated when the size changes (minifb cannot resize a window;
@@ -92,11 +104,15 @@ impl Display {
         &mut self,
         conn: ConnId,
         title: String,
-        width: u32,
-        height: u32,
-        pixels: Vec<u32>,
+        picture: Picture,
         now: Instant,
     ) -> Result<Vec<u32>> {
+        let Picture {
+            width,
+            height,
+            pixels,
+            received,
+        } = picture;
         let (width, height) = (width as usize, height as usize);
         let view = self.views.entry(conn).or_insert_with(|| View {
             window: None,
@@ -104,6 +120,7 @@ impl Display {
             height: 0,
             pixels: Vec::new(),
             fresh: false,
+            received: now,
             last_pump: now,
             title: String::new(),
         });
@@ -127,6 +144,7 @@ impl Display {
             view.title = title;
         }
         view.fresh = true;
+        view.received = received;
         Ok(std::mem::replace(&mut view.pixels, pixels))
     }
 
@@ -148,8 +166,10 @@ impl Display {
     }
 
     /// Draws new frames and processes window events; a window with nothing
-    /// new is still pumped every [`EVENT_INTERVAL`].
-    pub fn pump(&mut self, now: Instant) -> Events {
+    /// new is still pumped every [`EVENT_INTERVAL`]. `shown(conn, latency)`
+    /// is called for every frame drawn, with the time from its receipt until
+    /// minifb handed it to the X server.
+    pub fn pump(&mut self, now: Instant, mut shown: impl FnMut(ConnId, Duration)) -> Events {
         let mut events = Events::default();
         for (&conn, view) in &mut self.views {
             let Some(window) = &mut view.window else {
@@ -158,8 +178,12 @@ impl Display {
             if view.fresh {
                 view.fresh = false;
                 view.last_pump = now;
-                if let Err(e) = window.update_with_buffer(&view.pixels, view.width, view.height) {
-                    log::warn!("cannot draw a frame: {e}");
+                match window.update_with_buffer(&view.pixels, view.width, view.height) {
+                    Ok(()) => shown(
+                        conn,
+                        Instant::now().saturating_duration_since(view.received),
+                    ),
+                    Err(e) => log::warn!("cannot draw a frame: {e}"),
                 }
             } else if now.saturating_duration_since(view.last_pump) >= EVENT_INTERVAL {
                 view.last_pump = now;

@@ -22,12 +22,11 @@ use anyhow::{Context, Result};
 use log::{debug, error, info, warn};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use proto::wire::Frame;
 
 use crate::allow::AllowList;
-use crate::conn::{interrupted, would_block, Close, CloseError, Conn, ConnId, Status};
+use crate::conn::{interrupted, would_block, Close, CloseError, Conn, ConnId, Received, Status};
 use crate::decode::{self, Done, Pool, Submitted};
-use crate::display::{self, Display};
+use crate::display::{self, Display, Picture};
 
 /// Connections accepted per wake-up, so a connection flood cannot starve
 /// the cameras already streaming.
@@ -130,7 +129,7 @@ struct Server {
     next_stats: Option<Instant>,
     refusals: RefusalLog,
     /// Reused buffers.
-    frames: Vec<(u64, Frame)>,
+    frames: Vec<Received>,
     done: Vec<Done>,
 }
 
@@ -224,7 +223,12 @@ impl Server {
             self.expire_idle(now);
 
             if let Some(display) = &mut self.display {
-                let events = display.pump(now);
+                let conns = &mut self.conns;
+                let events = display.pump(now, |id, latency| {
+                    if let Some(conn) = conns.get_mut(&id) {
+                        conn.stats.shown(latency);
+                    }
+                });
                 for id in events.closed {
                     self.close(id, Close::Error(CloseError::WindowClosed));
                 }
@@ -332,8 +336,8 @@ impl Server {
         let max_frames = self.pool.room(id);
         self.frames.clear();
         let result = conn.read_some(now, max_frames, &mut self.frames);
-        for (seq, frame) in self.frames.drain(..) {
-            if self.pool.submit(id, seq, frame) == Submitted::ReplacedStale {
+        for Received { seq, frame, at } in self.frames.drain(..) {
+            if self.pool.submit(id, seq, frame, at) == Submitted::ReplacedStale {
                 conn.stats.skipped();
             }
         }
@@ -383,12 +387,29 @@ impl Server {
             let camera_id = conn.camera_id.unwrap_or(0);
             let title = display::title(camera_id, conn.peer, conn.stats.fps());
             if let (Some(display), Some(pixels)) = (&mut self.display, decoded.pixels) {
+                // Latency is counted when the pump draws it.
                 let old = display
-                    .show(id, title, decoded.width, decoded.height, pixels, now)
+                    .show(
+                        id,
+                        title,
+                        Picture {
+                            width: decoded.width,
+                            height: decoded.height,
+                            pixels,
+                            received: decoded.received,
+                        },
+                        now,
+                    )
                     .with_context(|| format!("cannot show camera {camera_id}"))?;
                 self.pool.recycle_pixels(old);
-            } else if let (Some(display), Some(_)) = (&mut self.display, new_fps) {
-                display.set_title(id, title);
+            } else {
+                // Headless: this is where it would be shown (with --record,
+                // it is on disk by now).
+                conn.stats
+                    .shown(Instant::now().saturating_duration_since(decoded.received));
+                if let (Some(display), Some(_)) = (&mut self.display, new_fps) {
+                    display.set_title(id, title);
+                }
             }
         }
         self.done = done;
@@ -448,11 +469,7 @@ impl Server {
             debug!("no cameras connected");
         }
         for conn in self.conns.values_mut() {
-            let size = match conn.size {
-                Some((w, h)) => format!("{w}x{h}"),
-                None => "no frame yet".to_owned(),
-            };
-            info!("{}: {}, {size}", conn.label(), conn.stats.take_line(now));
+            info!("{}: {}", conn.label(), conn.stats.take_line(now, conn.size));
         }
     }
 
