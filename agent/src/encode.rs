@@ -62,6 +62,7 @@ pub fn run(shared: &Shared, level: u32) -> Result<()> {
             .mailbox
             .take(&shared.stop, |f| shared.outbox.claim(f.seq))
         else {
+            shared.outbox.unreserve();
             break;
         };
         let seq = frame.seq;

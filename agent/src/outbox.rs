@@ -1,20 +1,49 @@
 //! The hand-off from the encoders to the sender: frames leave in capture
-//! order, and only the newest one that can go is sent.
+//! order, no encoded frame is thrown away while the viewer is connected, and
+//! the queue in front of the sender is at most `workers` frames long.
 //!
 //! Encoders finish out of order (frame 7 may be done before frame 6). The
 //! outbox knows which frames are still being encoded, so it holds frame 7
 //! until frame 6 is done rather than sending 7 and then dropping 6 as late:
-//! parallel encoding costs no frames. When the sender is slower than the
-//! encoders (a slow network), a finished frame replaces an older one that
-//! is waiting, so the viewer always gets the newest picture and nothing is
-//! ever sent after a newer frame. At most one frame waits per encoder, so
-//! memory is bounded.
+//! parallel encoding costs no frames.
+//!
+//! **Admission, not pruning.** An encoder may start a frame only when it
+//! gets one of `capacity` (= `--workers`) places: a place is held from the
+//! moment the encoder reserves it ([`Outbox::wait_for_room`]), through
+//! encoding, until the sender takes the frame. Reserving and taking the
+//! frame happen in that order under the outbox and mailbox locks, so the
+//! count is exact, not a guess: every encoded frame has a place in the queue
+//! and is sent (unless the connection is lost). Encoding a frame only to
+//! replace it by a newer one wasted 1–13% of the CPU with `--fps 0` into a
+//! fast viewer, whenever two frames happened to become sendable during one
+//! write.
+//!
+//! **Newest frame wins, before encoding.** When the sender is slower than
+//! capture, the encoders run out of places and wait; meanwhile the capture
+//! side keeps replacing the raw frame in the mailbox (free), so the frame an
+//! encoder takes when a place frees up is the newest one. Nothing builds up:
+//! the frames in the pipeline are bounded by `capacity`, so memory is at most
+//! `capacity` encoded frames plus the one being written.
+//!
+//! **Latency bound.** A frame claimed from the mailbox has at most
+//! `capacity - 1` older frames ahead of it (each encoding or waiting), plus
+//! the one the sender is writing. So from capture it reaches the viewer
+//! within one capture interval (waiting in the mailbox), plus its own encode
+//! time, plus `capacity` frame writes. When the link keeps up, the queue is
+//! empty and this is just the encode time plus one write; when it does not,
+//! the extra delay is at most `capacity - 1` writes over what sending only
+//! the newest frame would give (the price of never discarding finished
+//! work).
+//!
+//! With a frame limit (`--frames N`), no frame is started beyond the N the
+//! sender still needs, so the last ones are not encoded just to be thrown
+//! away at exit.
 //!
 //! While the viewer is away, nothing is kept: frames are dropped (and
 //! encoders skip encoding them).
 
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::frame::{lock, Pool, WAIT_SLICE};
 use crate::stats::Stats;
@@ -33,27 +62,97 @@ pub struct Encoded {
 #[derive(Default)]
 struct State {
     connected: bool,
+    /// Places reserved by encoders that have not taken their frame yet.
+    reserved: usize,
     /// Frames an encoder has taken but not finished.
     in_flight: Vec<u64>,
     /// Finished frames waiting for the sender, sorted by `seq`.
     ready: Vec<Encoded>,
     /// The newest frame handed to the sender; older ones are never sent.
     last_sent: Option<u64>,
-    /// The sender is writing a frame. Frames that become sendable meanwhile
-    /// compete: only the newest is kept.
-    sender_busy: bool,
+    /// The sender is writing a frame it took from here.
+    sending: bool,
+    /// Frames fully written, for the frame limit.
+    written: u64,
 }
 
-#[derive(Default)]
+impl State {
+    /// Frames that will reach the sender unless the connection breaks:
+    /// the one being written, those waiting, encoding or about to be taken.
+    fn pending(&self) -> usize {
+        usize::from(self.sending) + self.ready.len() + self.in_flight.len() + self.reserved
+    }
+}
+
 pub struct Outbox {
     state: Mutex<State>,
     changed: Condvar,
+    /// Places for frames between the mailbox and the sender.
+    capacity: usize,
+    /// Frames the sender will write before stopping; 0 means no limit.
+    frame_limit: u64,
 }
 
 impl Outbox {
-    /// Records that an encoder took frame `seq`.
+    /// An outbox with `capacity` places (one per encoder; at least 1) for a
+    /// sender that stops after `frame_limit` frames (0: never).
+    pub fn new(capacity: usize, frame_limit: u64) -> Outbox {
+        Outbox {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            capacity: capacity.max(1),
+            frame_limit,
+        }
+    }
+
+    /// Waits until there is a place for one more frame and reserves it, or
+    /// returns false once a stop is requested. The caller then takes a frame
+    /// and [`claim`](Outbox::claim)s it, or gives the place back with
+    /// [`unreserve`](Outbox::unreserve).
+    pub fn wait_for_room(&self, stop: &Stop) -> bool {
+        let mut state = lock(&self.state);
+        loop {
+            if stop.is_requested() {
+                return false;
+            }
+            if self.has_room(&state) {
+                state.reserved += 1;
+                return true;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, WAIT_SLICE)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// True if one more frame fits: a free place, and (with a frame limit)
+    /// the frames already written or on their way fall short of it.
+    ///
+    /// While disconnected, frames are dropped unencoded and need no place;
+    /// they take one all the same, which keeps the count simple.
+    fn has_room(&self, state: &State) -> bool {
+        let in_pipeline = state.ready.len() + state.in_flight.len() + state.reserved;
+        let still_needed = self.frame_limit == 0
+            || state.written.saturating_add(state.pending() as u64) < self.frame_limit;
+        in_pipeline < self.capacity && still_needed
+    }
+
+    /// Gives back a place reserved by [`wait_for_room`](Outbox::wait_for_room)
+    /// whose encoder took no frame (a stop was requested).
+    pub fn unreserve(&self) {
+        let mut state = lock(&self.state);
+        state.reserved = state.reserved.saturating_sub(1);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Records that an encoder took frame `seq`, in the place it reserved.
     pub fn claim(&self, seq: u64) {
-        lock(&self.state).in_flight.push(seq);
+        let mut state = lock(&self.state);
+        state.reserved = state.reserved.saturating_sub(1);
+        state.in_flight.push(seq);
     }
 
     /// True while the sender has a connection, i.e. encoding is worth it.
@@ -61,10 +160,28 @@ impl Outbox {
         lock(&self.state).connected
     }
 
+    /// Waits until the sender is connected, at most `timeout`; true if it is.
+    pub fn wait_connected(&self, stop: &Stop, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = lock(&self.state);
+        loop {
+            let now = Instant::now();
+            if state.connected || stop.is_requested() || now >= deadline {
+                return state.connected;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, (deadline - now).min(WAIT_SLICE))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// An encoder is done with frame `seq`: `encoded` is the result, or
-    /// None if it was skipped.
+    /// None if it was skipped. Its place stays taken until the sender takes
+    /// the frame (or it is dropped).
     pub fn finish(&self, seq: u64, encoded: Option<Encoded>, pool: &Pool, stats: &Stats) {
-        let mut dropped = Vec::new();
+        let mut dropped = None;
         {
             let mut state = lock(&self.state);
             state.in_flight.retain(|&s| s != seq);
@@ -73,14 +190,13 @@ impl Outbox {
                     let at = state.ready.partition_point(|r| r.seq < e.seq);
                     state.ready.insert(at, e);
                 }
-                Some(e) => dropped.push(e.wire),
+                Some(e) => dropped = Some(e.wire),
                 None => {}
             }
-            prune(&mut state, &mut dropped);
         }
         self.changed.notify_all();
-        stats.dropped(dropped.len() as u64);
-        for buf in dropped {
+        if let Some(buf) = dropped {
+            stats.dropped(1);
             pool.put(buf);
         }
     }
@@ -91,7 +207,8 @@ impl Outbox {
         let dropped: Vec<Encoded> = {
             let mut state = lock(&self.state);
             state.connected = connected;
-            state.sender_busy = false;
+            // A frame being written when the connection went was not sent.
+            state.sending = false;
             self.changed.notify_all();
             if connected {
                 Vec::new()
@@ -105,43 +222,11 @@ impl Outbox {
         }
     }
 
-    /// Waits until encoding one more frame is worth it, or returns false
-    /// once a stop is requested.
-    ///
-    /// While the sender is busy writing, only one frame may be on its way
-    /// to it (encoding or waiting): when the network is slower than the
-    /// encoders, more would be encoded only to be replaced by a newer one,
-    /// and on a Pi that CPU is the frame rate. The newest raw frame waits in
-    /// the mailbox instead, where replacing it costs nothing. The check is a
-    /// heuristic (the state can change before the frame is taken); the
-    /// ordering rules above hold regardless.
-    pub fn wait_for_room(&self, stop: &Stop) -> bool {
-        let mut state = lock(&self.state);
-        loop {
-            if stop.is_requested() {
-                return false;
-            }
-            let pipeline_empty = state.ready.is_empty() && state.in_flight.is_empty();
-            if !state.connected || !state.sender_busy || pipeline_empty {
-                return true;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, WAIT_SLICE)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
     /// Waits for the next frame to send, or returns None once a stop is
-    /// requested.
+    /// requested. Call [`written`](Outbox::written) once it is sent.
     pub fn next(&self, stop: &Stop) -> Option<Encoded> {
         let mut state = lock(&self.state);
-        if state.sender_busy {
-            state.sender_busy = false;
-            // Encoders may be waiting in `wait_for_room`.
-            self.changed.notify_all();
-        }
+        state.sending = false;
         loop {
             if stop.is_requested() {
                 return None;
@@ -153,7 +238,10 @@ impl Outbox {
                 if oldest_in_flight.map_or(true, |f| first.seq < f) {
                     let e = state.ready.remove(0);
                     state.last_sent = Some(e.seq);
-                    state.sender_busy = true;
+                    state.sending = true;
+                    drop(state);
+                    // Its place is free: an encoder may start the next frame.
+                    self.changed.notify_all();
                     return Some(e);
                 }
             }
@@ -165,32 +253,16 @@ impl Outbox {
         }
     }
 
+    /// The frame last returned by [`next`](Outbox::next) was fully written.
+    pub fn written(&self) {
+        let mut state = lock(&self.state);
+        state.sending = false;
+        state.written += 1;
+    }
+
     pub fn wake_all(&self) {
         let _state = lock(&self.state);
         self.changed.notify_all();
-    }
-}
-
-/// Drops the frames that can never be sent because a newer one will go
-/// first:
-/// - among frames that wait for an older frame still being encoded, only
-///   the newest between two such frames can go once they are done;
-/// - among frames ready to go while the sender is busy, only the newest.
-///
-/// Frames that became sendable together while the sender is idle all stay:
-/// they only waited for an older frame, and go out in order right away.
-fn prune(state: &mut State, dropped: &mut Vec<Vec<u8>>) {
-    let oldest_in_flight = state.in_flight.iter().min().copied();
-    let mut i = 0;
-    while i + 1 < state.ready.len() {
-        let (a, b) = (state.ready[i].seq, state.ready[i + 1].seq);
-        let sendable = oldest_in_flight.map_or(true, |f| b < f);
-        let blocked_between = state.in_flight.iter().any(|&f| a < f && f < b);
-        if blocked_between || (sendable && !state.sender_busy) {
-            i += 1;
-        } else {
-            dropped.push(state.ready.remove(i).wire);
-        }
     }
 }
 
@@ -207,18 +279,29 @@ mod tests {
         }
     }
 
-    fn setup() -> (Outbox, Pool, Stats, Stop) {
-        let outbox = Outbox::default();
+    fn setup(capacity: usize, frame_limit: u64) -> (Outbox, Pool, Stats, Stop) {
+        let outbox = Outbox::new(capacity, frame_limit);
         let (pool, stats) = (Pool::default(), Stats::new(0));
         outbox.set_connected(true, &pool, &stats);
         (outbox, pool, stats, Stop::default())
     }
 
+    fn room(outbox: &Outbox) -> bool {
+        outbox.has_room(&lock(&outbox.state))
+    }
+
+    /// What an encoder does: reserve a place, then take frame `seq`.
+    fn start(outbox: &Outbox, stop: &Stop, seq: u64) {
+        assert!(room(outbox), "no place for frame {seq}");
+        assert!(outbox.wait_for_room(stop));
+        outbox.claim(seq);
+    }
+
     #[test]
     fn frame_finished_early_waits_for_older_one() {
-        let (outbox, pool, stats, stop) = setup();
-        outbox.claim(6);
-        outbox.claim(7);
+        let (outbox, pool, stats, stop) = setup(2, 0);
+        start(&outbox, &stop, 6);
+        start(&outbox, &stop, 7);
         outbox.finish(7, Some(encoded(7)), &pool, &stats);
         outbox.finish(6, Some(encoded(6)), &pool, &stats);
         assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(6));
@@ -227,45 +310,75 @@ mod tests {
     }
 
     #[test]
-    fn slow_sender_gets_newest_frame_and_older_waiting_ones_drop() {
-        let (outbox, pool, stats, stop) = setup();
-        outbox.claim(1);
+    fn busy_sender_wastes_no_encoded_frame() {
+        // The old outbox kept only the newest frame that became sendable
+        // during a write, throwing away up to 13% of the encodes.
+        let (outbox, pool, stats, stop) = setup(2, 0);
+        start(&outbox, &stop, 1);
         outbox.finish(1, Some(encoded(1)), &pool, &stats);
-        // The sender is busy writing frame 1 while 2, 3 and 4 finish.
         assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(1));
-        for seq in 2..=4 {
-            outbox.claim(seq);
+        // The sender is writing frame 1 while 2 and 3 finish.
+        for seq in 2..=3 {
+            start(&outbox, &stop, seq);
             outbox.finish(seq, Some(encoded(seq)), &pool, &stats);
         }
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(4));
-        assert_eq!(stats.totals().dropped, 2);
+        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(2));
+        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(3));
+        assert_eq!(stats.totals().dropped, 0);
     }
 
     #[test]
-    fn frames_between_in_flight_ones_keep_only_the_newest() {
-        let (outbox, pool, stats, stop) = setup();
+    fn slow_sender_stops_encoders_at_capacity() {
+        let (outbox, pool, stats, stop) = setup(2, 0);
+        start(&outbox, &stop, 1);
+        outbox.finish(1, Some(encoded(1)), &pool, &stats);
+        start(&outbox, &stop, 2);
+        // Frame 1 waits for the sender, 2 is encoding: both places taken,
+        // so the newest raw frame stays in the mailbox instead.
+        assert!(!room(&outbox));
+        outbox.finish(2, Some(encoded(2)), &pool, &stats);
+        assert!(!room(&outbox), "finished frames keep their place");
+        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(1));
+        assert!(room(&outbox), "taking a frame frees its place");
+    }
+
+    #[test]
+    fn reserved_place_counts_until_given_back() {
+        let (outbox, _pool, _stats, stop) = setup(1, 0);
+        assert!(outbox.wait_for_room(&stop));
+        assert!(!room(&outbox), "a reservation holds the place");
+        outbox.unreserve();
+        assert!(room(&outbox));
+    }
+
+    #[test]
+    fn frames_between_in_flight_ones_all_go_in_order() {
+        let (outbox, pool, stats, stop) = setup(4, 0);
         for seq in 1..=4 {
-            outbox.claim(seq);
+            start(&outbox, &stop, seq);
         }
-        // 1 is slow; 2 and 3 finish, so 2 can never go before 3.
+        // 1 is slow; 2 and 3 finish first and wait for it.
         outbox.finish(2, Some(encoded(2)), &pool, &stats);
         outbox.finish(3, Some(encoded(3)), &pool, &stats);
-        assert_eq!(stats.totals().dropped, 1);
         outbox.finish(1, Some(encoded(1)), &pool, &stats);
         assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(1));
         outbox.finish(4, Some(encoded(4)), &pool, &stats);
-        // 3 became sendable while the sender was busy with 1, then 4 did.
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(4));
-        assert_eq!(stats.totals().dropped, 2);
+        let rest: Vec<u64> = (0..3)
+            .filter_map(|_| outbox.next(&stop))
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(rest, [2, 3, 4]);
+        assert_eq!(stats.totals().dropped, 0);
     }
 
     #[test]
     fn frame_older_than_one_sent_is_dropped_not_sent_late() {
-        let (outbox, pool, stats, stop) = setup();
-        outbox.claim(9);
+        let (outbox, pool, stats, stop) = setup(2, 0);
+        start(&outbox, &stop, 9);
         outbox.finish(9, Some(encoded(9)), &pool, &stats);
         assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(9));
         // Cannot happen through the mailbox, but the outbox must hold the line.
+        start(&outbox, &stop, 8);
         outbox.finish(8, Some(encoded(8)), &pool, &stats);
         stop.request();
         assert!(outbox.next(&stop).is_none());
@@ -273,31 +386,44 @@ mod tests {
     }
 
     #[test]
-    fn busy_sender_admits_one_frame_at_a_time() {
-        let (outbox, pool, stats, stop) = setup();
-        assert!(outbox.wait_for_room(&stop), "idle sender: room");
-        outbox.claim(1);
+    fn no_frame_is_started_beyond_the_frame_limit() {
+        let (outbox, pool, stats, stop) = setup(2, 3);
+        start(&outbox, &stop, 1);
+        start(&outbox, &stop, 2);
         outbox.finish(1, Some(encoded(1)), &pool, &stats);
         assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(1));
-        assert!(
-            outbox.wait_for_room(&stop),
-            "busy sender, empty pipeline: room"
-        );
-        outbox.claim(2);
-        // Busy sender and frame 2 on its way: no room until a stop...
-        stop.request();
-        assert!(!outbox.wait_for_room(&stop));
+        start(&outbox, &stop, 3);
+        outbox.finish(2, Some(encoded(2)), &pool, &stats);
+        outbox.written();
+        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(2));
+        // 1 written, 2 being written, 3 encoding: the limit is covered.
+        assert!(!room(&outbox));
+        // The write of 2 fails: it must be replaced.
+        outbox.set_connected(false, &pool, &stats);
+        outbox.set_connected(true, &pool, &stats);
+        assert!(room(&outbox));
+    }
+
+    #[test]
+    fn skipped_frame_frees_its_place() {
+        let (outbox, pool, stats, stop) = setup(1, 0);
+        start(&outbox, &stop, 1);
+        assert!(!room(&outbox));
+        outbox.finish(1, None, &pool, &stats);
+        assert!(room(&outbox));
     }
 
     #[test]
     fn disconnected_outbox_keeps_nothing() {
-        let (outbox, pool, stats, _stop) = setup();
-        outbox.claim(1);
+        let (outbox, pool, stats, stop) = setup(2, 0);
+        start(&outbox, &stop, 1);
         outbox.finish(1, Some(encoded(1)), &pool, &stats);
         outbox.set_connected(false, &pool, &stats);
-        outbox.claim(2);
+        start(&outbox, &stop, 2);
         outbox.finish(2, Some(encoded(2)), &pool, &stats);
         assert_eq!(stats.totals().dropped, 2);
         assert!(lock(&outbox.state).ready.is_empty());
+        assert!(room(&outbox), "dropped frames give their places back");
+        assert!(!outbox.wait_connected(&stop, Duration::from_millis(1)));
     }
 }

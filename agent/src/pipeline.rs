@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! capture ──newest frame──▶ mailbox ──▶ encoder × N ──▶ outbox ──▶ sender ──TCP──▶ viewer
-//!    ▲  (1 slot, replaced)                (in order, newest wins)     │
+//!    ▲  (1 slot, replaced)             (in order, ≤ workers frames)    │
 //!    └──────────── buffers recycled through pools ◀───────────────────┘
 //! ```
 //!
@@ -56,12 +56,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(camera_id: u8) -> Shared {
+    /// `workers` encoders feeding a sender that stops after `frame_limit`
+    /// frames (0: never).
+    pub fn new(camera_id: u8, workers: usize, frame_limit: u64) -> Shared {
         Shared {
             camera_id,
             stop: Stop::default(),
             mailbox: Mailbox::new(),
-            outbox: Outbox::default(),
+            outbox: Outbox::new(workers, frame_limit),
             raw_pool: Pool::default(),
             wire_pool: Pool::default(),
             stats: Stats::new(camera_id),
@@ -109,11 +111,11 @@ pub fn run(args: &Args) -> Result<()> {
             .context("cannot install the SIGINT/SIGTERM handler")?;
     }
 
-    let shared = Arc::new(Shared::new(args.id));
+    let workers = args.worker_count();
+    let shared = Arc::new(Shared::new(args.id, workers, args.frames));
     let (events, inbox) = mpsc::channel();
     let mut threads = Vec::new();
 
-    let workers = args.worker_count();
     log::info!(
         "camera {}: {} → {}, {} at gzip level {}, {} encoder thread(s)",
         args.id,

@@ -105,6 +105,7 @@ fn stream_frames(
             shared.stats.dropped(1);
             return Err(e);
         }
+        shared.outbox.written();
         let body_len = wire_len - proto::wire::HEADER_LEN;
         shared
             .stats

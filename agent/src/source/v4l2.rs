@@ -662,7 +662,7 @@ mod tests {
             timeout: Duration::from_secs(2),
             reopen: false,
         };
-        let shared = crate::pipeline::Shared::new(0);
+        let shared = crate::pipeline::Shared::new(0, 1, 0);
         let mut capture = Capture::new(&shared);
         let err = run(&cfg, &mut capture).unwrap_err();
         let text = format!("{err:#}");
@@ -684,7 +684,7 @@ mod tests {
             timeout: Duration::from_secs(2),
             reopen: false,
         };
-        let shared = crate::pipeline::Shared::new(0);
+        let shared = crate::pipeline::Shared::new(0, 1, 0);
         let mut capture = Capture::new(&shared);
         let text = format!("{:#}", run(&cfg, &mut capture).unwrap_err());
         assert!(text.contains("not a V4L2 device"), "{text}");
