@@ -45,6 +45,13 @@ impl Pool {
         buf
     }
 
+    /// A buffer as an earlier user left it, contents and length included,
+    /// for writers that overwrite it and keep their own length: skipping
+    /// the clear saves re-initialising it (see `gzip::Compressor::compress_at`).
+    pub fn get_dirty(&self) -> Vec<u8> {
+        lock(&self.free).pop().unwrap_or_default()
+    }
+
     pub fn put(&self, buf: Vec<u8>) {
         lock(&self.free).push(buf);
     }

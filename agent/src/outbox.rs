@@ -55,8 +55,19 @@ pub struct Encoded {
     pub captured: Instant,
     /// Size of the BMP before gzip, for the compression ratio.
     pub bmp_len: usize,
-    /// `[id][u32 BE len][gzip body]`, written with one write.
+    /// `[id][u32 BE len][gzip body]` in `wire[..wire_len]`, written with
+    /// one write. The buffer is kept at its high-water length, so the
+    /// compressor does not zero-fill ~0.9 MB per frame; what follows
+    /// `wire_len` is left over from earlier frames.
     pub wire: Vec<u8>,
+    pub wire_len: usize,
+}
+
+impl Encoded {
+    /// The bytes to write: header and body.
+    pub fn frame_bytes(&self) -> &[u8] {
+        self.wire.get(..self.wire_len).unwrap_or(&self.wire)
+    }
 }
 
 #[derive(Default)]
@@ -276,6 +287,7 @@ mod tests {
             captured: Instant::now(),
             bmp_len: 0,
             wire: vec![seq as u8],
+            wire_len: 1,
         }
     }
 

@@ -98,8 +98,8 @@ fn stream_frames(
     backoff: &mut Backoff,
 ) -> io::Result<Exit> {
     while let Some(frame) = shared.outbox.next(&shared.stop) {
-        let result = write_frame(stream, &frame.wire, cfg.send_timeout);
-        let wire_len = frame.wire.len();
+        let result = write_frame(stream, frame.frame_bytes(), cfg.send_timeout);
+        let wire_len = frame.frame_bytes().len();
         shared.wire_pool.put(frame.wire);
         if let Err(e) = result {
             shared.stats.dropped(1);
