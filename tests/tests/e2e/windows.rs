@@ -108,6 +108,16 @@ fn camera_window(x: &Xvfb, id: u8) -> Option<XWindow> {
         .find(|w| w.name.starts_with(&prefix))
 }
 
+/// The `127.0.0.1:PORT` part of a window title (`camera 1 — 127.0.0.1:PORT — 15.0 fps`).
+fn peer_in_title(title: &str) -> Option<&str> {
+    let start = title.find("127.0.0.1:")?;
+    let rest = &title[start..];
+    let end = rest[10..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(rest.len(), |i| 10 + i);
+    Some(&rest[..end])
+}
+
 /// Moves a window with XMoveWindow (no window manager: applied as asked) and
 /// waits until the server reports it there.
 fn move_window(x: &Xvfb, id: u8, to: (i32, i32)) -> XWindow {
@@ -197,8 +207,14 @@ fn windows_show_bars_close_reopen_and_esc_quits() {
     viewer
         .wait_for_line_after(mark, "connection from", Duration::from_secs(30))
         .expect("agent 1 reconnects");
+    // The new window is told apart by the new connection's peer port in its
+    // title, not by its X id: each minifb window is its own X client, and the
+    // server hands a new client the slot (so the same window id) that the
+    // closed window's client just freed.
+    let old_peer = peer_in_title(&win1.name);
+    assert!(old_peer.is_some(), "peer address in the title: {}", win1.name);
     let new1 = wait_until(Duration::from_secs(30), || {
-        camera_window(&x, 1).filter(|w| w.id != win1.id)
+        camera_window(&x, 1).filter(|w| peer_in_title(&w.name) != old_peer)
     })
     .expect("camera 1's window comes back");
     // The newest window is on top, so all of it is visible wherever minifb put it.
