@@ -94,6 +94,12 @@ impl Compressor {
         out.truncate(start + written);
     }
 
+    /// The most bytes a gzip member of `input_len` bytes can take: what
+    /// [`compress_at`](Compressor::compress_at) grows its buffer to.
+    pub fn compress_bound(&mut self, input_len: usize) -> usize {
+        self.inner.gzip_compress_bound(input_len)
+    }
+
     /// Writes the gzip member of `input` at `out[start..]` and returns its
     /// length. `out` is grown to `start` + libdeflate's worst-case bound if
     /// it is shorter, and never shrunk: a buffer reused at its high-water
@@ -101,7 +107,7 @@ impl Compressor {
     /// Rust must initialise what it hands to libdeflate). Bytes before
     /// `start` are kept; bytes after the member are left as they were.
     pub fn compress_at(&mut self, input: &[u8], out: &mut Vec<u8>, start: usize) -> usize {
-        let end = start + self.inner.gzip_compress_bound(input.len());
+        let end = start + self.compress_bound(input.len());
         if out.len() < end {
             out.resize(end, 0);
         }
