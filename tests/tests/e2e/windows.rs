@@ -212,7 +212,11 @@ fn windows_show_bars_close_reopen_and_esc_quits() {
     // server hands a new client the slot (so the same window id) that the
     // closed window's client just freed.
     let old_peer = peer_in_title(&win1.name);
-    assert!(old_peer.is_some(), "peer address in the title: {}", win1.name);
+    assert!(
+        old_peer.is_some(),
+        "peer address in the title: {}",
+        win1.name
+    );
     let new1 = wait_until(Duration::from_secs(30), || {
         camera_window(&x, 1).filter(|w| peer_in_title(&w.name) != old_peer)
     })
