@@ -586,6 +586,21 @@ fn setup_error(path: &Path, doing: &str, e: io::Error) -> End {
 /// Opening the device failed: say what it means for a camera.
 fn open_error(path: &Path, e: io::Error) -> End {
     let dev = path.display();
+    // Rust files EPERM under PermissionDenied too, but it is not a file
+    // permission: it is a device policy (systemd's DevicePolicy=/DeviceAllow=,
+    // a container's device cgroup) refusing the device outright, so the
+    // `video` group advice would send the user the wrong way.
+    if e.raw_os_error() == Some(libc::EPERM) {
+        let error = anyhow!(
+            "cannot open {dev}: operation not permitted — a device policy refuses it \
+             (under systemd the unit needs DeviceAllow=char-video4linux rw; in a container, \
+             pass the device through)"
+        );
+        return End::Setup {
+            error,
+            retry: false,
+        };
+    }
     let (error, retry) = match e.kind() {
         io::ErrorKind::NotFound => (
             anyhow!("cannot open {dev}: no such file — is the camera plugged in? (v4l2-ctl --list-devices)"),
@@ -670,6 +685,22 @@ mod tests {
             text.contains("no such file — is the camera plugged in? (v4l2-ctl --list-devices)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn open_errors_say_what_to_do() {
+        let path = Path::new("/dev/video0");
+        let text = |errno: i32| match open_error(path, io::Error::from_raw_os_error(errno)) {
+            End::Setup { error, .. } => format!("{error:#}"),
+            _ => panic!("open errors end the setup"),
+        };
+        assert!(text(libc::EACCES).contains("`video` group"));
+        // EPERM is a device policy, not file permissions: no group advice.
+        let eperm = text(libc::EPERM);
+        assert!(eperm.contains("DeviceAllow=char-video4linux"), "{eperm}");
+        assert!(!eperm.contains("`video` group"), "{eperm}");
+        assert!(text(libc::EBUSY).contains("another program is using the camera"));
+        assert!(text(libc::ENXIO).contains("no such device"));
     }
 
     #[test]
