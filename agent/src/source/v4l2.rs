@@ -663,12 +663,10 @@ fn trim_float(x: f64) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn missing_device_says_what_to_do() {
-        let mut caps_path = std::env::temp_dir();
-        caps_path.push("camstream-no-such-video-device");
+    /// Runs capture on `device` at 640x480 and returns the error it ends with.
+    fn capture_error(device: &Path) -> String {
         let cfg = Config {
-            device: &caps_path,
+            device,
             size: Size {
                 width: 640,
                 height: 480,
@@ -679,8 +677,12 @@ mod tests {
         };
         let shared = crate::pipeline::Shared::new(0, 1, 0);
         let mut capture = Capture::new(&shared);
-        let err = run(&cfg, &mut capture).unwrap_err();
-        let text = format!("{err:#}");
+        format!("{:#}", run(&cfg, &mut capture).unwrap_err())
+    }
+
+    #[test]
+    fn missing_device_says_what_to_do() {
+        let text = capture_error(&std::env::temp_dir().join("camstream-no-such-video-device"));
         assert!(
             text.contains("no such file — is the camera plugged in? (v4l2-ctl --list-devices)"),
             "{text}"
@@ -705,19 +707,7 @@ mod tests {
 
     #[test]
     fn not_a_v4l2_device_is_refused_clearly() {
-        let cfg = Config {
-            device: Path::new("/dev/null"),
-            size: Size {
-                width: 640,
-                height: 480,
-            },
-            fps: 30,
-            timeout: Duration::from_secs(2),
-            reopen: false,
-        };
-        let shared = crate::pipeline::Shared::new(0, 1, 0);
-        let mut capture = Capture::new(&shared);
-        let text = format!("{:#}", run(&cfg, &mut capture).unwrap_err());
+        let text = capture_error(Path::new("/dev/null"));
         assert!(text.contains("not a V4L2 device"), "{text}");
     }
 
