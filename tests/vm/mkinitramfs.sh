@@ -12,7 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${CAMSTREAM_VM_CACHE:-$here/cache}
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 
 [[ $# -ge 1 ]] || { echo "usage: $0 OUT [HOST_FILE[:GUEST_PATH]]..." >&2; exit 2; }
