@@ -209,6 +209,20 @@ def ratio(a, b):
     return a / b if a is not None and b not in (None, 0) else None
 
 
+def head_to_head(cfg, label, detail, tag, run):
+    """The original ("py") and ours, each run once per round for cfg.rounds
+    rounds, who goes first swapped every round (so neither always runs on the
+    machine the other just warmed). `run(who, tag)` returns one contender's
+    result; its logs are named `{tag}-r{round}-{who}`. Yields each round's
+    number and its {who: result}; the caller adds that round's ratios."""
+    for r in range(cfg.rounds):
+        res = {}
+        for who in (["py", "ours"] if r % 2 == 0 else ["ours", "py"]):
+            log(f"{label} round {r + 1}/{cfg.rounds}: {who} ({detail})")
+            res[who] = run(who, f"{tag}-r{r}-{who}")
+        yield r, res
+
+
 MS_RX = r"([0-9.]+)\s*(us|µs|ms|s)\b"
 
 
@@ -347,14 +361,12 @@ def bench_agent(cfg, py, rows, notes):
     out = {}
     for size in ("640x480", "1280x720"):
         frames = cfg.agent_frames[size]
+
+        def run(who, tag):
+            return agent_python(py, size, frames, tag) if who == "py" else agent_ours(size, frames, tag)
+
         rounds = []
-        for r in range(cfg.rounds):
-            order = ["py", "ours"] if r % 2 == 0 else ["ours", "py"]
-            res = {}
-            for who in order:
-                tag = f"{size}-r{r}-{who}"
-                log(f"agent {size} round {r + 1}/{cfg.rounds}: {who} ({frames} frames)")
-                res[who] = agent_python(py, size, frames, tag) if who == "py" else agent_ours(size, frames, tag)
+        for r, res in head_to_head(cfg, f"agent {size}", f"{frames} frames", size, run):
             if cfg.workers1 and size == "640x480":
                 log(f"agent {size} round {r + 1}/{cfg.rounds}: ours --workers 1")
                 res["ours1"] = agent_ours(size, frames, f"{size}-r{r}-w1", workers=1)
@@ -454,14 +466,12 @@ def bench_viewer(cfg, py, prepared, rows, notes):
     out = {}
     scenarios = [(n, cfg.fps) for n in cfg.clients] + [(n, 0) for n in cfg.saturate]
     for n, fps in scenarios:
+        def run(who, tag):
+            return server_run(who, py, n, fps, cfg.viewer_seconds, frame, tag, cfg)
+
         rounds = []
-        for r in range(cfg.rounds):
-            order = ["py", "ours"] if r % 2 == 0 else ["ours", "py"]
-            res = {}
-            for who in order:
-                tag = f"n{n}-f{fps}-r{r}-{who}"
-                log(f"viewer N={n} fps={fps or 'max'} round {r + 1}/{cfg.rounds}: {who} ({cfg.viewer_seconds} s)")
-                res[who] = server_run(who, py, n, fps, cfg.viewer_seconds, frame, tag, cfg)
+        for _, res in head_to_head(cfg, f"viewer N={n} fps={fps or 'max'}", f"{cfg.viewer_seconds} s",
+                                   f"n{n}-f{fps}", run):
             res["total_ratio"] = ratio(res["ours"]["total_fps"], res["py"]["total_fps"])
             # Frames per CPU-second: the decode path's speed whatever the machine's load.
             res["per_cpu_ratio"] = ratio(res["py"]["server_cpu_ms_per_frame"], res["ours"]["server_cpu_ms_per_frame"])
