@@ -63,4 +63,5 @@
 pub mod bmp;
 pub mod gzip;
 pub mod pixel;
+pub mod stats;
 pub mod wire;
