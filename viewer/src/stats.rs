@@ -9,9 +9,13 @@
 //! its last byte was read from the socket until it was drawn in its window
 //! (headless: until the decoded frame is back on the poll thread, where it
 //! would be shown; with `--record`, that is after it was written). Frames
-//! skipped as stale are never shown, so they have no latency sample.
+//! skipped as stale are never shown, so they have no latency sample. p50 and
+//! p99 are [`proto::stats`]'s nearest-rank percentiles of a reservoir
+//! sample, the same definition as in the agent's stats line.
 
 use std::time::{Duration, Instant};
+
+use proto::stats::Reservoir;
 
 /// How often the fps in a window title is recomputed.
 const FPS_WINDOW: Duration = Duration::from_secs(1);
@@ -125,80 +129,6 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-/// A fixed-size uniform sample of the durations pushed since the last
-/// [`Reservoir::take_percentiles`] (Vitter's algorithm R): memory stays
-/// flat whatever the frame rate and interval, and pushing never allocates.
-#[derive(Debug)]
-struct Reservoir {
-    /// Microseconds, saturated at `u32::MAX` (71 minutes).
-    samples: Box<[u32]>,
-    len: usize,
-    /// Durations pushed since the last take.
-    seen: u64,
-    /// xorshift64 state; statistical quality is plenty for picking slots.
-    rng: u64,
-}
-
-impl Reservoir {
-    fn new(capacity: usize) -> Reservoir {
-        Reservoir {
-            samples: vec![0; capacity.max(1)].into_boxed_slice(),
-            len: 0,
-            seen: 0,
-            rng: 0x9E37_79B9_7F4A_7C15,
-        }
-    }
-
-    fn push(&mut self, d: Duration) {
-        let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
-        self.seen += 1;
-        if self.len < self.samples.len() {
-            self.samples[self.len] = us;
-            self.len += 1;
-            return;
-        }
-        // Keep this one with probability capacity / seen, in a random slot.
-        let slot = self.next_random() % self.seen;
-        if let Some(s) = usize::try_from(slot)
-            .ok()
-            .and_then(|i| self.samples.get_mut(i))
-        {
-            *s = us;
-        }
-    }
-
-    fn next_random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x
-    }
-
-    /// The nearest-rank percentiles `ps` (each 1..=100) of the samples, or
-    /// `None` without samples; then empties the reservoir. Sorts in place.
-    fn take_percentiles<const N: usize>(&mut self, ps: [u32; N]) -> Option<[Duration; N]> {
-        let sorted = &mut self.samples[..self.len];
-        sorted.sort_unstable();
-        let result = (!sorted.is_empty())
-            .then(|| ps.map(|p| Duration::from_micros(u64::from(nearest_rank(sorted, p)))));
-        self.len = 0;
-        self.seen = 0;
-        result
-    }
-}
-
-/// The smallest sample with at least `p`% of the samples at or below it
-/// (the nearest-rank method). `sorted` must be sorted and non-empty.
-fn nearest_rank(sorted: &[u32], p: u32) -> u32 {
-    let n = sorted.len();
-    // rank = ceil(p/100 * n), in 1..=n
-    let rank = (u64::from(p.min(100)) * n as u64).div_ceil(100).max(1);
-    let index = usize::try_from(rank - 1).unwrap_or(n - 1).min(n - 1);
-    sorted[index]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,56 +169,5 @@ mod tests {
             "0.0 fps received, 0.0 fps decoded, 0 skipped as stale, 0.00 MB/s, no frame yet, \
              latency p50 - p99 -"
         );
-    }
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let hundred: Vec<u32> = (1..=100).collect();
-        assert_eq!(nearest_rank(&hundred, 50), 50);
-        assert_eq!(nearest_rank(&hundred, 99), 99);
-        assert_eq!(nearest_rank(&hundred, 100), 100);
-        assert_eq!(nearest_rank(&hundred, 1), 1);
-        let thousand: Vec<u32> = (1..=1000).collect();
-        assert_eq!(nearest_rank(&thousand, 99), 990);
-        // Few samples: p99 is the largest, p50 rounds up.
-        assert_eq!(nearest_rank(&[7, 8, 9], 99), 9);
-        assert_eq!(nearest_rank(&[7, 8, 9], 50), 8);
-        assert_eq!(nearest_rank(&[7, 8], 50), 7);
-        assert_eq!(nearest_rank(&[42], 50), 42);
-        assert_eq!(nearest_rank(&[42], 99), 42);
-    }
-
-    #[test]
-    fn reservoir_sorts_takes_and_empties() {
-        let mut r = Reservoir::new(16);
-        assert_eq!(r.take_percentiles([50, 99]), None);
-        for us in [9, 3, 7, 1, 5] {
-            r.push(Duration::from_micros(us));
-        }
-        let [p50, p99] = r.take_percentiles([50, 99]).unwrap();
-        assert_eq!((p50.as_micros(), p99.as_micros()), (5, 9));
-        assert_eq!(r.take_percentiles([50]), None, "take empties it");
-        // Over u32::MAX µs saturates instead of wrapping.
-        r.push(Duration::from_secs(10_000));
-        let [p50] = r.take_percentiles([50]).unwrap();
-        assert_eq!(p50.as_micros(), u128::from(u32::MAX));
-    }
-
-    #[test]
-    fn reservoir_stays_bounded_and_samples_the_whole_interval() {
-        let mut r = Reservoir::new(1024);
-        // 100 000 frames, latency rising steadily from 0 to 99.999 ms: a
-        // sample that kept only the first (or last) 1024 would be far off.
-        for us in 0..100_000u64 {
-            r.push(Duration::from_micros(us));
-        }
-        assert_eq!(r.len, 1024);
-        assert_eq!(r.samples.len(), 1024);
-        let [p50, p99] = r.take_percentiles([50, 99]).unwrap();
-        let (p50, p99) = (p50.as_micros() as f64, p99.as_micros() as f64);
-        // A uniform 1024-sample: the p50 estimate's standard error is about
-        // 1.6% of the range, p99's about 0.3%; the bounds are over 5 sigma.
-        assert!((p50 - 50_000.0).abs() < 8_000.0, "p50 {p50}");
-        assert!((p99 - 99_000.0).abs() < 1_600.0, "p99 {p99}");
     }
 }
