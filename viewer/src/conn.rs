@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use proto::wire::{CameraId, Frame, FrameReader, WireError};
 
+use crate::decode::DecodeError;
 use crate::stats::Stats;
 
 /// Bytes read from the socket per `read` call. Each connection owns one
@@ -63,8 +64,8 @@ pub enum CloseError {
         received_len: usize,
         timeout: Duration,
     },
-    /// The frame failed to gunzip or decode (the text comes from proto).
-    Decode(String),
+    /// The frame failed to gunzip or decode.
+    Decode(DecodeError),
     /// The user closed this camera's window.
     WindowClosed,
 }
@@ -96,7 +97,7 @@ impl fmt::Display for CloseError {
                 "sent {received_len} bytes of a frame, then nothing for {:.1} s (--idle-timeout)",
                 timeout.as_secs_f64()
             ),
-            CloseError::Decode(reason) => write!(f, "{reason}"),
+            CloseError::Decode(e) => write!(f, "{e}"),
             CloseError::WindowClosed => write!(f, "its window was closed"),
         }
     }

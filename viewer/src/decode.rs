@@ -67,6 +67,10 @@ impl fmt::Display for DecodeError {
     }
 }
 
+// No `source()`: the Display above already says the inner error, and a
+// chain printer would otherwise say it twice.
+impl std::error::Error for DecodeError {}
+
 /// A frame that decoded.
 #[derive(Debug)]
 pub struct Decoded {

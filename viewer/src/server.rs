@@ -363,7 +363,7 @@ impl Server {
             let decoded = match outcome {
                 Ok(decoded) => decoded,
                 Err(e) => {
-                    self.close(id, Close::Error(CloseError::Decode(e.to_string())));
+                    self.close(id, Close::Error(CloseError::Decode(e)));
                     continue;
                 }
             };
