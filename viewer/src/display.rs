@@ -148,18 +148,6 @@ impl Display {
         Ok(std::mem::replace(&mut view.pixels, pixels))
     }
 
-    /// Sets a window's title (the fps changed).
-    pub fn set_title(&mut self, conn: ConnId, title: String) {
-        if let Some(view) = self.views.get_mut(&conn) {
-            if let Some(window) = &mut view.window {
-                if view.title != title {
-                    window.set_title(&title);
-                    view.title = title;
-                }
-            }
-        }
-    }
-
     /// Closes a connection's window.
     pub fn remove(&mut self, conn: ConnId) -> Option<Vec<u32>> {
         self.views.remove(&conn).map(|v| v.pixels)

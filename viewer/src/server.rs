@@ -383,10 +383,12 @@ impl Server {
                 );
                 conn.size = Some((decoded.width, decoded.height));
             }
-            let new_fps = conn.stats.decoded(now);
-            let camera_id = conn.camera_id.unwrap_or(0);
-            let title = display::title(camera_id, conn.peer, conn.stats.fps());
+            conn.stats.decoded(now);
             if let (Some(display), Some(pixels)) = (&mut self.display, decoded.pixels) {
+                // The title carries the fps, so it is rebuilt every frame;
+                // `show` renames the window only when the text changed.
+                let camera_id = conn.camera_id.unwrap_or(0);
+                let title = display::title(camera_id, conn.peer, conn.stats.fps());
                 // Latency is counted when the pump draws it.
                 let old = display
                     .show(
@@ -407,9 +409,6 @@ impl Server {
                 // it is on disk by now).
                 conn.stats
                     .shown(Instant::now().saturating_duration_since(decoded.received));
-                if let (Some(display), Some(_)) = (&mut self.display, new_fps) {
-                    display.set_title(id, title);
-                }
             }
         }
         self.done = done;

@@ -66,20 +66,17 @@ impl Stats {
         self.skipped += 1;
     }
 
-    /// A frame was decoded. Returns the new fps when the title should change.
-    pub fn decoded(&mut self, now: Instant) -> Option<f64> {
+    /// A frame was decoded; the fps is recomputed once per [`FPS_WINDOW`].
+    pub fn decoded(&mut self, now: Instant) {
         self.decoded += 1;
         self.fps_frames += 1;
         let elapsed = now.saturating_duration_since(self.fps_since);
         if elapsed < FPS_WINDOW {
-            return None;
+            return;
         }
-        let fps = f64::from(self.fps_frames) / elapsed.as_secs_f64();
+        self.fps = f64::from(self.fps_frames) / elapsed.as_secs_f64();
         self.fps_frames = 0;
         self.fps_since = now;
-        let changed = format!("{fps:.1}") != format!("{:.1}", self.fps);
-        self.fps = fps;
-        changed.then_some(fps)
     }
 
     /// A frame was shown (or would have been, headless) `latency` after its
@@ -134,15 +131,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fps_is_reported_once_per_window() {
+    fn fps_is_recomputed_once_per_window() {
         let t0 = Instant::now();
         let mut stats = Stats::new(t0);
         for i in 1..30 {
-            assert_eq!(stats.decoded(t0 + Duration::from_millis(i * 33)), None);
+            stats.decoded(t0 + Duration::from_millis(i * 33));
+            assert_eq!(stats.fps(), 0.0, "frame {i}: before the first window ends");
         }
-        let fps = stats.decoded(t0 + Duration::from_secs(1)).unwrap();
-        assert!((fps - 30.0).abs() < 1e-9, "{fps}");
-        assert_eq!(stats.fps(), fps);
+        stats.decoded(t0 + Duration::from_secs(1));
+        assert!((stats.fps() - 30.0).abs() < 1e-9, "{}", stats.fps());
+        // The next window starts from zero: 15 frames in it are 15 fps.
+        for i in 1..=15 {
+            stats.decoded(t0 + Duration::from_secs(1) + Duration::from_millis(i * 66));
+        }
+        assert!(
+            (stats.fps() - 30.0).abs() < 1e-9,
+            "held until the window ends"
+        );
+        stats.decoded(t0 + Duration::from_secs(2));
+        assert!((stats.fps() - 16.0).abs() < 1e-9, "{}", stats.fps());
     }
 
     #[test]
