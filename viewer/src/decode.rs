@@ -1,19 +1,19 @@
 //! The decode workers: gunzip with a cap, BMP → 0RGB, and the recording.
 //!
-//! The poll thread hands each complete frame to [`Pool::submit`] and goes
+//! The poll thread hands each complete frame to [`Decoders::submit`] and goes
 //! back to poll(2); it never waits for a worker. Each connection has a slot:
 //!
 //! - Without `--record`, the slot holds at most one waiting frame, and a
 //!   newer frame replaces it: only the newest frame is decoded, and a slow
 //!   decoder means fewer frames, never older ones.
 //! - With `--record`, every frame must reach the disk, so frames queue up to
-//!   [`RECORD_QUEUE_LEN`]; then [`Pool::room`] is 0 and the server stops
+//!   [`RECORD_QUEUE_LEN`]; then [`Decoders::room`] is 0 and the server stops
 //!   reading that socket until a worker catches up (TCP flow control pushes
 //!   back on the agent, which drops frames at its end).
 //!
 //! A connection is worked on by one worker at a time, so its frames are
 //! decoded and recorded in order. Workers reuse their buffers. Results come
-//! back through [`Pool::take_done`], and each one writes a byte to a socket
+//! back through [`Decoders::take_done`], and each one writes a byte to a socket
 //! pair that the poll loop watches, so poll(2) stays the only wait.
 
 use std::collections::{HashMap, VecDeque};
@@ -92,7 +92,7 @@ pub struct Done {
     pub outcome: Result<Decoded, DecodeError>,
 }
 
-/// What [`Pool::submit`] did with a frame.
+/// What [`Decoders::submit`] did with a frame.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Submitted {
     Queued,
@@ -128,14 +128,17 @@ struct State {
     shutdown: bool,
 }
 
-struct Shared {
+/// What the poll thread and the workers share: jobs and results under one
+/// lock, a condvar that wakes a worker for a job, and the socket that wakes
+/// the poll thread for a result.
+struct Queue {
     state: Mutex<State>,
     work: Condvar,
     wake_tx: UnixStream,
     config: Config,
 }
 
-impl Shared {
+impl Queue {
     /// A worker that panicked (it should not: proto does not panic) must not
     /// take the whole viewer down with a poisoned lock.
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -143,20 +146,22 @@ impl Shared {
     }
 }
 
-pub struct Pool {
-    shared: Arc<Shared>,
+/// The decode worker threads, and the per-connection slots through which the
+/// poll thread hands them frames.
+pub struct Decoders {
+    queue: Arc<Queue>,
     wake_rx: UnixStream,
     workers: Vec<JoinHandle<()>>,
 }
 
-impl Pool {
-    pub fn new(config: Config) -> io::Result<Pool> {
+impl Decoders {
+    pub fn new(config: Config) -> io::Result<Decoders> {
         let (wake_rx, wake_tx) = UnixStream::pair()?;
         wake_rx.set_nonblocking(true)?;
         // A full wake socket already guarantees a wake-up: never block on it.
         wake_tx.set_nonblocking(true)?;
         let threads = config.threads.max(1);
-        let shared = Arc::new(Shared {
+        let queue = Arc::new(Queue {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             wake_tx,
@@ -164,14 +169,14 @@ impl Pool {
         });
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
-            let shared = Arc::clone(&shared);
+            let queue = Arc::clone(&queue);
             let handle = thread::Builder::new()
                 .name(format!("decode-{i}"))
-                .spawn(move || worker(&shared))?;
+                .spawn(move || worker(&queue))?;
             workers.push(handle);
         }
-        Ok(Pool {
-            shared,
+        Ok(Decoders {
+            queue,
             wake_rx,
             workers,
         })
@@ -197,12 +202,12 @@ impl Pool {
     /// A new connection.
     pub fn open(&self, conn: ConnId, peer: SocketAddr) {
         let recorder = self
-            .shared
+            .queue
             .config
             .record_dir
             .as_deref()
             .map(|dir| Recorder::new(dir, peer));
-        self.shared.lock().slots.insert(
+        self.queue.lock().slots.insert(
             conn,
             Slot {
                 waiting: VecDeque::new(),
@@ -216,10 +221,10 @@ impl Pool {
 
     /// How many more frames connection `conn` may submit now.
     pub fn room(&self, conn: ConnId) -> usize {
-        if self.shared.config.record_dir.is_none() {
+        if self.queue.config.record_dir.is_none() {
             return usize::MAX;
         }
-        let state = self.shared.lock();
+        let state = self.queue.lock();
         match state.slots.get(&conn) {
             Some(slot) => RECORD_QUEUE_LEN.saturating_sub(slot.waiting.len()),
             None => 0,
@@ -229,8 +234,8 @@ impl Pool {
     /// Hands a complete frame, whose last byte was read at `received`, to
     /// the workers.
     pub fn submit(&self, conn: ConnId, seq: u64, frame: Frame, received: Instant) -> Submitted {
-        let recording = self.shared.config.record_dir.is_some();
-        let mut state = self.shared.lock();
+        let recording = self.queue.config.record_dir.is_some();
+        let mut state = self.queue.lock();
         let Some(slot) = state.slots.get_mut(&conn) else {
             return Submitted::Queued;
         };
@@ -252,7 +257,7 @@ impl Pool {
         if !slot.busy && slot.waiting.len() == 1 {
             state.ready.push_back(conn);
             drop(state);
-            self.shared.work.notify_one();
+            self.queue.work.notify_one();
         }
         Submitted::Queued
     }
@@ -260,8 +265,8 @@ impl Pool {
     /// The connection is gone. With `--record`, its frames already received
     /// are still decoded and written; otherwise they are dropped.
     pub fn close(&self, conn: ConnId) {
-        let recording = self.shared.config.record_dir.is_some();
-        let mut state = self.shared.lock();
+        let recording = self.queue.config.record_dir.is_some();
+        let mut state = self.queue.lock();
         if let Some(slot) = state.slots.get_mut(&conn) {
             slot.closed = true;
             if !recording {
@@ -275,13 +280,13 @@ impl Pool {
 
     /// Moves the finished results into `out`.
     pub fn take_done(&self, out: &mut Vec<Done>) {
-        let mut state = self.shared.lock();
+        let mut state = self.queue.lock();
         std::mem::swap(&mut state.done, out);
     }
 
     /// Gives a pixel buffer back for the workers to reuse.
     pub fn recycle_pixels(&self, pixels: Vec<u32>) {
-        let mut state = self.shared.lock();
+        let mut state = self.queue.lock();
         if state.spare_pixels.len() < SPARE_PIXEL_BUFS {
             state.spare_pixels.push(pixels);
         }
@@ -291,8 +296,8 @@ impl Pool {
     /// for recording (frames only waiting for display are dropped).
     pub fn shutdown(mut self) {
         {
-            let mut state = self.shared.lock();
-            let recording = self.shared.config.record_dir.is_some();
+            let mut state = self.queue.lock();
+            let recording = self.queue.config.record_dir.is_some();
             for slot in state.slots.values_mut() {
                 slot.closed = true;
                 if !recording {
@@ -301,7 +306,7 @@ impl Pool {
             }
             state.shutdown = true;
         }
-        self.shared.work.notify_all();
+        self.queue.work.notify_all();
         for handle in self.workers.drain(..) {
             if handle.join().is_err() {
                 log::error!("a decode worker panicked; some recorded frames may be missing");
@@ -317,15 +322,15 @@ struct Buffers {
     pixels: Vec<u32>,
 }
 
-fn worker(shared: &Shared) {
+fn worker(queue: &Queue) {
     let mut bufs = Buffers {
-        decompressor: Decompressor::new(shared.config.max_bmp_len),
+        decompressor: Decompressor::new(queue.config.max_bmp_len),
         bmp: Vec::new(),
         pixels: Vec::new(),
     };
     loop {
         let (conn, job, mut recorder) = {
-            let mut state = shared.lock();
+            let mut state = queue.lock();
             loop {
                 if let Some(conn) = state.ready.pop_front() {
                     let Some(slot) = state.slots.get_mut(&conn) else {
@@ -340,30 +345,25 @@ fn worker(shared: &Shared) {
                 if state.shutdown {
                     return;
                 }
-                state = shared.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                state = queue.work.wait(state).unwrap_or_else(|e| e.into_inner());
             }
         };
 
-        let outcome = decode(
-            &mut bufs,
-            &job,
-            shared.config.max_bmp_len,
-            recorder.as_mut(),
-        );
+        let outcome = decode(&mut bufs, &job, queue.config.max_bmp_len, recorder.as_mut());
         let outcome = outcome.map(|mut decoded| {
             if decoded.record_error.is_some() {
                 // Stop recording this connection: the disk is full or gone.
                 recorder = None;
             }
-            if shared.config.want_pixels {
-                let spare = shared.lock().spare_pixels.pop().unwrap_or_default();
+            if queue.config.want_pixels {
+                let spare = queue.lock().spare_pixels.pop().unwrap_or_default();
                 decoded.pixels = Some(std::mem::replace(&mut bufs.pixels, spare));
             }
             decoded
         });
 
         let report = {
-            let mut guard = shared.lock();
+            let mut guard = queue.lock();
             let state = &mut *guard;
             let mut report = true;
             if let Some(slot) = state.slots.get_mut(&conn) {
@@ -387,7 +387,7 @@ fn worker(shared: &Shared) {
         };
         if report {
             // Full means a wake-up is already pending; nothing else can fail here.
-            let _ = (&shared.wake_tx).write(&[1]);
+            let _ = (&queue.wake_tx).write(&[1]);
         }
     }
 }
@@ -455,13 +455,13 @@ mod tests {
     }
 
     /// Collects results until `done` says so (bounded, so a bug fails, not hangs).
-    fn collect(pool: &Pool, mut done: impl FnMut(&[Done]) -> bool) -> Vec<Done> {
+    fn collect(decoders: &Decoders, mut done: impl FnMut(&[Done]) -> bool) -> Vec<Done> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut all = Vec::new();
         let mut batch = Vec::new();
         while !done(&all) {
-            assert!(Instant::now() < deadline, "pool results: {all:?}");
-            pool.take_done(&mut batch);
+            assert!(Instant::now() < deadline, "decode results: {all:?}");
+            decoders.take_done(&mut batch);
             all.append(&mut batch);
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -470,20 +470,20 @@ mod tests {
 
     #[test]
     fn a_newer_frame_replaces_one_still_waiting() {
-        let pool = Pool::new(config(None)).unwrap();
-        pool.open(1, "127.0.0.1:9".parse().unwrap());
+        let decoders = Decoders::new(config(None)).unwrap();
+        decoders.open(1, "127.0.0.1:9".parse().unwrap());
         // The first frame keeps the only worker busy (milliseconds) while
         // the next two arrive (microseconds apart).
         let submitted = [
-            pool.submit(1, 0, frame(1500, 1500), Instant::now()),
-            pool.submit(1, 1, frame(8, 8), Instant::now()),
-            pool.submit(1, 2, frame(8, 8), Instant::now()),
+            decoders.submit(1, 0, frame(1500, 1500), Instant::now()),
+            decoders.submit(1, 1, frame(8, 8), Instant::now()),
+            decoders.submit(1, 2, frame(8, 8), Instant::now()),
         ];
         assert!(
             submitted.contains(&Submitted::ReplacedStale),
             "{submitted:?}"
         );
-        let done = collect(&pool, |d| {
+        let done = collect(&decoders, |d| {
             d.iter()
                 .any(|d| d.outcome.as_ref().is_ok_and(|x| x.seq == 2))
         });
@@ -493,8 +493,11 @@ mod tests {
             .collect();
         assert!(seqs.len() < 3, "a stale frame was decoded: {seqs:?}");
         assert_eq!(seqs.last(), Some(&2));
-        assert!(pool.room(1) > 0, "without --record, room never runs out");
-        pool.shutdown();
+        assert!(
+            decoders.room(1) > 0,
+            "without --record, room never runs out"
+        );
+        decoders.shutdown();
     }
 
     #[test]
@@ -502,29 +505,29 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("viewer-decode-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let pool = Pool::new(config(Some(dir.clone()))).unwrap();
-        pool.open(1, "127.0.0.1:9".parse().unwrap());
-        assert_eq!(pool.room(1), RECORD_QUEUE_LEN);
+        let decoders = Decoders::new(config(Some(dir.clone()))).unwrap();
+        decoders.open(1, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(decoders.room(1), RECORD_QUEUE_LEN);
         let mut saw_full = false;
         for seq in 0..6 {
             let size = if seq == 0 { 1500 } else { 8 };
             assert_eq!(
-                pool.submit(1, seq, frame(size, size), Instant::now()),
+                decoders.submit(1, seq, frame(size, size), Instant::now()),
                 Submitted::Queued
             );
-            saw_full |= pool.room(1) == 0;
+            saw_full |= decoders.room(1) == 0;
         }
         assert!(
             saw_full,
             "the record queue never filled while a big frame decoded"
         );
-        let done = collect(&pool, |d| d.len() == 6);
+        let done = collect(&decoders, |d| d.len() == 6);
         let seqs: Vec<u64> = done
             .iter()
             .map(|d| d.outcome.as_ref().unwrap().seq)
             .collect();
         assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);
-        pool.shutdown();
+        decoders.shutdown();
         let conn_dir = dir.join("cam4-127.0.0.1-9");
         assert_eq!(std::fs::read_dir(&conn_dir).unwrap().count(), 6);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -532,16 +535,16 @@ mod tests {
 
     #[test]
     fn a_bad_frame_fails_its_connection_only() {
-        let pool = Pool::new(config(None)).unwrap();
-        pool.open(1, "127.0.0.1:9".parse().unwrap());
-        pool.open(2, "127.0.0.1:10".parse().unwrap());
+        let decoders = Decoders::new(config(None)).unwrap();
+        decoders.open(1, "127.0.0.1:9".parse().unwrap());
+        decoders.open(2, "127.0.0.1:10".parse().unwrap());
         let bad = Frame {
             camera_id: 4,
             body: b"not gzip at all, not even close".to_vec(),
         };
-        pool.submit(1, 0, bad, Instant::now());
-        pool.submit(2, 0, frame(8, 8), Instant::now());
-        let done = collect(&pool, |d| d.len() == 2);
+        decoders.submit(1, 0, bad, Instant::now());
+        decoders.submit(2, 0, frame(8, 8), Instant::now());
+        let done = collect(&decoders, |d| d.len() == 2);
         for d in &done {
             match (d.conn, &d.outcome) {
                 (1, Err(DecodeError::Gzip(GzipError::NotGzip))) => {}
@@ -550,9 +553,9 @@ mod tests {
             }
         }
         // After its error, connection 1's frames are not decoded any more.
-        pool.submit(1, 1, frame(8, 8), Instant::now());
-        pool.close(2);
-        pool.shutdown();
+        decoders.submit(1, 1, frame(8, 8), Instant::now());
+        decoders.close(2);
+        decoders.shutdown();
     }
 
     /// A 64x64 1-bit BMP: 574 bytes of file for 4096 pixels.
@@ -583,15 +586,15 @@ mod tests {
 
     #[test]
     fn pixel_budget_is_one_pixel_per_bmp_byte() {
-        let mut pool_config = config(None);
-        pool_config.max_bmp_len = 1000;
-        let pool = Pool::new(pool_config).unwrap();
-        pool.open(1, "127.0.0.1:9".parse().unwrap());
-        pool.open(2, "127.0.0.1:10".parse().unwrap());
+        let mut decoders_config = config(None);
+        decoders_config.max_bmp_len = 1000;
+        let decoders = Decoders::new(decoders_config).unwrap();
+        decoders.open(1, "127.0.0.1:9".parse().unwrap());
+        decoders.open(2, "127.0.0.1:10".parse().unwrap());
         let received = Instant::now() - Duration::from_millis(7);
-        pool.submit(1, 0, frame(8, 8), received); // 246 bytes, 64 pixels: allowed
-        pool.submit(2, 0, one_bit_frame(), Instant::now()); // 574 bytes, 4096 pixels: refused
-        let done = collect(&pool, |d| d.len() == 2);
+        decoders.submit(1, 0, frame(8, 8), received); // 246 bytes, 64 pixels: allowed
+        decoders.submit(2, 0, one_bit_frame(), Instant::now()); // 574 bytes, 4096 pixels: refused
+        let done = collect(&decoders, |d| d.len() == 2);
         for d in &done {
             match (d.conn, &d.outcome) {
                 (1, Ok(decoded)) => {
@@ -603,6 +606,6 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
-        pool.shutdown();
+        decoders.shutdown();
     }
 }

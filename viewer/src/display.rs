@@ -7,10 +7,12 @@
 //! would stop answering its close button and Esc.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use minifb::{Key, KeyRepeat, Window, WindowOptions};
+use proto::wire::CameraId;
 
 use crate::conn::ConnId;
 
@@ -81,7 +83,7 @@ fn no_display(e: &minifb::Error) -> anyhow::Error {
 }
 
 /// `camera <id> — <peer address> — <fps> fps`
-pub fn title(camera_id: u8, peer: std::net::SocketAddr, fps: f64) -> String {
+pub fn title(camera_id: CameraId, peer: SocketAddr, fps: f64) -> String {
     format!("camera {camera_id} — {peer} — {fps:.1} fps")
 }
 

@@ -25,7 +25,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::allow::AllowList;
 use crate::conn::{interrupted, would_block, Close, CloseError, Conn, ConnId, Received, Status};
-use crate::decode::{self, Done, Pool, Submitted};
+use crate::decode::{self, Decoders, Done, Submitted};
 use crate::display::{self, Display, Picture};
 
 /// Connections accepted per wake-up, so a connection flood cannot starve
@@ -89,7 +89,7 @@ pub fn run(config: Config) -> Result<()> {
         info!("accepting only {}", config.allow);
     }
 
-    let pool = Pool::new(decode::Config {
+    let decoders = Decoders::new(decode::Config {
         threads: config.decode_threads,
         max_bmp_len: config.max_bmp_len,
         want_pixels: display.is_some(),
@@ -103,7 +103,7 @@ pub fn run(config: Config) -> Result<()> {
         config,
         listener,
         signal_rx,
-        pool,
+        decoders,
         display,
         conns: BTreeMap::new(),
         next_id: 0,
@@ -121,7 +121,7 @@ struct Server {
     config: Config,
     listener: TcpListener,
     signal_rx: UnixStream,
-    pool: Pool,
+    decoders: Decoders,
     display: Option<Display>,
     conns: BTreeMap<ConnId, Conn>,
     next_id: ConnId,
@@ -150,7 +150,7 @@ impl Server {
             polled.clear();
             let mut pending_input = false;
             for (&id, conn) in &mut self.conns {
-                if self.pool.room(id) == 0 {
+                if self.decoders.room(id) == 0 {
                     conn.paused = true;
                     continue;
                 }
@@ -173,7 +173,7 @@ impl Server {
                 let accepting = self.accept_paused_until.map_or(true, |t| now >= t);
                 let mut fds = Vec::with_capacity(FIRST_CONN + polled.len());
                 fds.push(PollFd::new(self.signal_rx.as_fd(), PollFlags::POLLIN));
-                fds.push(PollFd::new(self.pool.wake_fd(), PollFlags::POLLIN));
+                fds.push(PollFd::new(self.decoders.wake_fd(), PollFlags::POLLIN));
                 let listen_events = if accepting {
                     PollFlags::POLLIN
                 } else {
@@ -202,7 +202,7 @@ impl Server {
                 return Ok(());
             }
             if !revents[WAKE].is_empty() {
-                self.pool.drain_wake();
+                self.decoders.drain_wake();
             }
             // Results first: a decode error closes its connection before more
             // of its bytes are read.
@@ -320,7 +320,7 @@ impl Server {
         };
         let id = self.next_id;
         self.next_id += 1;
-        self.pool.open(id, peer);
+        self.decoders.open(id, peer);
         self.conns.insert(id, conn);
         info!(
             "connection from {peer} ({} of at most {} clients)",
@@ -333,11 +333,11 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let max_frames = self.pool.room(id);
+        let max_frames = self.decoders.room(id);
         self.frames.clear();
         let result = conn.read_some(now, max_frames, &mut self.frames);
         for Received { seq, frame, at } in self.frames.drain(..) {
-            if self.pool.submit(id, seq, frame, at) == Submitted::ReplacedStale {
+            if self.decoders.submit(id, seq, frame, at) == Submitted::ReplacedStale {
                 conn.stats.skipped();
             }
         }
@@ -349,13 +349,13 @@ impl Server {
     }
 
     fn handle_done(&mut self, now: Instant) -> Result<()> {
-        self.pool.take_done(&mut self.done);
+        self.decoders.take_done(&mut self.done);
         let mut done = std::mem::take(&mut self.done);
         for Done { conn: id, outcome } in done.drain(..) {
             let Some(conn) = self.conns.get_mut(&id) else {
                 if let Ok(decoded) = outcome {
                     if let Some(pixels) = decoded.pixels {
-                        self.pool.recycle_pixels(pixels);
+                        self.decoders.recycle_pixels(pixels);
                     }
                 }
                 continue;
@@ -403,7 +403,7 @@ impl Server {
                         now,
                     )
                     .with_context(|| format!("cannot show camera {camera_id}"))?;
-                self.pool.recycle_pixels(old);
+                self.decoders.recycle_pixels(old);
             } else {
                 // Headless: this is where it would be shown (with --record,
                 // it is on disk by now).
@@ -441,10 +441,10 @@ impl Server {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
-        self.pool.close(id);
+        self.decoders.close(id);
         if let Some(display) = &mut self.display {
             if let Some(pixels) = display.remove(id) {
-                self.pool.recycle_pixels(pixels);
+                self.decoders.recycle_pixels(pixels);
             }
         }
         let label = conn.label();
@@ -478,7 +478,7 @@ impl Server {
         let n = self.conns.len();
         self.conns.clear();
         self.display = None;
-        self.pool.shutdown();
+        self.decoders.shutdown();
         info!("closed {n} connections; stopped");
     }
 }
