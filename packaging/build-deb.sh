@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Build the camstream Debian packages, camstream-agent and camstream-viewer,
 # with plain `dpkg-deb --build` from a staged tree.
 #
@@ -18,79 +18,231 @@
 # and paths are all in plain view and checked by lintian in the test suite.
 #
 # Prints the paths of the two packages, one per line, on stdout.
-set -eu
+#
+# How it reads: main, right below, is the whole recipe. Every other function
+# takes what it needs as arguments and answers on stdout; only the source tree
+# ($repo, where this script lives) is known everywhere.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+readonly repo
+
+main() {
+    local target='' bin_dir='' out=$repo/target/debian
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --target) target=${2:?--target needs a triple}; shift 2 ;;
+        --bin-dir) bin_dir=${2:?--bin-dir needs a directory}; shift 2 ;;
+        --out) out=${2:?--out needs a directory}; shift 2 ;;
+        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) die "unknown argument '$1' (see --help)" ;;
+        esac
+    done
+
+    local tool
+    for tool in dpkg-deb fakeroot gzip md5sum; do
+        command -v "$tool" >/dev/null || die "$tool not found: sudo apt-get install dpkg-dev fakeroot"
+    done
+
+    local arch version strip
+    arch=$(debian_arch "$target")
+    [ -n "$bin_dir" ] || bin_dir=$(cargo_build "$target")
+    local bin
+    for bin in agent viewer; do
+        [ -x "$bin_dir/$bin" ] || die "no $bin binary in $bin_dir (build it, or pass --bin-dir)"
+    done
+    version=$(debian_version)
+    strip=$(strip_tool "$target")
+    [ -n "$strip" ] || echo "build-deb.sh: no strip for $arch found, packaging unstripped binaries" >&2
+
+    local work
+    work=$(mktemp -d)
+    # shellcheck disable=SC2064 # expand $work now: it is local to main, gone by the time the EXIT trap runs
+    trap "rm -rf -- '$work'" EXIT
+    mkdir -p "$out"
+
+    local root depends
+    root=$work/camstream-agent
+    stage_common "$root" camstream-agent agent "$bin_dir" "$strip" "$version"
+    stage_agent "$root"
+    depends="$(shlib_depends "$work/shlibs" "$root/usr/bin/agent"), udev"
+    control camstream-agent "$version" "$arch" "$(installed_size "$root")" "$depends" \
+        v4l-utils "$(agent_description)" >"$root/DEBIAN/control"
+    build_deb "$root" "$out/camstream-agent_${version}_$arch.deb"
+
+    root=$work/camstream-viewer
+    stage_common "$root" camstream-viewer viewer "$bin_dir" "$strip" "$version"
+    stage_viewer "$root"
+    depends=$(shlib_depends "$work/shlibs" "$root/usr/bin/viewer")
+    # Windows need X11, loaded at run time (dlopen); headless needs neither.
+    control camstream-viewer "$version" "$arch" "$(installed_size "$root")" "$depends" \
+        "libx11-6, libxcursor1" "$(viewer_description)" >"$root/DEBIAN/control"
+    build_deb "$root" "$out/camstream-viewer_${version}_$arch.deb"
+}
 
 die() {
     echo "build-deb.sh: $*" >&2
     exit 1
 }
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-target=
-bin_dir=
-out=$repo/target/debian
-while [ $# -gt 0 ]; do
+# debian_arch TRIPLE: the Debian architecture of a Rust target ('' = this machine).
+debian_arch() {
     case $1 in
-    --target) target=${2:?--target needs a triple}; shift 2 ;;
-    --bin-dir) bin_dir=${2:?--bin-dir needs a directory}; shift 2 ;;
-    --out) out=${2:?--out needs a directory}; shift 2 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
-    *) die "unknown argument '$1' (see --help)" ;;
+    '') dpkg --print-architecture ;;
+    aarch64-unknown-linux-gnu) echo arm64 ;;
+    armv7-unknown-linux-gnueabihf) echo armhf ;;
+    arm-unknown-linux-gnueabihf) echo armhf ;;
+    x86_64-unknown-linux-gnu) echo amd64 ;;
+    *) die "no Debian architecture known for target '$1'" ;;
     esac
-done
+}
 
-for tool in dpkg-deb fakeroot gzip md5sum; do
-    command -v "$tool" >/dev/null || die "$tool not found: sudo apt-get install dpkg-dev fakeroot"
-done
-
-# Debian architecture of the binaries.
-case $target in
-'') arch=$(dpkg --print-architecture) ;;
-aarch64-unknown-linux-gnu) arch=arm64 ;;
-armv7-unknown-linux-gnueabihf) arch=armhf ;;
-arm-unknown-linux-gnueabihf) arch=armhf ;;
-x86_64-unknown-linux-gnu) arch=amd64 ;;
-*) die "no Debian architecture known for target '$target'" ;;
-esac
-
-if [ -z "$bin_dir" ]; then
+# cargo_build TRIPLE: release-build agent and viewer for TRIPLE ('' = this
+# machine), cargo's output on stderr; prints the directory holding them.
+cargo_build() {
+    local target=$1
     if [ -n "$target" ]; then
         cargo build --release --bin agent --bin viewer --target "$target" --manifest-path "$repo/Cargo.toml" >&2
-        bin_dir=$repo/target/$target/release
+        echo "$repo/target/$target/release"
     else
         cargo build --release --bin agent --bin viewer --manifest-path "$repo/Cargo.toml" >&2
-        bin_dir=$repo/target/release
+        echo "$repo/target/release"
     fi
-fi
-for bin in agent viewer; do
-    [ -x "$bin_dir/$bin" ] || die "no $bin binary in $bin_dir (build it, or pass --bin-dir)"
-done
+}
 
-# Debian version from the workspace version: 0.1.0 -> 0.1.0-1.
-upstream=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$repo/Cargo.toml")
-[ -n "$upstream" ] || die "no version in [workspace.package] of $repo/Cargo.toml"
-version=$upstream-1
+# debian_version: the workspace version as a Debian version, 0.1.0 -> 0.1.0-1.
+debian_version() {
+    local upstream
+    upstream=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$repo/Cargo.toml")
+    [ -n "$upstream" ] || die "no version in [workspace.package] of $repo/Cargo.toml"
+    echo "$upstream-1"
+}
 
-case $target in
-'') strip="strip" ;;
-armv7-* | arm-*) strip=arm-linux-gnueabihf-strip ;;
-*) strip=${target%%-unknown-*}-linux-gnu-strip ;;
-esac
-command -v "$strip" >/dev/null || strip=
-[ -n "$strip" ] || echo "build-deb.sh: no strip for $arch found, packaging unstripped binaries" >&2
+# strip_tool TRIPLE: the strip program for TRIPLE's binaries, or nothing when
+# it is not installed.
+strip_tool() {
+    local strip
+    case $1 in
+    '') strip='strip' ;;
+    armv7-* | arm-*) strip=arm-linux-gnueabihf-strip ;;
+    *) strip=${1%%-unknown-*}-linux-gnu-strip ;;
+    esac
+    if command -v "$strip" >/dev/null; then
+        echo "$strip"
+    fi
+}
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$out"
+# stage_common ROOT PACKAGE BINARY BIN_DIR STRIP VERSION: stage, under ROOT,
+# the parts every package has: the binary (stripped with STRIP unless that is
+# empty), its man page, copyright, changelog, lintian overrides, and DEBIAN/.
+stage_common() {
+    local root=$1 pkg=$2 bin=$3 bin_dir=$4 strip=$5 version=$6
+    local doc=$root/usr/share/doc/$pkg man=$root/usr/share/man/man1/$bin.1.gz
+    install -d -m 755 "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/man/man1" "$doc" "$root/usr/share/lintian/overrides"
+    install -m 644 "$repo/packaging/$bin.lintian-overrides" "$root/usr/share/lintian/overrides/$pkg"
+    install -m 755 "$bin_dir/$bin" "$root/usr/bin/$bin"
+    [ -z "$strip" ] || "$strip" --remove-section=.comment --remove-section=.note --strip-unneeded "$root/usr/bin/$bin"
+    gzip -9n <"$repo/packaging/$bin.1" >"$man"
+    copyright >"$doc/copyright"
+    changelog "$pkg" "$version" | gzip -9n >"$doc/changelog.Debian.gz"
+    chmod 644 "$man" "$doc/copyright" "$doc/changelog.Debian.gz"
+}
 
-# Depends: from the binaries' shared libraries when dpkg-shlibdeps can read
-# them (native builds), else the libraries a Rust binary always links.
+# stage_agent ROOT: the agent's own files: launcher, unit, udev rule, config
+# (a conffile) and maintainer scripts.
+stage_agent() {
+    local root=$1
+    install -d -m 755 "$root/usr/libexec/camstream" "$root/lib/systemd/system" "$root/lib/udev/rules.d" "$root/etc/camstream"
+    install -m 755 "$repo/systemd/camera-agent-launch" "$root/usr/libexec/camstream/camera-agent-launch"
+    install -m 644 "$repo/systemd/camera-agent@.service" "$root/lib/systemd/system/camera-agent@.service"
+    install -m 644 "$repo/udev/70-camera-agent.rules" "$root/lib/udev/rules.d/70-camera-agent.rules"
+    install -m 644 "$repo/config/agent.env" "$root/etc/camstream/agent.env"
+    maintainer_files "$root" agent /etc/camstream/agent.env
+}
+
+# stage_viewer ROOT: the viewer's own files: unit, config (a conffile) and
+# maintainer scripts.
+stage_viewer() {
+    local root=$1
+    install -d -m 755 "$root/lib/systemd/system" "$root/etc/camstream"
+    install -m 644 "$repo/systemd/camera-viewer.service" "$root/lib/systemd/system/camera-viewer.service"
+    install -m 644 "$repo/config/viewer.env" "$root/etc/camstream/viewer.env"
+    maintainer_files "$root" viewer /etc/camstream/viewer.env
+}
+
+# maintainer_files ROOT NAME CONFFILE: DEBIAN/conffiles listing CONFFILE, and
+# the maintainer scripts packaging/NAME.{postinst,prerm,postrm}.
+maintainer_files() {
+    local root=$1 name=$2 conffile=$3 script
+    echo "$conffile" >"$root/DEBIAN/conffiles"
+    chmod 644 "$root/DEBIAN/conffiles"
+    for script in postinst prerm postrm; do
+        install -m 755 "$repo/packaging/$name.$script" "$root/DEBIAN/$script"
+    done
+}
+
+# shlib_depends SCRATCH BINARY: the Depends: of BINARY, from its shared
+# libraries when dpkg-shlibdeps can read them (native builds), else the
+# libraries a Rust binary always links. SCRATCH is a directory for the
+# debian/control that dpkg-shlibdeps insists on.
 shlib_depends() {
-    mkdir -p "$work/shlibs/debian"
-    printf 'Source: camstream\n\nPackage: camstream\nArchitecture: any\n' >"$work/shlibs/debian/control"
-    deps=$(cd "$work/shlibs" && dpkg-shlibdeps -O -e"$1" 2>/dev/null | sed -n 's/^shlibs:Depends=//p') || deps=
-    [ -n "$deps" ] || deps="libc6 (>= 2.34), libgcc-s1 (>= 4.2)"
-    echo "$deps"
+    local scratch=$1 binary=$2 deps
+    mkdir -p "$scratch/debian"
+    printf 'Source: camstream\n\nPackage: camstream\nArchitecture: any\n' >"$scratch/debian/control"
+    deps=$(cd "$scratch" && dpkg-shlibdeps -O -e"$binary" 2>/dev/null | sed -n 's/^shlibs:Depends=//p') || deps=
+    echo "${deps:-libc6 (>= 2.34), libgcc-s1 (>= 4.2)}"
+}
+
+# installed_size ROOT: the Installed-Size: of the tree staged under ROOT, in KiB.
+installed_size() {
+    du -k -s --exclude=DEBIAN "$1" | cut -f 1
+}
+
+# control PACKAGE VERSION ARCH SIZE DEPENDS RECOMMENDS DESCRIPTION: the
+# DEBIAN/control file (no Recommends: line when RECOMMENDS is empty).
+control() {
+    local pkg=$1 version=$2 arch=$3 size=$4 depends=$5 recommends=$6 description=$7
+    echo "Package: $pkg"
+    echo "Version: $version"
+    echo "Architecture: $arch"
+    echo "Maintainer: camstream developers <camstream@example.org>"
+    echo "Installed-Size: $size"
+    echo "Depends: $depends"
+    [ -z "$recommends" ] || echo "Recommends: $recommends"
+    echo "Section: video"
+    echo "Priority: optional"
+    printf '%s\n' "$description"
+}
+
+# build_deb ROOT DEB: DEBIAN/md5sums of the staged tree under ROOT, then the
+# package DEB; prints DEB's path.
+build_deb() {
+    local root=$1 deb=$2
+    (cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort | xargs md5sum) >"$root/DEBIAN/md5sums"
+    chmod 644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
+    fakeroot dpkg-deb --build -Zxz "$root" "$deb" >&2
+    echo "$deb"
+}
+
+agent_description() {
+    cat <<'EOF'
+Description: camstream camera agent: streams USB cameras to a viewer
+ Captures frames from V4L2 cameras, encodes each as a gzip-compressed BMP and
+ sends it over TCP to a camstream viewer.
+ .
+ Plugging in a camera starts camera-agent@<node>.service for it (udev rule),
+ unplugging it stops that agent. Set the viewer address in
+ /etc/camstream/agent.env.
+EOF
+}
+
+viewer_description() {
+    cat <<'EOF'
+Description: camstream viewer: one window per streaming camera
+ Accepts camstream agents over TCP and shows one window per camera, or runs
+ headless and records every frame (camera-viewer.service, not enabled by
+ default: systemctl enable --now camera-viewer).
+EOF
 }
 
 copyright() {
@@ -129,9 +281,11 @@ License: Apache-2.0
 EOF
 }
 
-changelog() { # package
+# changelog PACKAGE VERSION: debian/changelog's one entry, dated
+# SOURCE_DATE_EPOCH when set (reproducible builds), else now.
+changelog() {
     cat <<EOF
-$1 ($version) unstable; urgency=medium
+$1 ($2) unstable; urgency=medium
 
   * Package built from the camstream source tree by packaging/build-deb.sh.
 
@@ -139,88 +293,4 @@ $1 ($version) unstable; urgency=medium
 EOF
 }
 
-# Stage the parts every package has: binary, man page, doc, DEBIAN/.
-stage_common() { # package binary
-    pkg=$1
-    bin=$2
-    root=$work/$pkg
-    install -d -m 755 "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/man/man1" "$root/usr/share/doc/$pkg" "$root/usr/share/lintian/overrides"
-    install -m 644 "$repo/packaging/$bin.lintian-overrides" "$root/usr/share/lintian/overrides/$pkg"
-    install -m 755 "$bin_dir/$bin" "$root/usr/bin/$bin"
-    [ -z "$strip" ] || "$strip" --remove-section=.comment --remove-section=.note --strip-unneeded "$root/usr/bin/$bin"
-    gzip -9n <"$repo/packaging/$bin.1" >"$root/usr/share/man/man1/$bin.1.gz"
-    copyright >"$root/usr/share/doc/$pkg/copyright"
-    changelog "$pkg" | gzip -9n >"$root/usr/share/doc/$pkg/changelog.Debian.gz"
-    chmod 644 "$root/usr/share/man/man1/$bin.1.gz" "$root/usr/share/doc/$pkg/copyright" "$root/usr/share/doc/$pkg/changelog.Debian.gz"
-}
-
-# Control file, md5sums, build. $deps, $recommends and $description are set
-# by the caller.
-finish() { # package
-    pkg=$1
-    root=$work/$pkg
-    size=$(du -k -s --exclude=DEBIAN "$root" | cut -f 1)
-    {
-        echo "Package: $pkg"
-        echo "Version: $version"
-        echo "Architecture: $arch"
-        echo "Maintainer: camstream developers <camstream@example.org>"
-        echo "Installed-Size: $size"
-        echo "Depends: $deps"
-        [ -z "$recommends" ] || echo "Recommends: $recommends"
-        echo "Section: video"
-        echo "Priority: optional"
-        printf '%s\n' "$description"
-    } >"$root/DEBIAN/control"
-    (cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort | xargs md5sum) >"$root/DEBIAN/md5sums"
-    chmod 644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
-    deb=$out/${pkg}_${version}_$arch.deb
-    fakeroot dpkg-deb --build -Zxz "$root" "$deb" >&2
-    echo "$deb"
-}
-
-# ---- camstream-agent
-pkg=camstream-agent
-stage_common "$pkg" agent
-root=$work/$pkg
-install -d -m 755 "$root/usr/libexec/camstream" "$root/lib/systemd/system" "$root/lib/udev/rules.d" "$root/etc/camstream"
-install -m 755 "$repo/systemd/camera-agent-launch" "$root/usr/libexec/camstream/camera-agent-launch"
-install -m 644 "$repo/systemd/camera-agent@.service" "$root/lib/systemd/system/camera-agent@.service"
-install -m 644 "$repo/udev/70-camera-agent.rules" "$root/lib/udev/rules.d/70-camera-agent.rules"
-install -m 644 "$repo/config/agent.env" "$root/etc/camstream/agent.env"
-echo /etc/camstream/agent.env >"$root/DEBIAN/conffiles"
-install -m 755 "$repo/packaging/agent.postinst" "$root/DEBIAN/postinst"
-install -m 755 "$repo/packaging/agent.prerm" "$root/DEBIAN/prerm"
-install -m 755 "$repo/packaging/agent.postrm" "$root/DEBIAN/postrm"
-chmod 644 "$root/DEBIAN/conffiles"
-deps="$(shlib_depends "$root/usr/bin/agent"), udev"
-recommends="v4l-utils"
-description='Description: camstream camera agent: streams USB cameras to a viewer
- Captures frames from V4L2 cameras, encodes each as a gzip-compressed BMP and
- sends it over TCP to a camstream viewer.
- .
- Plugging in a camera starts camera-agent@<node>.service for it (udev rule),
- unplugging it stops that agent. Set the viewer address in
- /etc/camstream/agent.env.'
-finish "$pkg"
-
-# ---- camstream-viewer
-pkg=camstream-viewer
-stage_common "$pkg" viewer
-root=$work/$pkg
-install -d -m 755 "$root/lib/systemd/system" "$root/etc/camstream"
-install -m 644 "$repo/systemd/camera-viewer.service" "$root/lib/systemd/system/camera-viewer.service"
-install -m 644 "$repo/config/viewer.env" "$root/etc/camstream/viewer.env"
-echo /etc/camstream/viewer.env >"$root/DEBIAN/conffiles"
-install -m 755 "$repo/packaging/viewer.postinst" "$root/DEBIAN/postinst"
-install -m 755 "$repo/packaging/viewer.prerm" "$root/DEBIAN/prerm"
-install -m 755 "$repo/packaging/viewer.postrm" "$root/DEBIAN/postrm"
-chmod 644 "$root/DEBIAN/conffiles"
-deps=$(shlib_depends "$root/usr/bin/viewer")
-# Windows need X11, loaded at run time (dlopen); headless needs neither.
-recommends="libx11-6, libxcursor1"
-description='Description: camstream viewer: one window per streaming camera
- Accepts camstream agents over TCP and shows one window per camera, or runs
- headless and records every frame (camera-viewer.service, not enabled by
- default: systemctl enable --now camera-viewer).'
-finish "$pkg"
+main "$@"
