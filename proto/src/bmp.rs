@@ -20,13 +20,17 @@
 //! ```
 //!
 //! The decoder is strict: the declared file size must equal the buffer's
-//! length, and every offset and size is checked, with checked arithmetic,
-//! before anything is allocated. It fast-paths what OpenCV writes (24-bit,
-//! 8-bit grey with a palette, 32-bit with a V5 header and bit fields) and
-//! hands 1- and 4-bit images, after the same checks, to the `bmp` crate.
+//! length, and every offset and size is checked, with overflow-safe
+//! arithmetic, before anything is allocated. It reads like `wire.rs`:
+//! `Info::parse` runs every check and returns the validated header, and
+//! the row decoders that follow it cannot fail. It fast-paths what OpenCV
+//! writes (24-bit, 8-bit grey with a palette, 32-bit with a V5 header and
+//! bit fields) and hands 1- and 4-bit images, after the same checks, to the
+//! `bmp` crate.
 
 use crate::pixel;
 use std::fmt;
+use std::ops::Range;
 
 /// File header (14) plus BITMAPINFOHEADER (40).
 pub const HEADER_LEN: usize = 54;
@@ -223,7 +227,7 @@ pub fn encoded_len(width: u32, height: u32) -> Result<usize, BmpError> {
 /// `file_len` comes from `encoded_len`, which bounds it to 32 bits.
 fn header_bgr24(width: u32, height: u32, file_len: usize) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
-    let mut put = |range: std::ops::Range<usize>, bytes: &[u8]| h[range].copy_from_slice(bytes);
+    let mut put = |range: Range<usize>, bytes: &[u8]| h[range].copy_from_slice(bytes);
     put(field::MAGIC, &MAGIC);
     put(field::FILE_SIZE, &(file_len as u32).to_le_bytes());
     put(field::PIXEL_OFFSET, &(HEADER_LEN as u32).to_le_bytes());
@@ -302,13 +306,13 @@ pub fn encode_yuyv(
     Ok(())
 }
 
-fn read_u16(bmp: &[u8], range: std::ops::Range<usize>) -> u16 {
+fn read_u16(bmp: &[u8], range: Range<usize>) -> u16 {
     let mut b = [0; 2];
     b.copy_from_slice(&bmp[range]);
     u16::from_le_bytes(b)
 }
 
-fn read_u32(bmp: &[u8], range: std::ops::Range<usize>) -> u32 {
+fn read_u32(bmp: &[u8], range: Range<usize>) -> u32 {
     let mut b = [0; 4];
     b.copy_from_slice(&bmp[range]);
     u32::from_le_bytes(b)
@@ -335,7 +339,7 @@ enum Layout {
     Words { red: u32, green: u32, blue: u32 },
     /// 8-bit indices into a palette of `colors` entries.
     Indexed8 { palette: [u32; 256], colors: u32 },
-    /// 1- or 4-bit indices, decoded by the `bmp` crate.
+    /// 1- or 4-bit indices into `colors` entries, decoded by the `bmp` crate.
     Fallback { colors: u32 },
 }
 
@@ -343,6 +347,371 @@ enum Layout {
 fn mask_shift(mask: u32) -> Option<u32> {
     let shift = mask.trailing_zeros();
     (shift <= 24 && mask >> shift == 0xff).then_some(shift)
+}
+
+/// A BMP file that passed every check: what `Info::parse` returns is
+/// consistent with the bytes it borrows, so decoding it cannot fail or
+/// panic (except inside the `bmp` crate, for 1- and 4-bit files).
+///
+/// The invariants the decoders rely on:
+/// - `width` and `height` are in 1..=[`MAX_DIMENSION`], and `width * height`
+///   is within the caller's pixel cap;
+/// - `pixels` is exactly `height` rows of `row_len` bytes, and `row_len`
+///   holds `width` pixels of `bits` bits;
+/// - every palette index in the rows names a palette entry.
+struct Info<'a> {
+    /// The whole file: the `bmp` crate reads it again for 1- and 4-bit images.
+    file: &'a [u8],
+    width: u32,
+    height: u32,
+    /// Rows are stored top row first (negative height), not bottom row first.
+    top_down: bool,
+    bits: u16,
+    /// Bytes per stored row, padding included.
+    row_len: usize,
+    /// The stored rows, exactly `row_len * height` bytes.
+    pixels: &'a [u8],
+    layout: Layout,
+}
+
+impl<'a> Info<'a> {
+    /// Checks every header field of `bmp` against the file, and refuses
+    /// more than `max_pixels` pixels as soon as the dimensions are read.
+    /// Allocates nothing. The order of the checks decides which error a
+    /// file with several faults gets; the tests and the fuzz target pin it.
+    fn parse(bmp: &'a [u8], max_pixels: usize) -> Result<Self, BmpError> {
+        let info_size = check_file_header(bmp)?;
+        let (width, height, top_down) = read_dimensions(bmp, max_pixels)?;
+        let (bits, compression) = read_format(bmp)?;
+        let (layout, min_offset) = read_layout(bmp, info_size, bits, compression)?;
+        let row_len = row_len(width, bits);
+        let pixels = pixel_rows(bmp, min_offset, row_len, height)?;
+        let info = Info {
+            file: bmp,
+            width,
+            height,
+            top_down,
+            bits,
+            row_len,
+            pixels,
+            layout,
+        };
+        info.check_fallback_header(info_size)?;
+        info.check_palette_indices()?;
+        Ok(info)
+    }
+
+    /// The `bmp` crate knows only three info header sizes; refuse the
+    /// others here rather than let it misread them. Checked last, so a
+    /// broken 1- or 4-bit file gets the same error as any other depth.
+    fn check_fallback_header(&self, info_size: u32) -> Result<(), BmpError> {
+        if matches!(self.layout, Layout::Fallback { .. }) && !matches!(info_size, 40 | 108 | 124) {
+            return Err(BmpError::UnsupportedHeader { size: info_size });
+        }
+        Ok(())
+    }
+
+    /// Proves that every palette index the decoder will read exists. Only a
+    /// palette shorter than the depth can index can be overrun, so files
+    /// with a full palette (what OpenCV writes) skip the scan. The `bmp`
+    /// crate indexes its palette without checks, hence the same scan for
+    /// 1- and 4-bit files.
+    fn check_palette_indices(&self) -> Result<(), BmpError> {
+        let rows = self.pixels.chunks_exact(self.row_len);
+        let width = self.width as usize;
+        match self.layout {
+            Layout::Indexed8 { colors, .. } if colors < 256 => {
+                let indices = move |row: &'a [u8]| row.iter().take(width).copied();
+                // Top row first, as the decoder meets them: the index named
+                // is the first bad one the image shows.
+                if self.top_down {
+                    check_indices(rows.flat_map(indices), colors)
+                } else {
+                    check_indices(rows.rev().flat_map(indices), colors)
+                }
+            }
+            Layout::Fallback { colors } if colors < 1 << self.bits => {
+                let bits = usize::from(self.bits);
+                let per_byte = 8 / bits;
+                let mask = (1u8 << bits) - 1;
+                let indices = rows.flat_map(|row| {
+                    (0..width)
+                        .map(move |x| row[x / per_byte] >> (8 - bits * (x % per_byte + 1)) & mask)
+                });
+                check_indices(indices, colors)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Fails with the first of `indices` that names no entry of a palette of
+/// `colors` colours.
+fn check_indices(mut indices: impl Iterator<Item = u8>, colors: u32) -> Result<(), BmpError> {
+    match indices.find(|&index| u32::from(index) >= colors) {
+        Some(index) => Err(BmpError::BadPaletteIndex { index, colors }),
+        None => Ok(()),
+    }
+}
+
+/// The magic, the declared file size against the buffer's, and the info
+/// header's size (one of the Windows versions), which must all be present.
+/// Returns that size.
+fn check_file_header(bmp: &[u8]) -> Result<u32, BmpError> {
+    if bmp.len() >= field::MAGIC.end && bmp[field::MAGIC] != MAGIC {
+        return Err(BmpError::BadMagic {
+            found: [bmp[0], bmp[1]],
+        });
+    }
+    need(bmp, field::INFO_SIZE.end)?;
+    let declared = read_u32(bmp, field::FILE_SIZE);
+    if declared as usize != bmp.len() {
+        return Err(BmpError::SizeMismatch {
+            declared,
+            actual: bmp.len(),
+        });
+    }
+    let info_size = read_u32(bmp, field::INFO_SIZE);
+    if !INFO_HEADER_SIZES.contains(&info_size) {
+        return Err(BmpError::UnsupportedHeader { size: info_size });
+    }
+    // One of `INFO_HEADER_SIZES`, so at most 138.
+    need(bmp, field::INFO + info_size as usize)?;
+    Ok(info_size)
+}
+
+/// Width, height and row order, checked against [`MAX_DIMENSION`] and then
+/// against `max_pixels`, before any other field is looked at: a small
+/// 1-bit file can claim a gigabyte of pixels.
+fn read_dimensions(bmp: &[u8], max_pixels: usize) -> Result<(u32, u32, bool), BmpError> {
+    let raw_width = read_u32(bmp, field::WIDTH) as i32;
+    let raw_height = read_u32(bmp, field::HEIGHT) as i32;
+    check_dimensions(i64::from(raw_width), i64::from(raw_height).abs()).map_err(|_| {
+        BmpError::BadDimensions {
+            width: i64::from(raw_width),
+            height: i64::from(raw_height),
+        }
+    })?;
+    let width = raw_width.unsigned_abs();
+    let height = raw_height.unsigned_abs();
+    let pixels = (width as usize).checked_mul(height as usize);
+    if pixels.map_or(true, |pixels| pixels > max_pixels) {
+        return Err(BmpError::TooManyPixels {
+            width,
+            height,
+            max: max_pixels,
+        });
+    }
+    Ok((width, height, raw_height < 0))
+}
+
+/// Planes, bits per pixel and compression. Returns `(bits, compression)`,
+/// a combination the decoder supports.
+fn read_format(bmp: &[u8]) -> Result<(u16, u32), BmpError> {
+    let planes = read_u16(bmp, field::PLANES);
+    if planes != 1 {
+        return Err(BmpError::BadPlanes { planes });
+    }
+    let bits = read_u16(bmp, field::BITS);
+    if !matches!(bits, 1 | 4 | 8 | 24 | 32) {
+        return Err(BmpError::UnsupportedDepth { bits });
+    }
+    let compression = read_u32(bmp, field::COMPRESSION);
+    match (compression, bits) {
+        (BI_RGB, _) | (BI_BITFIELDS, 32) => Ok((bits, compression)),
+        _ => Err(BmpError::UnsupportedCompression { compression, bits }),
+    }
+}
+
+/// What sits between the info header and the pixels (bit-field masks or a
+/// palette), read into a [`Layout`]. Also returns where the pixels may
+/// start at the earliest: after the headers and whatever follows them.
+fn read_layout(
+    bmp: &[u8],
+    info_size: u32,
+    bits: u16,
+    compression: u32,
+) -> Result<(Layout, usize), BmpError> {
+    let headers_end = field::INFO + info_size as usize;
+    if compression == BI_BITFIELDS {
+        let mut min_offset = headers_end;
+        if info_size == INFO_HEADER_LEN {
+            // BITMAPINFOHEADER keeps the three masks after the header.
+            min_offset = field::BLUE_MASK.end;
+            need(bmp, min_offset)?;
+        }
+        let (r, g, b) = (
+            read_u32(bmp, field::RED_MASK),
+            read_u32(bmp, field::GREEN_MASK),
+            read_u32(bmp, field::BLUE_MASK),
+        );
+        return match (mask_shift(r), mask_shift(g), mask_shift(b)) {
+            (Some(red), Some(green), Some(blue)) => {
+                Ok((Layout::Words { red, green, blue }, min_offset))
+            }
+            _ => Err(BmpError::UnsupportedMasks {
+                red: r,
+                green: g,
+                blue: b,
+            }),
+        };
+    }
+    match bits {
+        1 | 4 | 8 => {
+            let max = 1u32 << bits;
+            let colors = match read_u32(bmp, field::COLORS_USED) {
+                0 => max,
+                n => n,
+            };
+            if colors > max {
+                return Err(BmpError::BadPalette { colors, max });
+            }
+            // At most 138 + 256 * 4.
+            let min_offset = headers_end + colors as usize * PALETTE_ENTRY_LEN;
+            need(bmp, min_offset)?;
+            if bits != 8 {
+                return Ok((Layout::Fallback { colors }, min_offset));
+            }
+            let mut palette = [0u32; 256];
+            for (entry, color) in bmp[headers_end..min_offset]
+                .chunks_exact(PALETTE_ENTRY_LEN)
+                .zip(palette.iter_mut())
+            {
+                *color = u32::from_le_bytes([entry[0], entry[1], entry[2], 0]);
+            }
+            Ok((Layout::Indexed8 { palette, colors }, min_offset))
+        }
+        24 => Ok((Layout::Bgr, headers_end)),
+        // 32-bit BI_RGB is B, G, R, unused.
+        _ => Ok((
+            Layout::Words {
+                red: 16,
+                green: 8,
+                blue: 0,
+            },
+            headers_end,
+        )),
+    }
+}
+
+/// The pixel data offset and the image size field, checked against the
+/// file; returns exactly the `height` stored rows of `row_len` bytes.
+/// Sums saturate: a sum too large for `usize` is past any buffer's end,
+/// which is the error it deserves.
+fn pixel_rows(
+    bmp: &[u8],
+    min_offset: usize,
+    row_len: usize,
+    height: u32,
+) -> Result<&[u8], BmpError> {
+    let offset = read_u32(bmp, field::PIXEL_OFFSET);
+    if (offset as usize) < min_offset || offset as usize > bmp.len() {
+        return Err(BmpError::BadPixelOffset {
+            offset,
+            min: min_offset,
+            len: bmp.len(),
+        });
+    }
+    let offset = offset as usize;
+    let data_len = row_len.saturating_mul(height as usize);
+    let data_end = offset.saturating_add(data_len);
+    if data_end > bmp.len() {
+        return Err(BmpError::PixelsTruncated {
+            need: data_end,
+            have: bmp.len(),
+        });
+    }
+    let image_size = read_u32(bmp, field::IMAGE_SIZE);
+    if image_size != 0
+        && ((image_size as usize) < data_len
+            || offset.saturating_add(image_size as usize) > bmp.len())
+    {
+        return Err(BmpError::ImageSizeMismatch {
+            declared: image_size,
+            expected: data_len,
+        });
+    }
+    Ok(&bmp[offset..data_end])
+}
+
+// Decoding: given a parsed `Info`, nothing below can fail except the
+// `bmp` crate, and no index is out of bounds.
+impl Info<'_> {
+    /// Replaces `out` with the image, top row first. Only the 1- and 4-bit
+    /// fallback can fail, when the `bmp` crate refuses what was checked.
+    fn decode(&self, out: &mut Vec<u32>) -> Result<(), BmpError> {
+        match &self.layout {
+            Layout::Bgr => self.decode_rows(out, pixel::bgr_row_to_0rgb),
+            Layout::Words { red, green, blue } => self.decode_rows(out, |row, dst| {
+                for (p, o) in row.chunks_exact(4).zip(dst.iter_mut()) {
+                    let p = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+                    *o = (p >> red & 0xff) << 16 | (p >> green & 0xff) << 8 | (p >> blue & 0xff);
+                }
+            }),
+            Layout::Indexed8 { palette, .. } => self.decode_rows(out, |row, dst| {
+                for (&i, o) in row.iter().zip(dst.iter_mut()) {
+                    *o = palette[usize::from(i)];
+                }
+            }),
+            Layout::Fallback { .. } => return self.decode_fallback(out),
+        }
+        Ok(())
+    }
+
+    /// Fills `out` with `width * height` pixels, one stored row at a time.
+    /// `convert` writes one row's pixels and must stop at the shorter of
+    /// its slices: stored rows carry padding past the last pixel.
+    fn decode_rows(&self, out: &mut Vec<u32>, convert: impl Fn(&[u8], &mut [u32])) {
+        let width = self.width as usize;
+        let len = width * self.height as usize;
+        // `truncate` + `resize` only writes elements that are new.
+        out.truncate(len);
+        out.resize(len, 0);
+        let rows = self.pixels.chunks_exact(self.row_len);
+        let dst = out.chunks_exact_mut(width);
+        // File rows run bottom-up unless the height is negative.
+        if self.top_down {
+            rows.zip(dst).for_each(|(row, dst)| convert(row, dst));
+        } else {
+            rows.rev().zip(dst).for_each(|(row, dst)| convert(row, dst));
+        }
+    }
+
+    /// 1- and 4-bit images through the `bmp` crate, which reads the whole
+    /// file again; `parse` proved it holds what the crate will index.
+    fn decode_fallback(&self, out: &mut Vec<u32>) -> Result<(), BmpError> {
+        let bits = self.bits;
+        let image = bmp::from_reader(&mut &self.file[..]).map_err(|e| BmpError::Fallback {
+            bits,
+            reason: match e.kind {
+                bmp::BmpErrorKind::WrongMagicNumbers => "wrong magic numbers",
+                bmp::BmpErrorKind::UnsupportedBitsPerPixel => "unsupported bits per pixel",
+                bmp::BmpErrorKind::UnsupportedCompressionType => "unsupported compression",
+                bmp::BmpErrorKind::UnsupportedBmpVersion => "unsupported BMP version",
+                bmp::BmpErrorKind::UnsupportedHeader => "unsupported header",
+                bmp::BmpErrorKind::BmpIoError(_) => "read error",
+            },
+        })?;
+        let (width, height) = (self.width, self.height);
+        if (image.get_width(), image.get_height()) != (width, height) {
+            return Err(BmpError::Fallback {
+                bits,
+                reason: "the bmp crate read different dimensions",
+            });
+        }
+        out.clear();
+        out.reserve_exact(width as usize * height as usize);
+        for y in 0..height {
+            // The crate assumes bottom-up rows: `get_pixel(x, 0)` is the last
+            // row stored. For top-down files, ask for the mirrored row.
+            let y = if self.top_down { height - 1 - y } else { y };
+            out.extend((0..width).map(|x| {
+                let p = image.get_pixel(x, y);
+                u32::from(p.r) << 16 | u32::from(p.g) << 8 | u32::from(p.b)
+            }));
+        }
+        Ok(())
+    }
 }
 
 /// Decodes a BMP file into `out` as 0RGB `u32` pixels (minifb's format),
@@ -369,255 +738,9 @@ pub fn decode_0rgb_capped(
     max_pixels: usize,
     out: &mut Vec<u32>,
 ) -> Result<(u32, u32), BmpError> {
-    if bmp.len() >= field::MAGIC.end && bmp[field::MAGIC] != MAGIC {
-        return Err(BmpError::BadMagic {
-            found: [bmp[0], bmp[1]],
-        });
-    }
-    need(bmp, field::INFO_SIZE.end)?;
-    let declared = read_u32(bmp, field::FILE_SIZE);
-    if declared as usize != bmp.len() {
-        return Err(BmpError::SizeMismatch {
-            declared,
-            actual: bmp.len(),
-        });
-    }
-    let info_size = read_u32(bmp, field::INFO_SIZE);
-    if !INFO_HEADER_SIZES.contains(&info_size) {
-        return Err(BmpError::UnsupportedHeader { size: info_size });
-    }
-    let headers_end = field::INFO + info_size as usize;
-    need(bmp, headers_end)?;
-
-    let raw_width = read_u32(bmp, field::WIDTH) as i32;
-    let raw_height = read_u32(bmp, field::HEIGHT) as i32;
-    let top_down = raw_height < 0;
-    check_dimensions(i64::from(raw_width), i64::from(raw_height).abs()).map_err(|_| {
-        BmpError::BadDimensions {
-            width: i64::from(raw_width),
-            height: i64::from(raw_height),
-        }
-    })?;
-    let width = raw_width.unsigned_abs();
-    let height = raw_height.unsigned_abs();
-    // Checked dimensions are at most 16384: the product fits in usize.
-    if width as usize * height as usize > max_pixels {
-        return Err(BmpError::TooManyPixels {
-            width,
-            height,
-            max: max_pixels,
-        });
-    }
-
-    let planes = read_u16(bmp, field::PLANES);
-    if planes != 1 {
-        return Err(BmpError::BadPlanes { planes });
-    }
-    let bits = read_u16(bmp, field::BITS);
-    if !matches!(bits, 1 | 4 | 8 | 24 | 32) {
-        return Err(BmpError::UnsupportedDepth { bits });
-    }
-    let compression = read_u32(bmp, field::COMPRESSION);
-    match (compression, bits) {
-        (BI_RGB, _) | (BI_BITFIELDS, 32) => {}
-        _ => return Err(BmpError::UnsupportedCompression { compression, bits }),
-    }
-
-    // What sits between the info header and the pixels: masks or a palette.
-    let mut min_offset = headers_end;
-    let layout = if compression == BI_BITFIELDS {
-        if info_size == INFO_HEADER_LEN {
-            // BITMAPINFOHEADER keeps the three masks after the header.
-            min_offset = field::BLUE_MASK.end;
-            need(bmp, min_offset)?;
-        }
-        let (r, g, b) = (
-            read_u32(bmp, field::RED_MASK),
-            read_u32(bmp, field::GREEN_MASK),
-            read_u32(bmp, field::BLUE_MASK),
-        );
-        match (mask_shift(r), mask_shift(g), mask_shift(b)) {
-            (Some(red), Some(green), Some(blue)) => Layout::Words { red, green, blue },
-            _ => {
-                return Err(BmpError::UnsupportedMasks {
-                    red: r,
-                    green: g,
-                    blue: b,
-                })
-            }
-        }
-    } else if bits <= 8 {
-        let max = 1u32 << bits;
-        let colors = match read_u32(bmp, field::COLORS_USED) {
-            0 => max,
-            n => n,
-        };
-        if colors > max {
-            return Err(BmpError::BadPalette { colors, max });
-        }
-        min_offset = headers_end + colors as usize * PALETTE_ENTRY_LEN;
-        need(bmp, min_offset)?;
-        if bits == 8 {
-            let mut palette = [0u32; 256];
-            for (entry, color) in bmp[headers_end..min_offset]
-                .chunks_exact(PALETTE_ENTRY_LEN)
-                .zip(palette.iter_mut())
-            {
-                *color = u32::from_le_bytes([entry[0], entry[1], entry[2], 0]);
-            }
-            Layout::Indexed8 { palette, colors }
-        } else {
-            Layout::Fallback { colors }
-        }
-    } else if bits == 24 {
-        Layout::Bgr
-    } else {
-        // 32-bit BI_RGB is B, G, R, unused.
-        Layout::Words {
-            red: 16,
-            green: 8,
-            blue: 0,
-        }
-    };
-
-    let offset = read_u32(bmp, field::PIXEL_OFFSET);
-    if (offset as usize) < min_offset || offset as usize > bmp.len() {
-        return Err(BmpError::BadPixelOffset {
-            offset,
-            min: min_offset,
-            len: bmp.len(),
-        });
-    }
-    let offset = offset as usize;
-    let stored_row = row_len(width, bits);
-    // Dimensions are at most 16384 and rows at most 65536 bytes: no overflow.
-    let data_len = stored_row * height as usize;
-    let data_end = offset + data_len;
-    if data_end > bmp.len() {
-        return Err(BmpError::PixelsTruncated {
-            need: data_end,
-            have: bmp.len(),
-        });
-    }
-    let image_size = read_u32(bmp, field::IMAGE_SIZE);
-    if image_size != 0
-        && ((image_size as usize) < data_len || offset + image_size as usize > bmp.len())
-    {
-        return Err(BmpError::ImageSizeMismatch {
-            declared: image_size,
-            expected: data_len,
-        });
-    }
-
-    // Every header field is checked and the pixels are present: only now
-    // allocate. `truncate` + `resize` only writes elements that are new.
-    let (w, h) = (width as usize, height as usize);
-    let pixels = &bmp[offset..data_end];
-    if let Layout::Fallback { colors } = layout {
-        decode_fallback(bmp, pixels, width, height, bits, colors, top_down, out)?;
-        return Ok((width, height));
-    }
-    out.truncate(w * h);
-    out.resize(w * h, 0);
-    let rows = pixels.chunks_exact(stored_row);
-    // File rows run bottom-up unless the height is negative.
-    let rows: Box<dyn Iterator<Item = &[u8]>> = if top_down {
-        Box::new(rows)
-    } else {
-        Box::new(rows.rev())
-    };
-    for (row, dst) in rows.zip(out.chunks_exact_mut(w)) {
-        match &layout {
-            Layout::Bgr => pixel::bgr_row_to_0rgb(&row[..w * 3], dst),
-            Layout::Words { red, green, blue } => {
-                for (p, o) in row.chunks_exact(4).zip(dst.iter_mut()) {
-                    let p = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
-                    *o = (p >> red & 0xff) << 16 | (p >> green & 0xff) << 8 | (p >> blue & 0xff);
-                }
-            }
-            Layout::Indexed8 { palette, colors } => {
-                let row = &row[..w];
-                if *colors < 256 {
-                    if let Some(&index) = row.iter().find(|&&i| u32::from(i) >= *colors) {
-                        return Err(BmpError::BadPaletteIndex {
-                            index,
-                            colors: *colors,
-                        });
-                    }
-                }
-                for (&i, o) in row.iter().zip(dst.iter_mut()) {
-                    *o = palette[usize::from(i)];
-                }
-            }
-            Layout::Fallback { .. } => {}
-        }
-    }
-    Ok((width, height))
-}
-
-/// 1- and 4-bit images through the `bmp` crate. The crate indexes its
-/// palette and the file without checks, so first prove that every index
-/// it will read exists (the caller already proved the rows are present).
-#[allow(clippy::too_many_arguments)]
-fn decode_fallback(
-    bmp: &[u8],
-    pixels: &[u8],
-    width: u32,
-    height: u32,
-    bits: u16,
-    colors: u32,
-    top_down: bool,
-    out: &mut Vec<u32>,
-) -> Result<(), BmpError> {
-    let info_size = read_u32(bmp, field::INFO_SIZE);
-    // The crate knows only these three info header sizes.
-    if !matches!(info_size, 40 | 108 | 124) {
-        return Err(BmpError::UnsupportedHeader { size: info_size });
-    }
-    let (w, h) = (width as usize, height as usize);
-    let stored_row = row_len(width, bits);
-    if colors < 1 << bits {
-        let per_byte = 8 / usize::from(bits);
-        let mask = (1u8 << bits) - 1;
-        for row in pixels.chunks_exact(stored_row) {
-            for x in 0..w {
-                let shift = 8 - usize::from(bits) * (x % per_byte + 1);
-                let index = row[x / per_byte] >> shift & mask;
-                if u32::from(index) >= colors {
-                    return Err(BmpError::BadPaletteIndex { index, colors });
-                }
-            }
-        }
-    }
-    let image = bmp::from_reader(&mut &bmp[..]).map_err(|e| BmpError::Fallback {
-        bits,
-        reason: match e.kind {
-            bmp::BmpErrorKind::WrongMagicNumbers => "wrong magic numbers",
-            bmp::BmpErrorKind::UnsupportedBitsPerPixel => "unsupported bits per pixel",
-            bmp::BmpErrorKind::UnsupportedCompressionType => "unsupported compression",
-            bmp::BmpErrorKind::UnsupportedBmpVersion => "unsupported BMP version",
-            bmp::BmpErrorKind::UnsupportedHeader => "unsupported header",
-            bmp::BmpErrorKind::BmpIoError(_) => "read error",
-        },
-    })?;
-    if (image.get_width(), image.get_height()) != (width, height) {
-        return Err(BmpError::Fallback {
-            bits,
-            reason: "the bmp crate read different dimensions",
-        });
-    }
-    out.clear();
-    out.reserve_exact(w * h);
-    for y in 0..height {
-        // The crate assumes bottom-up rows: `get_pixel(x, 0)` is the last
-        // row stored. For top-down files, ask for the mirrored row.
-        let y = if top_down { height - 1 - y } else { y };
-        out.extend((0..width).map(|x| {
-            let p = image.get_pixel(x, y);
-            u32::from(p.r) << 16 | u32::from(p.g) << 8 | u32::from(p.b)
-        }));
-    }
-    Ok(())
+    let info = Info::parse(bmp, max_pixels)?;
+    info.decode(out)?;
+    Ok((info.width, info.height))
 }
 
 #[cfg(test)]
