@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use proto::wire::CameraId;
 
 /// Exit status when the camera was lost (ENODEV, EIO, or no frame within
 /// `--capture-timeout`) and `--reopen` is off. Distinct from 1 (any other
@@ -44,7 +45,7 @@ pub struct Args {
 
     /// Camera id sent in every frame header, 0-255; the viewer opens one window per id.
     #[arg(long, value_name = "N", default_value_t = 0)]
-    pub id: u8,
+    pub id: CameraId,
 
     /// Where frames come from: `v4l2` (the camera at --device), `pattern`
     /// (moving 75% colour bars, no camera needed) or `file:PATH` (raw YUYV
@@ -229,11 +230,9 @@ mod tests {
                 height: 480
             })
         );
-        assert!(parse_size("641x480").is_err());
-        assert!(parse_size("0x480").is_err());
-        assert!(parse_size("640x16385").is_err());
-        assert!(parse_size("640").is_err());
-        assert!(parse_size("axb").is_err());
+        for bad in ["641x480", "0x480", "640x16385", "640", "axb"] {
+            assert!(parse_size(bad).is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]
@@ -243,19 +242,19 @@ mod tests {
             parse_source("file:a/b.yuyv"),
             Ok(Source::File("a/b.yuyv".into()))
         );
-        assert!(parse_source("file:").is_err());
-        assert!(parse_source("camera").is_err());
+        for bad in ["file:", "camera"] {
+            assert!(parse_source(bad).is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]
     fn servers() {
-        assert!(parse_server("127.0.0.1:5000").is_ok());
-        assert!(parse_server("[::1]:5000").is_ok());
-        assert!(parse_server("viewer.local:5000").is_ok());
-        assert!(parse_server("127.0.0.1").is_err());
-        assert!(parse_server(":5000").is_err());
-        assert!(parse_server("host:0").is_err());
-        assert!(parse_server("host:99999").is_err());
+        for good in ["127.0.0.1:5000", "[::1]:5000", "viewer.local:5000"] {
+            assert_eq!(parse_server(good).as_deref(), Ok(good));
+        }
+        for bad in ["127.0.0.1", ":5000", "host:0", "host:99999"] {
+            assert!(parse_server(bad).is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]
