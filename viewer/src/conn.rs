@@ -1,11 +1,24 @@
-//! One client connection: a non-blocking socket, a bounded input buffer and a
-//! proto frame reader. It knows nothing about poll, decoding or windows: the
-//! server calls [`Conn::read_some`] when the socket is readable and gets back
-//! complete frames, or the reason the connection is over.
+//! One client connection: a non-blocking socket, a bounded input buffer, a
+//! proto frame reader, and the connection's stats. It knows nothing about
+//! poll, decoding or windows; the server owns the set of connections and
+//! asks each one (mio's `tcp_server` shape):
+//!
+//! - [`Conn::read_some`], when poll says the socket is readable or input is
+//!   left over: the complete frames, or why the connection is over;
+//! - [`Conn::pause`] and [`Conn::resume`], around the time the server does not
+//!   read it (a recording backlog), which the idle timeout must not count;
+//! - [`Conn::idle_deadline`] and [`Conn::close_reason`]: when the peer has
+//!   been silent too long in the middle of a frame;
+//! - `frame_skipped`, `frame_decoded`, `frame_shown` and
+//!   [`Conn::take_stats_line`]: what became of its frames.
+//!
+//! `Conn` is generic over its stream only so that a test can hand it more
+//! input at once than a loopback socket buffers; the server uses `TcpStream`.
 
 use std::fmt;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use proto::wire::{CameraId, Frame, FrameReader, WireError};
@@ -21,9 +34,6 @@ pub const INPUT_BUF_LEN: usize = 128 << 10;
 /// camera cannot starve the others (poll is level-triggered: the rest is read
 /// on the next turn).
 pub const READ_BUDGET: usize = 1 << 20;
-
-/// The server's handle for a connection.
-pub type ConnId = u64;
 
 /// A complete frame, as [`Conn::read_some`] hands it over.
 #[derive(Debug)]
@@ -112,39 +122,63 @@ pub enum Status {
     Eof,
 }
 
-pub struct Conn {
-    stream: TcpStream,
-    pub peer: SocketAddr,
+/// One client connection; every field is its own, behind the methods below.
+pub struct Conn<S = TcpStream> {
+    stream: S,
+    peer: SocketAddr,
     reader: FrameReader,
     input: Box<[u8]>,
     /// `input[start..end]` is read but not yet fed to `reader`.
     start: usize,
     end: usize,
     /// The camera id of the latest header seen, for log lines.
-    pub camera_id: Option<CameraId>,
+    camera_id: Option<CameraId>,
     /// Complete frames received; also the next frame's sequence number.
-    pub frames: u64,
+    frames: u64,
+    /// Part of a frame, then this long without a byte, closes the connection.
+    idle_timeout: Duration,
     /// When a byte last arrived (or reading last resumed after a pause).
-    pub last_rx: Instant,
+    last_rx: Instant,
     /// When the `read` that filled `input[..end]` returned.
     read_at: Instant,
-    /// True while the server does not read this connection (recording backlog).
-    pub paused: bool,
+    /// True while the server does not read this connection.
+    paused: bool,
     /// Size of the latest decoded frame.
-    pub size: Option<(u32, u32)>,
-    pub stats: Stats,
+    size: Option<(u32, u32)>,
+    stats: Stats,
 }
 
 impl Conn {
-    /// Takes an accepted stream and makes it non-blocking.
+    /// Takes an accepted stream and makes it non-blocking. A connection
+    /// that stops for `idle_timeout` in the middle of a frame is closed.
     pub fn new(
         stream: TcpStream,
         peer: SocketAddr,
         max_body_len: u32,
+        idle_timeout: Duration,
         now: Instant,
     ) -> io::Result<Conn> {
         stream.set_nonblocking(true)?;
-        Ok(Conn {
+        Ok(Conn::from_stream(
+            stream,
+            peer,
+            max_body_len,
+            idle_timeout,
+            now,
+        ))
+    }
+}
+
+impl<S: Read> Conn<S> {
+    /// `stream` must be non-blocking: `read_some` reads until it would block.
+    fn from_stream(
+        stream: S,
+        peer: SocketAddr,
+        max_body_len: u32,
+        idle_timeout: Duration,
+        now: Instant,
+    ) -> Conn<S> {
+        Conn {
             stream,
             peer,
             reader: FrameReader::new(max_body_len),
@@ -153,31 +187,13 @@ impl Conn {
             end: 0,
             camera_id: None,
             frames: 0,
+            idle_timeout,
             last_rx: now,
             read_at: now,
             paused: false,
             size: None,
             stats: Stats::new(now),
-        })
-    }
-
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
-    }
-
-    /// True when read bytes are waiting to be fed (left over after `max_frames`).
-    pub fn has_buffered_input(&self) -> bool {
-        self.start < self.end
-    }
-
-    /// True when part of a frame has arrived but not all of it.
-    pub fn is_mid_frame(&self) -> bool {
-        self.reader.is_mid_frame() || self.has_buffered_input()
-    }
-
-    /// Bytes of the unfinished frame received so far.
-    pub fn partial_len(&self) -> usize {
-        self.reader.buffered_len() + (self.end - self.start)
+        }
     }
 
     /// `camera 3 (10.0.0.5:41234)`, or `camera ? (...)` before any header.
@@ -186,6 +202,99 @@ impl Conn {
             camera_id: self.camera_id,
             peer: self.peer,
         }
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The camera id of the latest header, `None` before the first.
+    pub fn camera_id(&self) -> Option<CameraId> {
+        self.camera_id
+    }
+
+    /// Complete frames received so far.
+    pub fn frames_received(&self) -> u64 {
+        self.frames
+    }
+
+    /// True when read bytes are waiting to be fed (left over after
+    /// `max_frames`): call [`Conn::read_some`] again without waiting for poll.
+    pub fn has_buffered_input(&self) -> bool {
+        self.start < self.end
+    }
+
+    /// True when part of a frame has arrived but not all of it.
+    fn is_mid_frame(&self) -> bool {
+        self.reader.is_mid_frame() || self.has_buffered_input()
+    }
+
+    /// Bytes of the unfinished frame received so far.
+    fn partial_len(&self) -> usize {
+        self.reader.buffered_len() + (self.end - self.start)
+    }
+
+    /// The server stops reading this connection (its recording backlog is
+    /// full). The idle timeout stops too: the silence is ours, not the peer's.
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// The server reads this connection again from `now`; the idle timeout
+    /// starts over. Does nothing if it was not paused.
+    pub fn resume(&mut self, now: Instant) {
+        if self.paused {
+            self.paused = false;
+            self.last_rx = now;
+        }
+    }
+
+    /// When this connection will have been silent too long: only while part
+    /// of a frame has arrived and the server is reading it.
+    pub fn idle_deadline(&self) -> Option<Instant> {
+        (self.is_mid_frame() && !self.paused).then(|| self.last_rx + self.idle_timeout)
+    }
+
+    /// Why this connection must be closed at `now` though its socket said
+    /// nothing: a frame started and then silence past the idle deadline.
+    pub fn close_reason(&self, now: Instant) -> Option<CloseError> {
+        let deadline = self.idle_deadline()?;
+        (now >= deadline).then(|| CloseError::Idle {
+            received_len: self.partial_len(),
+            timeout: self.idle_timeout,
+        })
+    }
+
+    /// A newer frame of this connection replaced this one before a decoder
+    /// took it.
+    pub fn frame_skipped(&mut self) {
+        self.stats.skipped();
+    }
+
+    /// A frame of this connection decoded at `now` to `width` x `height`.
+    /// Returns true when that size differs from the previous frame's (or
+    /// this is the first).
+    pub fn frame_decoded(&mut self, width: u32, height: u32, now: Instant) -> bool {
+        self.stats.decoded(now);
+        let changed = self.size != Some((width, height));
+        self.size = Some((width, height));
+        changed
+    }
+
+    /// A frame was shown (or would have been, headless) `latency` after its
+    /// last byte was read.
+    pub fn frame_shown(&mut self, latency: Duration) {
+        self.stats.shown(latency);
+    }
+
+    /// Decoded frames per second, as last computed (for the window title).
+    pub fn fps(&self) -> f64 {
+        self.stats.fps()
+    }
+
+    /// The stats line since the last call; starts the next interval.
+    pub fn take_stats_line(&mut self, now: Instant) -> String {
+        self.stats.take_line(now, self.size)
     }
 
     /// Reads up to [`READ_BUDGET`] bytes and appends the frames they complete
@@ -271,6 +380,13 @@ impl Conn {
     }
 }
 
+/// What the server's poll(2) watches.
+impl<S: AsFd> AsFd for Conn<S> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
 /// How log lines name a connection: `camera 3 (10.0.0.5:41234)`.
 #[derive(Debug, Clone, Copy)]
 pub struct Label {
@@ -295,4 +411,409 @@ pub fn would_block(e: &io::Error) -> bool {
 /// A signal interrupted the call: retry it (mio's helper).
 pub fn interrupted(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Interrupted
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each test drives a real loopback TCP pair the way the server does:
+    //! wait for poll, call `read_some`, look at what came back. Only the
+    //! read-budget test uses a stand-in stream (see [`Flood`]).
+
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::thread::sleep;
+
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::socket::{setsockopt, sockopt};
+    use proto::wire;
+
+    use super::*;
+
+    const MAX_BODY_LEN: u32 = 1000;
+    const IDLE: Duration = Duration::from_secs(10);
+    /// Bounds every wait, so a bug fails a test instead of hanging it.
+    const PATIENCE: Duration = Duration::from_secs(10);
+    /// `read_some`'s `max_frames` when the server has room for any number.
+    const ANY: usize = usize::MAX;
+
+    /// A connected loopback pair: the viewer's end as a `Conn`, and the
+    /// camera's end.
+    fn pair() -> (Conn, TcpStream) {
+        pair_at(Instant::now())
+    }
+
+    /// [`pair`], its connection accepted at `now`.
+    fn pair_at(now: Instant) -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let camera = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        // One-byte writes must leave at once, not wait for Nagle.
+        camera.set_nodelay(true).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        let conn = Conn::new(stream, peer, MAX_BODY_LEN, IDLE, now).unwrap();
+        (conn, camera)
+    }
+
+    fn frame_bytes(camera_id: CameraId, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::encode_frame(camera_id, body, &mut out).unwrap();
+        out
+    }
+
+    /// Waits until poll says the connection is readable, as the server does
+    /// before reading it.
+    fn wait_readable(conn: &Conn) {
+        let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(PATIENCE).unwrap();
+        assert_eq!(poll(&mut fds, timeout).unwrap(), 1, "not readable");
+    }
+
+    /// Waits until `len` bytes wait in the viewer's socket, so that one
+    /// `read` takes them all.
+    fn wait_queued(conn: &Conn, len: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        let mut buf = vec![0; len];
+        while conn.stream.peek(&mut buf).unwrap_or(0) < len {
+            assert!(Instant::now() < deadline, "{len} bytes never arrived");
+            sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// One `read_some` after poll, with room for any number of frames.
+    fn read(conn: &mut Conn) -> (Result<Status, Close>, Vec<Received>) {
+        wait_readable(conn);
+        let mut frames = Vec::new();
+        let result = conn.read_some(Instant::now(), ANY, &mut frames);
+        (result, frames)
+    }
+
+    /// Reads until the connection is over: its frames, and how it ended.
+    fn read_to_end(conn: &mut Conn) -> (Vec<Received>, Result<Status, Close>) {
+        let mut frames = Vec::new();
+        loop {
+            wait_readable(conn);
+            match conn.read_some(Instant::now(), ANY, &mut frames) {
+                Ok(Status::Open) => continue,
+                end => return (frames, end),
+            }
+        }
+    }
+
+    /// Closes the camera's end with a reset (RST) instead of a FIN: SO_LINGER
+    /// on, with a zero timeout.
+    fn reset(camera: TcpStream) {
+        let linger = nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        setsockopt(&camera, sockopt::Linger, &linger).unwrap();
+        drop(camera);
+    }
+
+    fn seqs_and_bodies(frames: &[Received]) -> Vec<(u64, CameraId, &[u8])> {
+        frames
+            .iter()
+            .map(|r| (r.seq, r.frame.camera_id, r.frame.body.as_slice()))
+            .collect()
+    }
+
+    #[test]
+    fn a_frame_fed_one_byte_at_a_time_arrives_once_whole() {
+        let (mut conn, mut camera) = pair();
+        let peer = conn.peer();
+        for seq in 0..2 {
+            let bytes = frame_bytes(3, b"hello");
+            let (last, head) = bytes.split_last().unwrap();
+            for (i, byte) in head.iter().enumerate() {
+                camera.write_all(&[*byte]).unwrap();
+                let (result, frames) = read(&mut conn);
+                assert_eq!(result.unwrap(), Status::Open);
+                assert!(frames.is_empty(), "byte {i}: {frames:?}");
+                assert!(conn.is_mid_frame());
+                assert_eq!(conn.partial_len(), i + 1);
+                // The label names the camera once the header is whole.
+                let label = match (seq, i) {
+                    (0, 0..=3) => format!("camera ? ({peer})"),
+                    _ => format!("camera 3 ({peer})"),
+                };
+                assert_eq!(conn.label().to_string(), label, "byte {i}");
+            }
+            camera.write_all(&[*last]).unwrap();
+            let (result, frames) = read(&mut conn);
+            assert_eq!(result.unwrap(), Status::Open);
+            assert_eq!(seqs_and_bodies(&frames), [(seq, 3, &b"hello"[..])]);
+            assert!(!conn.is_mid_frame());
+            assert_eq!(conn.frames_received(), seq + 1);
+        }
+    }
+
+    /// A socket with more than [`READ_BUDGET`] bytes waiting, which a
+    /// loopback pair cannot stage: its receive buffer holds about 128 KiB
+    /// until the reader drains it. Each read fills the buffer it is given.
+    struct Flood {
+        bytes: Vec<u8>,
+        pos: usize,
+    }
+
+    impl Read for Flood {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let rest = &self.bytes[self.pos..];
+            if rest.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn one_call_reads_at_most_the_budget_and_the_next_continues() {
+        // Each read takes a whole buffer, so the budget is exactly 8 reads.
+        assert_eq!(READ_BUDGET % INPUT_BUF_LEN, 0);
+        // 1000 bytes a frame on the wire; 3 budgets' worth and a bit.
+        let frame = frame_bytes(5, &[0xAB; 995]);
+        let flood = Flood {
+            bytes: frame.repeat(3 * READ_BUDGET / 1000 + 1),
+            pos: 0,
+        };
+        let now = Instant::now();
+        let peer = "127.0.0.1:9".parse().unwrap();
+        let mut conn = Conn::from_stream(flood, peer, MAX_BODY_LEN, IDLE, now);
+
+        let mut frames = Vec::new();
+        assert_eq!(conn.read_some(now, ANY, &mut frames).unwrap(), Status::Open);
+        assert_eq!(conn.stream.pos, READ_BUDGET, "read past the budget");
+        // 1 MiB holds 1048 whole frames; the 1049th is cut and kept.
+        assert_eq!(frames.len(), READ_BUDGET / 1000);
+        assert_eq!(frames.last().unwrap().seq, 1047);
+        assert_eq!(conn.partial_len(), READ_BUDGET % 1000);
+
+        frames.clear();
+        assert_eq!(conn.read_some(now, ANY, &mut frames).unwrap(), Status::Open);
+        assert_eq!(conn.stream.pos, 2 * READ_BUDGET);
+        let seqs: Vec<u64> = frames.iter().map(|r| r.seq).collect();
+        let expected: Vec<u64> = (1048..(2 * READ_BUDGET / 1000) as u64).collect();
+        assert_eq!(seqs, expected, "the cut frame comes first, whole");
+        assert!(frames.iter().all(|r| r.frame.body == [0xAB; 995]));
+    }
+
+    #[test]
+    fn input_left_over_at_max_frames_is_fed_on_the_next_call() {
+        let (mut conn, mut camera) = pair();
+        let three = [
+            frame_bytes(1, b"a"),
+            frame_bytes(1, b"bb"),
+            frame_bytes(1, b"ccc"),
+        ]
+        .concat();
+        camera.write_all(&three).unwrap();
+        wait_queued(&conn, three.len());
+
+        // What the server does with a full recording queue but one place:
+        // one frame per call, and no poll while input is left over.
+        let mut frames = Vec::new();
+        let now = Instant::now();
+        assert_eq!(conn.read_some(now, 1, &mut frames).unwrap(), Status::Open);
+        assert_eq!(seqs_and_bodies(&frames), [(0, 1, &b"a"[..])]);
+        assert!(conn.has_buffered_input());
+        assert_eq!(conn.partial_len(), 7 + 8);
+
+        frames.clear();
+        assert_eq!(conn.read_some(now, 1, &mut frames).unwrap(), Status::Open);
+        assert_eq!(seqs_and_bodies(&frames), [(1, 1, &b"bb"[..])]);
+        assert!(conn.has_buffered_input());
+
+        frames.clear();
+        assert_eq!(conn.read_some(now, 1, &mut frames).unwrap(), Status::Open);
+        assert_eq!(seqs_and_bodies(&frames), [(2, 1, &b"ccc"[..])]);
+        assert!(!conn.has_buffered_input());
+        assert!(!conn.is_mid_frame());
+
+        frames.clear();
+        assert_eq!(conn.read_some(now, 1, &mut frames).unwrap(), Status::Open);
+        assert!(frames.is_empty(), "{frames:?}");
+    }
+
+    #[test]
+    fn eof_between_frames_is_a_clean_end() {
+        let (mut conn, mut camera) = pair();
+        camera.write_all(&frame_bytes(2, b"last")).unwrap();
+        drop(camera);
+        let (frames, end) = read_to_end(&mut conn);
+        assert_eq!(seqs_and_bodies(&frames), [(0, 2, &b"last"[..])]);
+        assert!(matches!(end, Ok(Status::Eof)), "{end:?}");
+    }
+
+    #[test]
+    fn eof_mid_frame_says_how_much_of_it_came() {
+        let (mut conn, mut camera) = pair();
+        camera.write_all(&frame_bytes(4, &[7; 100])[..45]).unwrap();
+        drop(camera);
+        let (frames, end) = read_to_end(&mut conn);
+        assert!(frames.is_empty(), "{frames:?}");
+        match end {
+            Err(Close::Error(e @ CloseError::EofMidFrame { received_len: 45 })) => assert_eq!(
+                e.to_string(),
+                "connection closed in the middle of a frame (45 bytes of it received)"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(conn.camera_id(), Some(4));
+    }
+
+    #[test]
+    fn reset_between_frames_is_a_reset_not_an_error() {
+        let (mut conn, mut camera) = pair();
+        let one = frame_bytes(6, b"one");
+        camera.write_all(&one).unwrap();
+        wait_queued(&conn, one.len());
+        let (result, frames) = read(&mut conn);
+        assert_eq!(result.unwrap(), Status::Open);
+        assert_eq!(seqs_and_bodies(&frames), [(0, 6, &b"one"[..])]);
+
+        reset(camera);
+        let (frames, end) = read_to_end(&mut conn);
+        assert!(frames.is_empty(), "{frames:?}");
+        assert!(matches!(end, Err(Close::Reset)), "{end:?}");
+    }
+
+    #[test]
+    fn reset_mid_frame_is_an_io_error_with_the_length_received() {
+        let (mut conn, mut camera) = pair();
+        camera.write_all(&frame_bytes(8, &[1; 50])[..20]).unwrap();
+        wait_queued(&conn, 20);
+        let (result, frames) = read(&mut conn);
+        assert_eq!(result.unwrap(), Status::Open);
+        assert!(frames.is_empty(), "{frames:?}");
+
+        reset(camera);
+        let (_, end) = read_to_end(&mut conn);
+        match end {
+            Err(Close::Error(
+                e @ CloseError::Io {
+                    received_len: Some(20),
+                    ..
+                },
+            )) => {
+                let CloseError::Io { error, .. } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+                assert!(
+                    e.to_string()
+                        .ends_with(" in the middle of a frame (20 bytes of it received)"),
+                    "{e}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hostile_header_is_a_wire_error_naming_its_camera() {
+        let cases = [
+            (
+                [7, 0xFF, 0xFF, 0xFF, 0xFF],
+                WireError::BodyTooLarge {
+                    camera_id: 7,
+                    len: u32::MAX,
+                    max: MAX_BODY_LEN,
+                },
+            ),
+            ([9, 0, 0, 0, 0], WireError::EmptyBody { camera_id: 9 }),
+        ];
+        for (header, expected) in cases {
+            let (mut conn, mut camera) = pair();
+            let peer = conn.peer();
+            // Body bytes follow at once; the header alone must condemn it.
+            camera.write_all(&header).unwrap();
+            camera.write_all(&[0; 64]).unwrap();
+            let (frames, end) = read_to_end(&mut conn);
+            assert!(frames.is_empty(), "{frames:?}");
+            match end {
+                Err(Close::Error(CloseError::Wire(e))) => assert_eq!(e, expected),
+                other => panic!("{header:?}: {other:?}"),
+            }
+            let id = expected_camera(&expected);
+            assert_eq!(conn.label().to_string(), format!("camera {id} ({peer})"));
+        }
+    }
+
+    fn expected_camera(e: &WireError) -> CameraId {
+        match e {
+            WireError::EmptyBody { camera_id } | WireError::BodyTooLarge { camera_id, .. } => {
+                *camera_id
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn idle_deadline_runs_mid_frame_and_stops_while_paused() {
+        let (mut conn, mut camera) = pair();
+        assert_eq!(conn.idle_deadline(), None, "nothing received yet");
+
+        camera.write_all(&frame_bytes(2, b"abcdef")[..3]).unwrap();
+        wait_queued(&conn, 3);
+        let t0 = Instant::now();
+        let mut frames = Vec::new();
+        assert_eq!(conn.read_some(t0, ANY, &mut frames).unwrap(), Status::Open);
+        assert_eq!(conn.idle_deadline(), Some(t0 + IDLE));
+        assert!(conn
+            .close_reason(t0 + IDLE - Duration::from_millis(1))
+            .is_none());
+        match conn.close_reason(t0 + IDLE) {
+            Some(CloseError::Idle {
+                received_len: 3,
+                timeout: IDLE,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+
+        // A recording backlog is our silence, not the peer's.
+        conn.pause();
+        assert_eq!(conn.idle_deadline(), None);
+        assert!(conn.close_reason(t0 + 100 * IDLE).is_none());
+        let t1 = t0 + 2 * IDLE;
+        conn.resume(t1);
+        assert_eq!(
+            conn.idle_deadline(),
+            Some(t1 + IDLE),
+            "counts from the resume"
+        );
+        // Resuming a connection that is being read changes nothing.
+        conn.resume(t1 + IDLE);
+        assert_eq!(conn.idle_deadline(), Some(t1 + IDLE));
+
+        // The rest of the frame ends the wait.
+        camera.write_all(&frame_bytes(2, b"abcdef")[3..]).unwrap();
+        let (result, frames) = read(&mut conn);
+        assert_eq!(result.unwrap(), Status::Open);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(conn.idle_deadline(), None);
+    }
+
+    #[test]
+    fn stats_count_what_became_of_the_frames() {
+        let t0 = Instant::now();
+        let (mut conn, mut camera) = pair_at(t0);
+        let two = frame_bytes(3, &[0; 995]).repeat(2);
+        camera.write_all(&two).unwrap();
+        wait_queued(&conn, two.len());
+        let mut frames = Vec::new();
+        conn.read_some(t0, ANY, &mut frames).unwrap();
+        assert_eq!(frames.len(), 2);
+
+        assert!(conn.frame_decoded(640, 480, t0), "the first size is news");
+        assert!(!conn.frame_decoded(640, 480, t0));
+        assert!(conn.frame_decoded(320, 240, t0));
+        conn.frame_skipped();
+        conn.frame_shown(Duration::from_millis(2));
+        assert_eq!(
+            conn.take_stats_line(t0 + Duration::from_secs(1)),
+            "2.0 fps received, 3.0 fps decoded, 1 skipped as stale, 0.00 MB/s, 320x240, \
+             latency p50 2.00 ms p99 2.00 ms"
+        );
+    }
 }

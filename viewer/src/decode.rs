@@ -31,8 +31,8 @@ use proto::bmp::{self, BmpError};
 use proto::gzip::{Decompressor, GzipError};
 use proto::wire::Frame;
 
-use crate::conn::ConnId;
 use crate::record::Recorder;
+use crate::ConnId;
 
 /// Frames that may wait per connection with `--record` before the server
 /// stops reading it.
@@ -471,13 +471,13 @@ mod tests {
     #[test]
     fn a_newer_frame_replaces_one_still_waiting() {
         let decoders = Decoders::new(config(None)).unwrap();
-        decoders.open(1, "127.0.0.1:9".parse().unwrap());
+        decoders.open(ConnId(1), "127.0.0.1:9".parse().unwrap());
         // The first frame keeps the only worker busy (milliseconds) while
         // the next two arrive (microseconds apart).
         let submitted = [
-            decoders.submit(1, 0, frame(1500, 1500), Instant::now()),
-            decoders.submit(1, 1, frame(8, 8), Instant::now()),
-            decoders.submit(1, 2, frame(8, 8), Instant::now()),
+            decoders.submit(ConnId(1), 0, frame(1500, 1500), Instant::now()),
+            decoders.submit(ConnId(1), 1, frame(8, 8), Instant::now()),
+            decoders.submit(ConnId(1), 2, frame(8, 8), Instant::now()),
         ];
         assert!(
             submitted.contains(&Submitted::ReplacedStale),
@@ -494,7 +494,7 @@ mod tests {
         assert!(seqs.len() < 3, "a stale frame was decoded: {seqs:?}");
         assert_eq!(seqs.last(), Some(&2));
         assert!(
-            decoders.room(1) > 0,
+            decoders.room(ConnId(1)) > 0,
             "without --record, room never runs out"
         );
         decoders.shutdown();
@@ -506,16 +506,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let decoders = Decoders::new(config(Some(dir.clone()))).unwrap();
-        decoders.open(1, "127.0.0.1:9".parse().unwrap());
-        assert_eq!(decoders.room(1), RECORD_QUEUE_LEN);
+        decoders.open(ConnId(1), "127.0.0.1:9".parse().unwrap());
+        assert_eq!(decoders.room(ConnId(1)), RECORD_QUEUE_LEN);
         let mut saw_full = false;
         for seq in 0..6 {
             let size = if seq == 0 { 1500 } else { 8 };
             assert_eq!(
-                decoders.submit(1, seq, frame(size, size), Instant::now()),
+                decoders.submit(ConnId(1), seq, frame(size, size), Instant::now()),
                 Submitted::Queued
             );
-            saw_full |= decoders.room(1) == 0;
+            saw_full |= decoders.room(ConnId(1)) == 0;
         }
         assert!(
             saw_full,
@@ -536,25 +536,25 @@ mod tests {
     #[test]
     fn a_bad_frame_fails_its_connection_only() {
         let decoders = Decoders::new(config(None)).unwrap();
-        decoders.open(1, "127.0.0.1:9".parse().unwrap());
-        decoders.open(2, "127.0.0.1:10".parse().unwrap());
+        decoders.open(ConnId(1), "127.0.0.1:9".parse().unwrap());
+        decoders.open(ConnId(2), "127.0.0.1:10".parse().unwrap());
         let bad = Frame {
             camera_id: 4,
             body: b"not gzip at all, not even close".to_vec(),
         };
-        decoders.submit(1, 0, bad, Instant::now());
-        decoders.submit(2, 0, frame(8, 8), Instant::now());
+        decoders.submit(ConnId(1), 0, bad, Instant::now());
+        decoders.submit(ConnId(2), 0, frame(8, 8), Instant::now());
         let done = collect(&decoders, |d| d.len() == 2);
         for d in &done {
             match (d.conn, &d.outcome) {
-                (1, Err(DecodeError::Gzip(GzipError::NotGzip))) => {}
-                (2, Ok(decoded)) => assert_eq!((decoded.width, decoded.height), (8, 8)),
+                (ConnId(1), Err(DecodeError::Gzip(GzipError::NotGzip))) => {}
+                (ConnId(2), Ok(decoded)) => assert_eq!((decoded.width, decoded.height), (8, 8)),
                 other => panic!("unexpected {other:?}"),
             }
         }
         // After its error, connection 1's frames are not decoded any more.
-        decoders.submit(1, 1, frame(8, 8), Instant::now());
-        decoders.close(2);
+        decoders.submit(ConnId(1), 1, frame(8, 8), Instant::now());
+        decoders.close(ConnId(2));
         decoders.shutdown();
     }
 
@@ -589,20 +589,20 @@ mod tests {
         let mut decoders_config = config(None);
         decoders_config.max_bmp_len = 1000;
         let decoders = Decoders::new(decoders_config).unwrap();
-        decoders.open(1, "127.0.0.1:9".parse().unwrap());
-        decoders.open(2, "127.0.0.1:10".parse().unwrap());
+        decoders.open(ConnId(1), "127.0.0.1:9".parse().unwrap());
+        decoders.open(ConnId(2), "127.0.0.1:10".parse().unwrap());
         let received = Instant::now() - Duration::from_millis(7);
-        decoders.submit(1, 0, frame(8, 8), received); // 246 bytes, 64 pixels: allowed
-        decoders.submit(2, 0, one_bit_frame(), Instant::now()); // 574 bytes, 4096 pixels: refused
+        decoders.submit(ConnId(1), 0, frame(8, 8), received); // 246 bytes, 64 pixels: allowed
+        decoders.submit(ConnId(2), 0, one_bit_frame(), Instant::now()); // 574 bytes, 4096 pixels: refused
         let done = collect(&decoders, |d| d.len() == 2);
         for d in &done {
             match (d.conn, &d.outcome) {
-                (1, Ok(decoded)) => {
+                (ConnId(1), Ok(decoded)) => {
                     assert_eq!((decoded.width, decoded.height), (8, 8));
                     // The receipt time comes back for the latency figures.
                     assert_eq!(decoded.received, received);
                 }
-                (2, Err(DecodeError::Bmp(BmpError::TooManyPixels { .. }))) => {}
+                (ConnId(2), Err(DecodeError::Bmp(BmpError::TooManyPixels { .. }))) => {}
                 other => panic!("unexpected {other:?}"),
             }
         }

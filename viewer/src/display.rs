@@ -14,7 +14,7 @@ use anyhow::{anyhow, Result};
 use minifb::{Key, KeyRepeat, Window, WindowOptions};
 use proto::wire::CameraId;
 
-use crate::conn::ConnId;
+use crate::ConnId;
 
 /// Longest time between two event pumps of a window.
 pub const EVENT_INTERVAL: Duration = Duration::from_millis(20);

@@ -33,6 +33,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
+/// The server's name for a connection, never reused while the viewer runs.
+/// It lives at the root because `decode` and `display` keep state per
+/// connection by it, without knowing what a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
 fn main() -> ExitCode {
     let args = cli::Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))

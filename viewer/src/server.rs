@@ -24,9 +24,10 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::allow::AllowList;
-use crate::conn::{interrupted, would_block, Close, CloseError, Conn, ConnId, Received, Status};
+use crate::conn::{interrupted, would_block, Close, CloseError, Conn, Received, Status};
 use crate::decode::{self, Decoders, Done, Submitted};
 use crate::display::{self, Display, Picture};
+use crate::ConnId;
 
 /// Connections accepted per wake-up, so a connection flood cannot starve
 /// the cameras already streaming.
@@ -124,7 +125,8 @@ struct Server {
     decoders: Decoders,
     display: Option<Display>,
     conns: BTreeMap<ConnId, Conn>,
-    next_id: ConnId,
+    /// The next connection's [`ConnId`].
+    next_id: u64,
     accept_paused_until: Option<Instant>,
     next_stats: Option<Instant>,
     refusals: RefusalLog,
@@ -151,14 +153,10 @@ impl Server {
             let mut pending_input = false;
             for (&id, conn) in &mut self.conns {
                 if self.decoders.room(id) == 0 {
-                    conn.paused = true;
+                    conn.pause();
                     continue;
                 }
-                if conn.paused {
-                    // The idle timeout counts silence, not our own backlog.
-                    conn.paused = false;
-                    conn.last_rx = now;
-                }
+                conn.resume(now);
                 pending_input |= conn.has_buffered_input();
                 polled.push(id);
             }
@@ -182,7 +180,7 @@ impl Server {
                 fds.push(PollFd::new(self.listener.as_fd(), listen_events));
                 for id in &polled {
                     if let Some(conn) = self.conns.get(id) {
-                        fds.push(PollFd::new(conn.stream().as_fd(), PollFlags::POLLIN));
+                        fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN));
                     }
                 }
                 match poll(&mut fds, timeout) {
@@ -226,7 +224,7 @@ impl Server {
                 let conns = &mut self.conns;
                 let events = display.pump(now, |id, latency| {
                     if let Some(conn) = conns.get_mut(&id) {
-                        conn.stats.shown(latency);
+                        conn.frame_shown(latency);
                     }
                 });
                 for id in events.closed {
@@ -251,8 +249,8 @@ impl Server {
             next = Some(next.map_or(t, |n| n.min(t)));
         };
         for conn in self.conns.values() {
-            if conn.is_mid_frame() && !conn.paused {
-                consider(conn.last_rx + self.config.idle_timeout);
+            if let Some(t) = conn.idle_deadline() {
+                consider(t);
             }
         }
         if let Some(t) = self.accept_paused_until {
@@ -311,14 +309,15 @@ impl Server {
             });
             return;
         }
-        let conn = match Conn::new(stream, peer, self.config.max_frame_len, now) {
+        let config = &self.config;
+        let conn = match Conn::new(stream, peer, config.max_frame_len, config.idle_timeout, now) {
             Ok(conn) => conn,
             Err(e) => {
                 warn!("dropped {peer}: cannot set up the socket: {e}");
                 return;
             }
         };
-        let id = self.next_id;
+        let id = ConnId(self.next_id);
         self.next_id += 1;
         self.decoders.open(id, peer);
         self.conns.insert(id, conn);
@@ -338,7 +337,7 @@ impl Server {
         let result = conn.read_some(now, max_frames, &mut self.frames);
         for Received { seq, frame, at } in self.frames.drain(..) {
             if self.decoders.submit(id, seq, frame, at) == Submitted::ReplacedStale {
-                conn.stats.skipped();
+                conn.frame_skipped();
             }
         }
         match result {
@@ -373,7 +372,7 @@ impl Server {
                     conn.label()
                 );
             }
-            if conn.size != Some((decoded.width, decoded.height)) {
+            if conn.frame_decoded(decoded.width, decoded.height, now) {
                 debug!(
                     "{}: frame {} is {}x{}",
                     conn.label(),
@@ -381,14 +380,12 @@ impl Server {
                     decoded.width,
                     decoded.height
                 );
-                conn.size = Some((decoded.width, decoded.height));
             }
-            conn.stats.decoded(now);
             if let (Some(display), Some(pixels)) = (&mut self.display, decoded.pixels) {
                 // The title carries the fps, so it is rebuilt every frame;
                 // `show` renames the window only when the text changed.
-                let camera_id = conn.camera_id.unwrap_or(0);
-                let title = display::title(camera_id, conn.peer, conn.stats.fps());
+                let camera_id = conn.camera_id().unwrap_or(0);
+                let title = display::title(camera_id, conn.peer(), conn.fps());
                 // Latency is counted when the pump draws it.
                 let old = display
                     .show(
@@ -407,32 +404,24 @@ impl Server {
             } else {
                 // Headless: this is where it would be shown (with --record,
                 // it is on disk by now).
-                conn.stats
-                    .shown(Instant::now().saturating_duration_since(decoded.received));
+                conn.frame_shown(Instant::now().saturating_duration_since(decoded.received));
             }
         }
         self.done = done;
         Ok(())
     }
 
+    /// Closes the connections that say they must go though their sockets
+    /// are quiet (the idle timeout).
     fn expire_idle(&mut self, now: Instant) {
-        let timeout = self.config.idle_timeout;
-        let idle: Vec<(ConnId, usize)> = self
+        // Empty, as it nearly always is, this allocates nothing.
+        let expired: Vec<(ConnId, CloseError)> = self
             .conns
             .iter()
-            .filter(|(_, c)| {
-                c.is_mid_frame() && !c.paused && now.saturating_duration_since(c.last_rx) >= timeout
-            })
-            .map(|(&id, c)| (id, c.partial_len()))
+            .filter_map(|(&id, conn)| Some((id, conn.close_reason(now)?)))
             .collect();
-        for (id, received_len) in idle {
-            self.close(
-                id,
-                Close::Error(CloseError::Idle {
-                    received_len,
-                    timeout,
-                }),
-            );
+        for (id, reason) in expired {
+            self.close(id, Close::Error(reason));
         }
     }
 
@@ -448,7 +437,7 @@ impl Server {
             }
         }
         let label = conn.label();
-        let frames = conn.frames;
+        let frames = conn.frames_received();
         match why {
             Close::Eof => info!("{label} disconnected after {frames} frames"),
             Close::Reset => {
@@ -468,7 +457,7 @@ impl Server {
             debug!("no cameras connected");
         }
         for conn in self.conns.values_mut() {
-            info!("{}: {}", conn.label(), conn.stats.take_line(now, conn.size));
+            info!("{}: {}", conn.label(), conn.take_stats_line(now));
         }
     }
 
