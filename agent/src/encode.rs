@@ -12,9 +12,26 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use proto::{bmp, gzip, wire};
 
-use crate::frame::Frame;
-use crate::outbox::Encoded;
-use crate::pipeline::Shared;
+use crate::mailbox::{Mailbox, RawFrame};
+use crate::outbox::{Encoded, Outbox};
+use crate::pool::BufferPool;
+use crate::stats::Stats;
+use crate::sync::Stop;
+
+/// What an encoder thread works with.
+pub struct Links<'a> {
+    /// Where raw frames come from, newest first.
+    pub mailbox: &'a Mailbox,
+    /// Where a raw frame's buffer goes once encoded (or skipped).
+    pub raw_pool: &'a BufferPool,
+    /// Where encoded frames go, and where a place is reserved before
+    /// taking a frame.
+    pub outbox: &'a Outbox,
+    /// Where the send buffers come from, and go back to if dropped.
+    pub wire_pool: &'a BufferPool,
+    pub stats: &'a Stats,
+    pub stop: &'a Stop,
+}
 
 /// One worker's reusable state.
 pub struct Encoder {
@@ -36,7 +53,7 @@ impl Encoder {
     /// returns the BMP's length and the frame's (header included). `out` is
     /// grown as needed but never shrunk: reused at its high-water length,
     /// it is not zero-filled again for every frame.
-    pub fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<(usize, usize)> {
+    pub fn encode(&mut self, frame: &RawFrame, out: &mut Vec<u8>) -> Result<(usize, usize)> {
         // Converting each row into its place in the BMP skips a whole BGR
         // frame buffer: 12% less convert+encode time and 0.9 MB less RSS at
         // 640x480 (proto/examples/pixel_timing.rs --bmp).
@@ -68,33 +85,29 @@ impl Encoder {
 }
 
 /// Runs one encoder thread until a stop is requested.
-pub fn run(shared: &Shared, level: u32) -> Result<()> {
-    let mut encoder = Encoder::new(shared.camera_id, level)?;
+pub fn run(encoder: &mut Encoder, links: &Links) {
     let mut warned = false;
-    while shared.outbox.wait_for_room(&shared.stop) {
-        let Some(frame) = shared
+    while links.outbox.wait_for_room(links.stop) {
+        let Some(frame) = links
             .mailbox
-            .take(&shared.stop, |f| shared.outbox.claim(f.seq))
+            .take(links.stop, |f| links.outbox.claim(f.seq))
         else {
-            shared.outbox.unreserve();
+            links.outbox.unreserve();
             break;
         };
         let seq = frame.seq;
         // While the viewer is away the frame would only be dropped: save the CPU.
-        if !shared.outbox.is_connected() {
-            shared.raw_pool.put(frame.data);
-            shared.stats.dropped(1);
-            shared
-                .outbox
-                .finish(seq, None, &shared.wire_pool, &shared.stats);
+        if !links.outbox.is_connected() {
+            links.raw_pool.put(frame.data);
+            skip(links, seq);
             continue;
         }
         let started = Instant::now();
-        let mut wire = shared.wire_pool.get_dirty();
+        let mut wire = links.wire_pool.get_dirty();
         let result = encoder.encode(&frame, &mut wire);
-        shared.stats.encoded(started.elapsed());
+        links.stats.encoded(started.elapsed());
         let captured = frame.captured;
-        shared.raw_pool.put(frame.data);
+        links.raw_pool.put(frame.data);
         match result {
             Ok((bmp_len, wire_len)) => {
                 let encoded = Encoded {
@@ -104,9 +117,10 @@ pub fn run(shared: &Shared, level: u32) -> Result<()> {
                     wire,
                     wire_len,
                 };
-                shared
-                    .outbox
-                    .finish(seq, Some(encoded), &shared.wire_pool, &shared.stats);
+                if let Some(refused) = links.outbox.finish(encoded) {
+                    links.wire_pool.put(refused.wire);
+                    links.stats.dropped(1);
+                }
             }
             Err(e) => {
                 // Frames are checked before they get here, so this is a bug;
@@ -117,13 +131,15 @@ pub fn run(shared: &Shared, level: u32) -> Result<()> {
                 } else {
                     log::debug!("cannot encode frame {seq}: {e:#}");
                 }
-                shared.wire_pool.put(wire);
-                shared.stats.dropped(1);
-                shared
-                    .outbox
-                    .finish(seq, None, &shared.wire_pool, &shared.stats);
+                links.wire_pool.put(wire);
+                skip(links, seq);
             }
         }
     }
-    Ok(())
+}
+
+/// Drops frame `seq` unencoded, freeing its outbox place.
+fn skip(links: &Links, seq: u64) {
+    links.stats.dropped(1);
+    links.outbox.skip(seq);
 }

@@ -2,31 +2,56 @@
 //! converts each frame YUYV → BGR → 24-bit BMP → gzip, and streams it to the
 //! viewer over TCP as `[u8 camera id][u32 BE length][gzip body]`.
 //!
-//! Parts, one thread each (see `pipeline`): capture (`source`) puts the
-//! newest frame in a one-slot mailbox (`frame`); `--workers` encoders
-//! (`encode`) compress frames in parallel; the outbox (`outbox`) releases
-//! them in capture order, newest first; the sender (`send`) writes each with
-//! one write and reconnects with backoff. `stats` logs one line per
-//! `--stats-interval`.
+//! One thread per stage: capture (`source`) puts the newest frame in a
+//! one-slot `mailbox`; `--workers` encoders (`encode`) compress frames in
+//! parallel; the `outbox` releases them in capture order, never a frame
+//! older than one sent; the sender (`send`) writes each with one write and
+//! reconnects with backoff. `pipeline` owns every part, starts the threads
+//! and logs the `stats` line every `--stats-interval`.
+//!
+//! # Module tree
+//!
+//! Each module uses only the modules below it on its line (`use crate::…`
+//! imports match this exactly); nothing below knows what is above it.
+//!
+//! ```text
+//! main      cli pipeline source(CameraLost, for the exit status)
+//! pipeline  cli source encode send mailbox outbox pool stats sync
+//! ├─ source (capture thread)   cli mailbox outbox pool stats sync
+//! │    file, pattern, v4l2     cli source(Capture)
+//! ├─ encode (encoder threads)  mailbox outbox pool stats sync
+//! ├─ send   (sender thread)    outbox pool stats sync
+//! ├─ mailbox  newest raw frame, one slot            sync
+//! ├─ outbox   encoded frames, in order              pool sync
+//! ├─ stats    counters, nearest-rank percentiles    sync
+//! ├─ pool     recycled byte buffers                 sync
+//! └─ sync     lock, Monitor (the one condvar wait), WAIT_SLICE, Stop
+//! cli       the command line (uses no other module)
+//! ```
+//!
+//! A source reaches the outbox only to wait, at `--fps 0`, until a viewer is
+//! connected. The mailbox and the outbox count nothing: they hand what they
+//! drop back to their caller, who counts it in `stats`.
 //!
 //! Guarantees: frames are sent in capture order and never after a newer
 //! one; memory stays flat while the viewer is away; SIGINT/SIGTERM exit 0
 //! within a second; no input makes it panic.
 //!
-//! Exit status: 0 on a signal or after `--frames` frames; 1 on any failure;
-//! 2 on invalid arguments; 3 ([`cli::EXIT_CAMERA_LOST`]) when the camera was
-//! lost (ENODEV, EIO, or no frame within `--capture-timeout`) without
-//! `--reopen`.
+//! Exit status, picked in [`main`] only: 0 on a signal or after `--frames`
+//! frames; 1 on any failure; 2 on invalid arguments; 3
+//! ([`cli::EXIT_CAMERA_LOST`]) when the camera was lost (ENODEV, EIO, or no
+//! frame within `--capture-timeout`) without `--reopen`.
 
 mod cli;
 mod encode;
-mod frame;
+mod mailbox;
 mod outbox;
 mod pipeline;
+mod pool;
 mod send;
 mod source;
 mod stats;
-mod stop;
+mod sync;
 
 use std::process::ExitCode;
 

@@ -41,13 +41,15 @@
 //!
 //! While the viewer is away, nothing is kept: frames are dropped (and
 //! encoders skip encoding them).
+//!
+//! The outbox counts nothing: a frame it refuses is handed back to the
+//! encoder that finished it, and [`Outbox::on_disconnect`] says how many
+//! waiting frames it dropped, so the callers keep the stats.
 
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::frame::{lock, Pool, WAIT_SLICE};
-use crate::stats::Stats;
-use crate::stop::Stop;
+use crate::pool::BufferPool;
+use crate::sync::{Monitor, Stop, WAIT_SLICE};
 
 /// One encoded frame, ready to write: header and body in one buffer.
 pub struct Encoded {
@@ -96,8 +98,7 @@ impl State {
 }
 
 pub struct Outbox {
-    state: Mutex<State>,
-    changed: Condvar,
+    state: Monitor<State>,
     /// Places for frames between the mailbox and the sender.
     capacity: usize,
     /// Frames the sender will write before stopping; 0 means no limit.
@@ -109,8 +110,7 @@ impl Outbox {
     /// sender that stops after `frame_limit` frames (0: never).
     pub fn new(capacity: usize, frame_limit: u64) -> Outbox {
         Outbox {
-            state: Mutex::new(State::default()),
-            changed: Condvar::new(),
+            state: Monitor::new(State::default()),
             capacity: capacity.max(1),
             frame_limit,
         }
@@ -121,7 +121,7 @@ impl Outbox {
     /// and [`claim`](Outbox::claim)s it, or gives the place back with
     /// [`unreserve`](Outbox::unreserve).
     pub fn wait_for_room(&self, stop: &Stop) -> bool {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         loop {
             if stop.is_requested() {
                 return false;
@@ -130,11 +130,7 @@ impl Outbox {
                 state.reserved += 1;
                 return true;
             }
-            state = self
-                .changed
-                .wait_timeout(state, WAIT_SLICE)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            state = self.state.wait(state, WAIT_SLICE);
         }
     }
 
@@ -153,90 +149,99 @@ impl Outbox {
     /// Gives back a place reserved by [`wait_for_room`](Outbox::wait_for_room)
     /// whose encoder took no frame (a stop was requested).
     pub fn unreserve(&self) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         state.reserved = state.reserved.saturating_sub(1);
         drop(state);
-        self.changed.notify_all();
+        self.state.notify_all();
     }
 
     /// Records that an encoder took frame `seq`, in the place it reserved.
     pub fn claim(&self, seq: u64) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         state.reserved = state.reserved.saturating_sub(1);
         state.in_flight.push(seq);
     }
 
     /// True while the sender has a connection, i.e. encoding is worth it.
     pub fn is_connected(&self) -> bool {
-        lock(&self.state).connected
+        self.state.lock().connected
     }
 
     /// Waits until the sender is connected, at most `timeout`; true if it is.
     pub fn wait_connected(&self, stop: &Stop, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         loop {
             let now = Instant::now();
             if state.connected || stop.is_requested() || now >= deadline {
                 return state.connected;
             }
-            state = self
-                .changed
-                .wait_timeout(state, (deadline - now).min(WAIT_SLICE))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            state = self.state.wait(state, (deadline - now).min(WAIT_SLICE));
         }
     }
 
-    /// An encoder is done with frame `seq`: `encoded` is the result, or
-    /// None if it was skipped. Its place stays taken until the sender takes
-    /// the frame (or it is dropped).
-    pub fn finish(&self, seq: u64, encoded: Option<Encoded>, pool: &Pool, stats: &Stats) {
-        let mut dropped = None;
-        {
-            let mut state = lock(&self.state);
-            state.in_flight.retain(|&s| s != seq);
-            match encoded {
-                Some(e) if state.connected && state.last_sent.map_or(true, |last| e.seq > last) => {
-                    let at = state.ready.partition_point(|r| r.seq < e.seq);
-                    state.ready.insert(at, e);
-                }
-                Some(e) => dropped = Some(e.wire),
-                None => {}
-            }
-        }
-        self.changed.notify_all();
-        if let Some(buf) = dropped {
-            stats.dropped(1);
-            pool.put(buf);
-        }
+    /// An encoder finished a frame. Its place stays taken until the sender
+    /// takes the frame.
+    ///
+    /// Returns the frame back if it will not be sent (the viewer is away, or
+    /// a newer frame was already sent): the caller recycles its buffer and
+    /// counts it dropped.
+    #[must_use = "a refused frame is a dropped frame: recycle its buffer and count it"]
+    pub fn finish(&self, encoded: Encoded) -> Option<Encoded> {
+        self.done(encoded.seq, Some(encoded))
     }
 
-    /// The sender connected or lost its connection. Losing it drops every
-    /// waiting frame: they would be stale by the time a new one is up.
-    pub fn set_connected(&self, connected: bool, pool: &Pool, stats: &Stats) {
-        let dropped: Vec<Encoded> = {
-            let mut state = lock(&self.state);
-            state.connected = connected;
-            // A frame being written when the connection went was not sent.
-            state.sending = false;
-            self.changed.notify_all();
-            if connected {
-                Vec::new()
-            } else {
-                std::mem::take(&mut state.ready)
+    /// An encoder dropped frame `seq` without encoding it: its place is free.
+    pub fn skip(&self, seq: u64) {
+        // Nothing is handed in, so nothing comes back.
+        let _ = self.done(seq, None);
+    }
+
+    /// Frame `seq` is no longer being encoded; queues `encoded` if it is
+    /// worth sending, else hands it back.
+    fn done(&self, seq: u64, encoded: Option<Encoded>) -> Option<Encoded> {
+        let mut state = self.state.lock();
+        state.in_flight.retain(|&s| s != seq);
+        let refused = match encoded {
+            Some(e) if state.connected && state.last_sent.map_or(true, |last| e.seq > last) => {
+                let at = state.ready.partition_point(|r| r.seq < e.seq);
+                state.ready.insert(at, e);
+                None
             }
+            other => other,
         };
-        stats.dropped(dropped.len() as u64);
-        for e in dropped {
+        drop(state);
+        self.state.notify_all();
+        refused
+    }
+
+    /// The sender connected: frames are worth encoding again.
+    pub fn on_connect(&self) {
+        self.state.lock().connected = true;
+        self.state.notify_all();
+    }
+
+    /// The sender lost its connection. That drops every waiting frame (they
+    /// would be stale by the time a new one is up): their buffers go back
+    /// to `pool`, and the number dropped is returned for the caller to count.
+    pub fn on_disconnect(&self, pool: &BufferPool) -> usize {
+        let mut state = self.state.lock();
+        state.connected = false;
+        // A frame being written when the connection went was not sent.
+        state.sending = false;
+        let dropped = state.ready.len();
+        for e in state.ready.drain(..) {
             pool.put(e.wire);
         }
+        drop(state);
+        self.state.notify_all();
+        dropped
     }
 
     /// Waits for the next frame to send, or returns None once a stop is
     /// requested. Call [`written`](Outbox::written) once it is sent.
     pub fn next(&self, stop: &Stop) -> Option<Encoded> {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         state.sending = false;
         loop {
             if stop.is_requested() {
@@ -252,28 +257,24 @@ impl Outbox {
                     state.sending = true;
                     drop(state);
                     // Its place is free: an encoder may start the next frame.
-                    self.changed.notify_all();
+                    self.state.notify_all();
                     return Some(e);
                 }
             }
-            state = self
-                .changed
-                .wait_timeout(state, WAIT_SLICE)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            state = self.state.wait(state, WAIT_SLICE);
         }
     }
 
     /// The frame last returned by [`next`](Outbox::next) was fully written.
     pub fn written(&self) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         state.sending = false;
         state.written += 1;
     }
 
+    /// Wakes every waiter, so they see a stop request at once.
     pub fn wake_all(&self) {
-        let _state = lock(&self.state);
-        self.changed.notify_all();
+        self.state.wake_all();
     }
 }
 
@@ -291,15 +292,15 @@ mod tests {
         }
     }
 
-    fn setup(capacity: usize, frame_limit: u64) -> (Outbox, Pool, Stats, Stop) {
+    /// A connected outbox with `capacity` places.
+    fn setup(capacity: usize, frame_limit: u64) -> (Outbox, Stop) {
         let outbox = Outbox::new(capacity, frame_limit);
-        let (pool, stats) = (Pool::default(), Stats::new(0));
-        outbox.set_connected(true, &pool, &stats);
-        (outbox, pool, stats, Stop::default())
+        outbox.on_connect();
+        (outbox, Stop::default())
     }
 
     fn room(outbox: &Outbox) -> bool {
-        outbox.has_room(&lock(&outbox.state))
+        outbox.has_room(&outbox.state.lock())
     }
 
     /// What an encoder does: reserve a place, then take frame `seq`.
@@ -309,54 +310,62 @@ mod tests {
         outbox.claim(seq);
     }
 
+    /// What an encoder does next: hand in frame `seq`, encoded. True if the
+    /// outbox queued it for the sender, false if it refused (dropped) it.
+    fn finish(outbox: &Outbox, seq: u64) -> bool {
+        outbox.finish(encoded(seq)).is_none()
+    }
+
+    fn next_seq(outbox: &Outbox, stop: &Stop) -> Option<u64> {
+        outbox.next(stop).map(|e| e.seq)
+    }
+
     #[test]
     fn frame_finished_early_waits_for_older_one() {
-        let (outbox, pool, stats, stop) = setup(2, 0);
+        let (outbox, stop) = setup(2, 0);
         start(&outbox, &stop, 6);
         start(&outbox, &stop, 7);
-        outbox.finish(7, Some(encoded(7)), &pool, &stats);
-        outbox.finish(6, Some(encoded(6)), &pool, &stats);
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(6));
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(7));
-        assert_eq!(stats.totals().dropped, 0);
+        assert!(finish(&outbox, 7));
+        assert!(finish(&outbox, 6));
+        assert_eq!(next_seq(&outbox, &stop), Some(6));
+        assert_eq!(next_seq(&outbox, &stop), Some(7));
     }
 
     #[test]
     fn busy_sender_wastes_no_encoded_frame() {
         // The old outbox kept only the newest frame that became sendable
         // during a write, throwing away up to 13% of the encodes.
-        let (outbox, pool, stats, stop) = setup(2, 0);
+        let (outbox, stop) = setup(2, 0);
         start(&outbox, &stop, 1);
-        outbox.finish(1, Some(encoded(1)), &pool, &stats);
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(1));
-        // The sender is writing frame 1 while 2 and 3 finish.
+        assert!(finish(&outbox, 1));
+        assert_eq!(next_seq(&outbox, &stop), Some(1));
+        // The sender is writing frame 1 while 2 and 3 finish: both are kept.
         for seq in 2..=3 {
             start(&outbox, &stop, seq);
-            outbox.finish(seq, Some(encoded(seq)), &pool, &stats);
+            assert!(finish(&outbox, seq), "frame {seq} was dropped");
         }
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(2));
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(3));
-        assert_eq!(stats.totals().dropped, 0);
+        assert_eq!(next_seq(&outbox, &stop), Some(2));
+        assert_eq!(next_seq(&outbox, &stop), Some(3));
     }
 
     #[test]
     fn slow_sender_stops_encoders_at_capacity() {
-        let (outbox, pool, stats, stop) = setup(2, 0);
+        let (outbox, stop) = setup(2, 0);
         start(&outbox, &stop, 1);
-        outbox.finish(1, Some(encoded(1)), &pool, &stats);
+        assert!(finish(&outbox, 1));
         start(&outbox, &stop, 2);
         // Frame 1 waits for the sender, 2 is encoding: both places taken,
         // so the newest raw frame stays in the mailbox instead.
         assert!(!room(&outbox));
-        outbox.finish(2, Some(encoded(2)), &pool, &stats);
+        assert!(finish(&outbox, 2));
         assert!(!room(&outbox), "finished frames keep their place");
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(1));
+        assert_eq!(next_seq(&outbox, &stop), Some(1));
         assert!(room(&outbox), "taking a frame frees its place");
     }
 
     #[test]
     fn reserved_place_counts_until_given_back() {
-        let (outbox, _pool, _stats, stop) = setup(1, 0);
+        let (outbox, stop) = setup(1, 0);
         assert!(outbox.wait_for_room(&stop));
         assert!(!room(&outbox), "a reservation holds the place");
         outbox.unreserve();
@@ -365,76 +374,79 @@ mod tests {
 
     #[test]
     fn frames_between_in_flight_ones_all_go_in_order() {
-        let (outbox, pool, stats, stop) = setup(4, 0);
+        let (outbox, stop) = setup(4, 0);
         for seq in 1..=4 {
             start(&outbox, &stop, seq);
         }
         // 1 is slow; 2 and 3 finish first and wait for it.
-        outbox.finish(2, Some(encoded(2)), &pool, &stats);
-        outbox.finish(3, Some(encoded(3)), &pool, &stats);
-        outbox.finish(1, Some(encoded(1)), &pool, &stats);
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(1));
-        outbox.finish(4, Some(encoded(4)), &pool, &stats);
-        let rest: Vec<u64> = (0..3)
-            .filter_map(|_| outbox.next(&stop))
-            .map(|e| e.seq)
-            .collect();
+        assert!(finish(&outbox, 2));
+        assert!(finish(&outbox, 3));
+        assert!(finish(&outbox, 1));
+        assert_eq!(next_seq(&outbox, &stop), Some(1));
+        assert!(finish(&outbox, 4));
+        let rest: Vec<u64> = (0..3).filter_map(|_| next_seq(&outbox, &stop)).collect();
         assert_eq!(rest, [2, 3, 4]);
-        assert_eq!(stats.totals().dropped, 0);
     }
 
     #[test]
     fn frame_older_than_one_sent_is_dropped_not_sent_late() {
-        let (outbox, pool, stats, stop) = setup(2, 0);
+        let (outbox, stop) = setup(2, 0);
         start(&outbox, &stop, 9);
-        outbox.finish(9, Some(encoded(9)), &pool, &stats);
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(9));
+        assert!(finish(&outbox, 9));
+        assert_eq!(next_seq(&outbox, &stop), Some(9));
         // Cannot happen through the mailbox, but the outbox must hold the line.
         start(&outbox, &stop, 8);
-        outbox.finish(8, Some(encoded(8)), &pool, &stats);
+        assert!(!finish(&outbox, 8), "frame 8 was queued after 9 was sent");
         stop.request();
-        assert!(outbox.next(&stop).is_none());
-        assert_eq!(stats.totals().dropped, 1);
+        assert_eq!(next_seq(&outbox, &stop), None);
     }
 
     #[test]
     fn no_frame_is_started_beyond_the_frame_limit() {
-        let (outbox, pool, stats, stop) = setup(2, 3);
+        let (outbox, stop) = setup(2, 3);
         start(&outbox, &stop, 1);
         start(&outbox, &stop, 2);
-        outbox.finish(1, Some(encoded(1)), &pool, &stats);
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(1));
+        assert!(finish(&outbox, 1));
+        assert_eq!(next_seq(&outbox, &stop), Some(1));
         start(&outbox, &stop, 3);
-        outbox.finish(2, Some(encoded(2)), &pool, &stats);
+        assert!(finish(&outbox, 2));
         outbox.written();
-        assert_eq!(outbox.next(&stop).map(|e| e.seq), Some(2));
+        assert_eq!(next_seq(&outbox, &stop), Some(2));
         // 1 written, 2 being written, 3 encoding: the limit is covered.
         assert!(!room(&outbox));
         // The write of 2 fails: it must be replaced.
-        outbox.set_connected(false, &pool, &stats);
-        outbox.set_connected(true, &pool, &stats);
+        assert_eq!(outbox.on_disconnect(&BufferPool::default()), 0);
+        outbox.on_connect();
         assert!(room(&outbox));
     }
 
     #[test]
     fn skipped_frame_frees_its_place() {
-        let (outbox, pool, stats, stop) = setup(1, 0);
+        let (outbox, stop) = setup(1, 0);
         start(&outbox, &stop, 1);
         assert!(!room(&outbox));
-        outbox.finish(1, None, &pool, &stats);
+        outbox.skip(1);
         assert!(room(&outbox));
     }
 
     #[test]
     fn disconnected_outbox_keeps_nothing() {
-        let (outbox, pool, stats, stop) = setup(2, 0);
+        let (outbox, stop) = setup(2, 0);
+        let pool = BufferPool::default();
         start(&outbox, &stop, 1);
-        outbox.finish(1, Some(encoded(1)), &pool, &stats);
-        outbox.set_connected(false, &pool, &stats);
+        assert!(finish(&outbox, 1));
+        assert_eq!(
+            outbox.on_disconnect(&pool),
+            1,
+            "the waiting frame is dropped"
+        );
+        assert_eq!(pool.get_dirty(), [1], "and its buffer recycled");
         start(&outbox, &stop, 2);
-        outbox.finish(2, Some(encoded(2)), &pool, &stats);
-        assert_eq!(stats.totals().dropped, 2);
-        assert!(lock(&outbox.state).ready.is_empty());
+        assert!(
+            !finish(&outbox, 2),
+            "a frame finished while away is dropped"
+        );
+        assert!(outbox.state.lock().ready.is_empty());
         assert!(room(&outbox), "dropped frames give their places back");
         assert!(!outbox.wait_connected(&stop, Duration::from_millis(1)));
     }

@@ -1,4 +1,7 @@
-//! Wires the threads together and supervises them.
+//! Wires the threads together and supervises them. The only module that
+//! knows every part: it owns them all ([`Parts`]) and lends each thread the
+//! few its stage names in its own `Links` (`source::Links`,
+//! `encode::Links`, `send::Links`).
 //!
 //! ```text
 //! capture ──newest frame──▶ mailbox ──▶ encoder × N ──▶ outbox ──▶ sender ──TCP──▶ viewer
@@ -13,24 +16,25 @@
 //! and waits a bounded time for the threads; any that is still stuck (in DNS
 //! or connect) is abandoned, so exit takes well under a second.
 
-use std::net::{Shutdown, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use proto::{bmp, gzip, wire};
 
-use crate::cli::{Args, Size, Source};
-use crate::frame::{lock, Mailbox, Pool};
+use crate::cli::{Args, Source};
+use crate::encode::{self, Encoder};
+use crate::mailbox::Mailbox;
 use crate::outbox::Outbox;
+use crate::pool::BufferPool;
+use crate::send::{self, CurrentSocket};
 use crate::source::{self, Capture};
 use crate::stats::Stats;
-use crate::stop::Stop;
-use crate::{encode, send};
+use crate::sync::Stop;
 
 /// How often the main thread looks at the signal flag.
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
@@ -41,34 +45,61 @@ const SEND_GRACE: Duration = Duration::from_millis(250);
 /// How long to wait for the threads once stopping, before exiting anyway.
 const JOIN_GRACE: Duration = Duration::from_millis(500);
 
-/// What every thread shares.
-pub struct Shared {
-    pub camera_id: u8,
-    pub stop: Stop,
-    pub mailbox: Mailbox,
-    pub outbox: Outbox,
+/// Every part the threads work on, owned here; each thread borrows only the
+/// parts its stage names in its `Links`.
+struct Parts {
+    stop: Stop,
+    mailbox: Mailbox,
+    outbox: Outbox,
     /// Buffers for raw frames.
-    pub raw_pool: Pool,
+    raw_pool: BufferPool,
     /// Buffers for encoded frames.
-    pub wire_pool: Pool,
-    pub stats: Stats,
-    /// A clone of the sender's socket, to unblock a write at exit.
-    pub socket: Mutex<Option<TcpStream>>,
+    wire_pool: BufferPool,
+    stats: Stats,
+    socket: CurrentSocket,
 }
 
-impl Shared {
-    /// `workers` encoders feeding a sender that stops after `frame_limit`
-    /// frames (0: never).
-    pub fn new(camera_id: u8, workers: usize, frame_limit: u64) -> Shared {
-        Shared {
-            camera_id,
+impl Parts {
+    fn new(args: &Args, workers: usize) -> Parts {
+        Parts {
             stop: Stop::default(),
             mailbox: Mailbox::new(),
-            outbox: Outbox::new(workers, frame_limit),
-            raw_pool: Pool::default(),
-            wire_pool: Pool::default(),
-            stats: Stats::new(camera_id),
-            socket: Mutex::new(None),
+            outbox: Outbox::new(workers, args.frames),
+            raw_pool: BufferPool::default(),
+            wire_pool: BufferPool::default(),
+            stats: Stats::new(args.id),
+            socket: CurrentSocket::default(),
+        }
+    }
+
+    fn capture(&self) -> source::Links<'_> {
+        source::Links {
+            mailbox: &self.mailbox,
+            raw_pool: &self.raw_pool,
+            outbox: &self.outbox,
+            stats: &self.stats,
+            stop: &self.stop,
+        }
+    }
+
+    fn encode(&self) -> encode::Links<'_> {
+        encode::Links {
+            mailbox: &self.mailbox,
+            raw_pool: &self.raw_pool,
+            outbox: &self.outbox,
+            wire_pool: &self.wire_pool,
+            stats: &self.stats,
+            stop: &self.stop,
+        }
+    }
+
+    fn send(&self) -> send::Links<'_> {
+        send::Links {
+            outbox: &self.outbox,
+            wire_pool: &self.wire_pool,
+            stats: &self.stats,
+            stop: &self.stop,
+            socket: &self.socket,
         }
     }
 
@@ -78,18 +109,11 @@ impl Shared {
         self.mailbox.wake_all();
         self.outbox.wake_all();
     }
-
-    /// Unblocks a write stuck on a viewer that stopped reading.
-    fn shut_socket(&self) {
-        if let Some(socket) = lock(&self.socket).as_ref() {
-            let _ = socket.shutdown(Shutdown::Both);
-        }
-    }
 }
 
 /// How a thread ended without an error.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Exit {
+enum Exit {
     /// It was asked to stop.
     Stopped,
     /// The sender sent `--frames` frames: the agent's job is done.
@@ -103,8 +127,11 @@ struct Event {
 
 /// Runs the agent until a signal, `--frames`, or a fatal error.
 pub fn run(args: &Args) -> Result<()> {
-    // Fail on a bad level before starting anything.
-    encode::Encoder::new(args.id, args.level)?;
+    let workers = args.worker_count();
+    // Set up every encoder before starting anything, so a bad level fails here.
+    let encoders = (0..workers)
+        .map(|_| Encoder::new(args.id, args.level))
+        .collect::<Result<Vec<_>>>()?;
 
     let signal = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -112,9 +139,8 @@ pub fn run(args: &Args) -> Result<()> {
             .context("cannot install the SIGINT/SIGTERM handler")?;
     }
 
-    let workers = args.worker_count();
-    let shared = Arc::new(Shared::new(args.id, workers, args.frames));
-    prefill_pools(&shared, args, workers)?;
+    let parts = Arc::new(Parts::new(args, workers));
+    prefill_pools(&parts, args, workers)?;
     let (events, inbox) = mpsc::channel();
     let mut threads = Vec::new();
 
@@ -129,8 +155,8 @@ pub fn run(args: &Args) -> Result<()> {
     );
     {
         let args = args.clone();
-        threads.push(spawn("capture", &shared, &events, move |shared| {
-            let mut capture = Capture::new(shared);
+        threads.push(spawn("capture", &parts, &events, move |parts| {
+            let mut capture = Capture::new(parts.capture());
             match &args.source {
                 Source::Pattern => source::pattern::run(args.size, args.fps, &mut capture)?,
                 Source::File(path) => source::file::run(path, args.size, args.fps, &mut capture)?,
@@ -148,33 +174,35 @@ pub fn run(args: &Args) -> Result<()> {
             Ok(Exit::Stopped)
         })?);
     }
-    for i in 0..workers {
-        let level = args.level;
+    for (i, mut encoder) in encoders.into_iter().enumerate() {
         threads.push(spawn(
             &format!("encode-{i}"),
-            &shared,
+            &parts,
             &events,
-            move |shared| {
-                encode::run(shared, level)?;
+            move |parts| {
+                encode::run(&mut encoder, &parts.encode());
                 Ok(Exit::Stopped)
             },
         )?);
     }
     let sender = {
         let (server, timeout, frames) = (args.server.clone(), args.send_timeout.0, args.frames);
-        spawn("send", &shared, &events, move |shared| {
+        spawn("send", &parts, &events, move |parts| {
             let cfg = send::Config {
                 server: &server,
                 send_timeout: timeout,
                 frames,
             };
-            send::run(shared, &cfg)
+            Ok(match send::run(&cfg, &parts.send()) {
+                send::Finished::Stopped => Exit::Stopped,
+                send::Finished::FrameLimit => Exit::Done,
+            })
         })?
     };
     drop(events);
 
-    let outcome = supervise(&shared, &inbox, &signal, args.stats_interval.0);
-    shared.stop_all();
+    let outcome = supervise(&parts, &inbox, &signal, args.stats_interval.0);
+    parts.stop_all();
     // A sender in the middle of a frame gets a moment to finish it, so the
     // viewer sees a clean close rather than a cut frame; a stuck one is
     // cut loose.
@@ -182,10 +210,10 @@ pub fn run(args: &Args) -> Result<()> {
     while Instant::now() < deadline && !sender.is_finished() {
         thread::sleep(Duration::from_millis(5));
     }
-    shared.shut_socket();
+    parts.socket.shut_down();
     threads.push(sender);
     join_bounded(threads);
-    let totals = shared.stats.totals();
+    let totals = parts.stats.totals();
     log::info!(
         "stopped: {} frames captured, {} sent, {} dropped",
         totals.captured,
@@ -202,17 +230,16 @@ pub fn run(args: &Args) -> Result<()> {
 /// instead of stepping up the first time a rare interleaving needs one more
 /// buffer (the 5-minute soak saw a 1.5 MB step after 4 minutes). A
 /// camera whose stride exceeds `2 * width` grows its raw buffers once.
-fn prefill_pools(shared: &Shared, args: &Args, workers: usize) -> Result<()> {
-    let Size { width, height } = args.size;
-    let raw_len = width as usize * height as usize * 2;
-    let bmp_len = bmp::encoded_len(width, height).context("frame size")?;
+fn prefill_pools(parts: &Parts, args: &Args, workers: usize) -> Result<()> {
+    let raw_len = args.size.yuyv_len();
+    let bmp_len = bmp::encoded_len(args.size.width, args.size.height).context("frame size")?;
     let wire_len = wire::HEADER_LEN
         + gzip::Compressor::new(args.level)
             .context("cannot set up gzip")?
             .compress_bound(bmp_len);
     for (pool, count, len) in [
-        (&shared.raw_pool, workers + 2, raw_len),
-        (&shared.wire_pool, workers + 1, wire_len),
+        (&parts.raw_pool, workers + 2, raw_len),
+        (&parts.wire_pool, workers + 1, wire_len),
     ] {
         for _ in 0..count {
             // Not zeros: a zeroed allocation becomes calloc, whose pages are
@@ -226,7 +253,7 @@ fn prefill_pools(shared: &Shared, args: &Args, workers: usize) -> Result<()> {
 
 /// Waits for a signal or the first thread to end, logging stats meanwhile.
 fn supervise(
-    shared: &Shared,
+    parts: &Parts,
     inbox: &mpsc::Receiver<Event>,
     signal: &AtomicBool,
     stats_interval: Duration,
@@ -258,7 +285,7 @@ fn supervise(
         if !stats_interval.is_zero() && last_stats.elapsed() >= stats_interval {
             let elapsed = last_stats.elapsed();
             last_stats = Instant::now();
-            log::info!("{}", shared.stats.line(elapsed, &mut scratch));
+            log::info!("{}", parts.stats.line(elapsed, &mut scratch));
         }
     }
 }
@@ -266,18 +293,18 @@ fn supervise(
 /// Starts a named thread whose result (or panic) is reported as an event.
 fn spawn(
     name: &str,
-    shared: &Arc<Shared>,
+    parts: &Arc<Parts>,
     events: &mpsc::Sender<Event>,
-    body: impl FnOnce(&Shared) -> Result<Exit> + Send + 'static,
+    body: impl FnOnce(&Parts) -> Result<Exit> + Send + 'static,
 ) -> Result<JoinHandle<()>> {
-    let shared = Arc::clone(shared);
+    let parts = Arc::clone(parts);
     let events = events.clone();
     let thread = name.to_string();
     thread::Builder::new()
         .name(thread.clone())
         .spawn(move || {
             let result =
-                panic::catch_unwind(AssertUnwindSafe(|| body(&shared))).unwrap_or_else(|_| {
+                panic::catch_unwind(AssertUnwindSafe(|| body(&parts))).unwrap_or_else(|_| {
                     Err(anyhow!(
                         "the {thread} thread panicked (a bug; please report it)"
                     ))

@@ -11,13 +11,14 @@
 //!   `viewer 127.0.0.1:5000 unreachable (...), retrying`.
 
 use std::io::{self, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-
-use crate::frame::lock;
-use crate::pipeline::{Exit, Shared};
+use crate::outbox::Outbox;
+use crate::pool::BufferPool;
+use crate::stats::Stats;
+use crate::sync::{lock, Stop};
 
 /// First reconnect delay.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -34,13 +35,53 @@ pub struct Config<'a> {
     pub frames: u64,
 }
 
+/// What the sender thread works with.
+pub struct Links<'a> {
+    /// Where the encoded frames come from, in order.
+    pub outbox: &'a Outbox,
+    /// Where a frame's buffer goes once it is written (or dropped).
+    pub wire_pool: &'a BufferPool,
+    pub stats: &'a Stats,
+    pub stop: &'a Stop,
+    /// Where the connected socket is published, so the supervisor can cut
+    /// a blocked write short at exit.
+    pub socket: &'a CurrentSocket,
+}
+
+/// A clone of the sender's connected socket, if any, that another thread
+/// can shut down to unblock a write stuck on a viewer that stopped reading.
+#[derive(Default)]
+pub struct CurrentSocket(Mutex<Option<TcpStream>>);
+
+impl CurrentSocket {
+    fn set(&self, socket: Option<TcpStream>) {
+        *lock(&self.0) = socket;
+    }
+
+    /// Shuts the connection down, both ways; a blocked write returns at once.
+    pub fn shut_down(&self) {
+        if let Some(socket) = lock(&self.0).as_ref() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// How the sender ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// A stop was requested.
+    Stopped,
+    /// `--frames` frames were sent: the agent's job is done.
+    FrameLimit,
+}
+
 /// Runs until a stop is requested, or until `frames` frames were sent.
-pub fn run(shared: &Shared, cfg: &Config) -> Result<Exit> {
+pub fn run(cfg: &Config, links: &Links) -> Finished {
     let server = cfg.server;
     let mut backoff = Backoff::new();
     let mut sent = 0u64;
     let mut reported_unreachable = false;
-    while !shared.stop.is_requested() {
+    while !links.stop.is_requested() {
         let stream = match connect(server, cfg.send_timeout) {
             Ok(stream) => stream,
             Err(e) => {
@@ -50,7 +91,7 @@ pub fn run(shared: &Shared, cfg: &Config) -> Result<Exit> {
                     log::warn!("viewer {server} unreachable ({e}), retrying");
                     reported_unreachable = true;
                 }
-                if shared.stop.sleep(backoff.next_delay()) {
+                if links.stop.sleep(backoff.next_delay()) {
                     break;
                 }
                 continue;
@@ -63,51 +104,47 @@ pub fn run(shared: &Shared, cfg: &Config) -> Result<Exit> {
                 .peer_addr()
                 .map_or_else(|_| server.to_string(), |a| a.to_string())
         );
-        // Let `pipeline` shut the socket down to unblock a write at exit.
-        *lock(&shared.socket) = stream.try_clone().ok();
-        shared
-            .outbox
-            .set_connected(true, &shared.wire_pool, &shared.stats);
-        let result = stream_frames(shared, cfg, &stream, &mut sent, &mut backoff);
-        shared
-            .outbox
-            .set_connected(false, &shared.wire_pool, &shared.stats);
-        *lock(&shared.socket) = None;
+        // Let the supervisor shut the socket down to unblock a write at exit.
+        links.socket.set(stream.try_clone().ok());
+        links.outbox.on_connect();
+        let result = stream_frames(cfg, links, &stream, &mut sent, &mut backoff);
+        let dropped = links.outbox.on_disconnect(links.wire_pool);
+        links.stats.dropped(dropped as u64);
+        links.socket.set(None);
         drop(stream);
         match result {
-            Ok(exit) => return Ok(exit),
-            Err(_) if shared.stop.is_requested() => break,
+            Ok(finished) => return finished,
+            Err(_) if links.stop.is_requested() => break,
             Err(e) => {
                 log::warn!("lost connection to {server}: {e}; reconnecting");
-                if shared.stop.sleep(backoff.next_delay()) {
+                if links.stop.sleep(backoff.next_delay()) {
                     break;
                 }
             }
         }
     }
-    Ok(Exit::Stopped)
+    Finished::Stopped
 }
 
-/// Sends frames until a stop (Ok(Stopped)), the frame limit (Ok(Done)) or
-/// a broken connection (Err).
+/// Sends frames until a stop, the frame limit or a broken connection (Err).
 fn stream_frames(
-    shared: &Shared,
     cfg: &Config,
+    links: &Links,
     stream: &TcpStream,
     sent: &mut u64,
     backoff: &mut Backoff,
-) -> io::Result<Exit> {
-    while let Some(frame) = shared.outbox.next(&shared.stop) {
+) -> io::Result<Finished> {
+    while let Some(frame) = links.outbox.next(links.stop) {
         let result = write_frame(stream, frame.frame_bytes(), cfg.send_timeout);
         let wire_len = frame.frame_bytes().len();
-        shared.wire_pool.put(frame.wire);
+        links.wire_pool.put(frame.wire);
         if let Err(e) = result {
-            shared.stats.dropped(1);
+            links.stats.dropped(1);
             return Err(e);
         }
-        shared.outbox.written();
+        links.outbox.written();
         let body_len = wire_len - proto::wire::HEADER_LEN;
-        shared
+        links
             .stats
             .sent(wire_len, frame.bmp_len, body_len, frame.captured.elapsed());
         // A connection that carried a frame is a healthy one.
@@ -115,10 +152,10 @@ fn stream_frames(
         *sent += 1;
         if cfg.frames > 0 && *sent >= cfg.frames {
             log::info!("sent {sent} frames (--frames), stopping");
-            return Ok(Exit::Done);
+            return Ok(Finished::FrameLimit);
         }
     }
-    Ok(Exit::Stopped)
+    Ok(Finished::Stopped)
 }
 
 fn connect(server: &str, timeout: Duration) -> io::Result<TcpStream> {

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::frame::lock;
+use proto::wire::CameraId;
+
+use crate::sync::lock;
 
 /// Samples kept per interval; more are ignored, so memory stays flat
 /// whatever the frame rate and interval.
@@ -34,7 +36,7 @@ struct Counters {
 }
 
 pub struct Stats {
-    camera_id: u8,
+    camera_id: CameraId,
     interval: Counters,
     total: Counters,
     encode_us: Mutex<Vec<u32>>,
@@ -49,7 +51,7 @@ pub struct Totals {
 }
 
 impl Stats {
-    pub fn new(camera_id: u8) -> Stats {
+    pub fn new(camera_id: CameraId) -> Stats {
         Stats {
             camera_id,
             interval: Counters::default(),

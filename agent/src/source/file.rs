@@ -7,11 +7,10 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::{Capture, Pacer};
+use super::Capture;
 use crate::cli::Size;
 
 pub fn run(path: &Path, size: Size, fps: u32, capture: &mut Capture) -> Result<()> {
@@ -31,26 +30,17 @@ pub fn run(path: &Path, size: Size, fps: u32, capture: &mut Capture) -> Result<(
     let frames = file_len / frame_len as u64;
     log::info!("file {shown}: {frames} frame(s) of {size} YUYV, looped @ {fps} fps (0 = as fast as the encoders go)");
 
-    let mut pacer = Pacer::new(fps);
     let mut index = 0u64;
-    while pacer.wait(capture) {
+    super::run_paced(size, fps, capture, |buf| {
         if index == frames {
             file.seek(SeekFrom::Start(0))
                 .with_context(|| format!("cannot rewind {shown}"))?;
             index = 0;
         }
-        let mut buf = capture.buffer();
         buf.resize(frame_len, 0);
-        file.read_exact(&mut buf)
+        file.read_exact(buf)
             .with_context(|| format!("cannot read frame {index} of {shown}"))?;
-        capture.publish(
-            buf,
-            size.width,
-            size.height,
-            size.width as usize * 2,
-            Instant::now(),
-        );
         index += 1;
-    }
-    Ok(())
+        Ok(())
+    })
 }

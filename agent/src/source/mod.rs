@@ -1,7 +1,8 @@
 //! Where frames come from: a V4L2 camera, or a synthetic source (moving
 //! colour bars, or raw frames from a file) that runs the same pipeline
 //! without a camera. Each runs on the capture thread and publishes frames
-//! into the mailbox through a [`Capture`].
+//! into the mailbox through a [`Capture`], the only part of the pipeline a
+//! source sees.
 
 pub mod file;
 pub mod pattern;
@@ -9,32 +10,44 @@ pub mod v4l2;
 
 use std::time::{Duration, Instant};
 
-use crate::frame::Frame;
-use crate::pipeline::Shared;
+use anyhow::Result;
+
+use crate::cli::Size;
+use crate::mailbox::{Mailbox, RawFrame};
+use crate::outbox::Outbox;
+use crate::pool::BufferPool;
+use crate::stats::Stats;
+use crate::sync::Stop;
+
+/// What the capture thread works with.
+pub struct Links<'a> {
+    /// Where each new frame goes, replacing an unclaimed older one.
+    pub mailbox: &'a Mailbox,
+    /// Where frame buffers come from, and a replaced frame's goes back to.
+    pub raw_pool: &'a BufferPool,
+    /// Only waited on: an "as fast as possible" source idles while no
+    /// viewer is connected (see [`Pacer`]).
+    pub outbox: &'a Outbox,
+    pub stats: &'a Stats,
+    pub stop: &'a Stop,
+}
 
 /// The capture thread's side of the pipeline: numbers frames and puts each
 /// into the mailbox, in a recycled buffer.
 pub struct Capture<'a> {
-    shared: &'a Shared,
+    links: Links<'a>,
     next_seq: u64,
 }
 
 impl<'a> Capture<'a> {
-    pub fn new(shared: &'a Shared) -> Capture<'a> {
-        Capture {
-            shared,
-            next_seq: 0,
-        }
-    }
-
-    pub fn shared(&self) -> &'a Shared {
-        self.shared
+    pub fn new(links: Links<'a>) -> Capture<'a> {
+        Capture { links, next_seq: 0 }
     }
 
     /// A buffer to fill with the next frame (recycled, so no allocation in
     /// steady state).
     pub fn buffer(&self) -> Vec<u8> {
-        self.shared.raw_pool.get()
+        self.links.raw_pool.get()
     }
 
     /// Publishes a filled buffer as the newest frame.
@@ -46,7 +59,7 @@ impl<'a> Capture<'a> {
         stride: usize,
         captured: Instant,
     ) {
-        let frame = Frame {
+        let frame = RawFrame {
             seq: self.next_seq,
             captured,
             width,
@@ -55,18 +68,54 @@ impl<'a> Capture<'a> {
             data,
         };
         self.next_seq += 1;
-        self.shared.stats.captured();
-        self.shared
-            .mailbox
-            .put(frame, &self.shared.raw_pool, &self.shared.stats);
+        self.links.stats.captured();
+        if let Some(replaced) = self.links.mailbox.put(frame) {
+            self.links.stats.dropped(1);
+            self.links.raw_pool.put(replaced.data);
+        }
     }
 
     /// A frame was captured but is not worth encoding (short, corrupt, or
     /// already superseded by a newer one).
     pub fn skip(&self) {
-        self.shared.stats.captured();
-        self.shared.stats.dropped(1);
+        self.links.stats.captured();
+        self.links.stats.dropped(1);
     }
+
+    /// True once the agent is stopping: the source should return.
+    pub fn stop_requested(&self) -> bool {
+        self.links.stop.is_requested()
+    }
+
+    /// Sleeps for `duration` or until a stop is requested. Returns true if
+    /// a stop was requested.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        self.links.stop.sleep(duration)
+    }
+}
+
+/// Runs a synthetic source until a stop is requested or `fill` fails: at
+/// each frame time (see [`Pacer`]), `fill` writes the next tightly packed
+/// YUYV frame of `size` into an empty recycled buffer, which is published.
+pub fn run_paced(
+    size: Size,
+    fps: u32,
+    capture: &mut Capture,
+    mut fill: impl FnMut(&mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let mut pacer = Pacer::new(fps);
+    while pacer.wait(capture) {
+        let mut buf = capture.buffer();
+        fill(&mut buf)?;
+        capture.publish(
+            buf,
+            size.width,
+            size.height,
+            size.width as usize * 2,
+            Instant::now(),
+        );
+    }
+    Ok(())
 }
 
 /// Frame interval of an "as fast as possible" source while the viewer is away.
@@ -74,13 +123,13 @@ const IDLE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Paces a synthetic source at `fps` frames per second; 0 means as fast as
 /// the encoders take frames.
-pub struct Pacer {
+struct Pacer {
     interval: Option<Duration>,
     next: Instant,
 }
 
 impl Pacer {
-    pub fn new(fps: u32) -> Pacer {
+    fn new(fps: u32) -> Pacer {
         Pacer {
             interval: (fps > 0).then(|| Duration::from_secs(1) / fps),
             next: Instant::now(),
@@ -89,20 +138,25 @@ impl Pacer {
 
     /// Waits until the next frame is due. Returns false if a stop was
     /// requested meanwhile.
-    pub fn wait(&mut self, capture: &Capture) -> bool {
-        let shared = capture.shared();
+    fn wait(&mut self, capture: &Capture) -> bool {
+        let Links {
+            mailbox,
+            outbox,
+            stop,
+            ..
+        } = capture.links;
         match self.interval {
             None => {
-                shared.mailbox.wait_empty(&shared.stop);
+                mailbox.wait_empty(stop);
                 // With nobody to send to, frames are dropped unencoded: don't
                 // spin making them as fast as memcpy allows, but do go on
                 // the moment the sender connects (a fixed sleep cost every
                 // run up to 100 ms of a start-up that takes ~1 ms).
-                shared.outbox.wait_connected(&shared.stop, IDLE_INTERVAL);
+                outbox.wait_connected(stop, IDLE_INTERVAL);
             }
             Some(interval) => {
                 let now = Instant::now();
-                if self.next > now && shared.stop.sleep(self.next - now) {
+                if self.next > now && stop.sleep(self.next - now) {
                     return false;
                 }
                 // Running late by more than a frame (a busy machine) resets
@@ -114,6 +168,21 @@ impl Pacer {
                 }
             }
         }
-        !shared.stop.is_requested()
+        !stop.is_requested()
     }
+}
+
+/// Runs `f` with a capture into a pipeline of its own, for the sources'
+/// tests.
+#[cfg(test)]
+pub fn with_test_capture<R>(f: impl FnOnce(&mut Capture) -> R) -> R {
+    let (mailbox, raw_pool) = (Mailbox::new(), BufferPool::default());
+    let (outbox, stats, stop) = (Outbox::new(1, 0), Stats::new(0), Stop::default());
+    f(&mut Capture::new(Links {
+        mailbox: &mailbox,
+        raw_pool: &raw_pool,
+        outbox: &outbox,
+        stats: &stats,
+        stop: &stop,
+    }))
 }

@@ -9,11 +9,9 @@
 //! last 1/8 h          frame counter: 32 cells, most significant bit first, white = 1
 //! ```
 
-use std::time::Instant;
-
 use anyhow::Result;
 
-use super::{Capture, Pacer};
+use super::Capture;
 use crate::cli::Size;
 
 /// The bars as (R, G, B), left to right, at 75% of full scale.
@@ -132,22 +130,13 @@ pub fn rgb_to_yuv([r, g, b]: [u8; 3]) -> [u8; 3] {
 /// Runs the pattern source until a stop is requested.
 pub fn run(size: Size, fps: u32, capture: &mut Capture) -> Result<()> {
     let pattern = Pattern::new(size);
-    let mut pacer = Pacer::new(fps);
     log::info!("pattern: {size} YUYV @ {fps} fps (0 = as fast as the encoders go)");
     let mut n = 0u64;
-    while pacer.wait(capture) {
-        let mut buf = capture.buffer();
-        pattern.render(n, &mut buf);
-        capture.publish(
-            buf,
-            size.width,
-            size.height,
-            size.width as usize * 2,
-            Instant::now(),
-        );
+    super::run_paced(size, fps, capture, |buf| {
+        pattern.render(n, buf);
         n += 1;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -136,7 +136,7 @@ pub fn run(cfg: &Config, capture: &mut Capture) -> Result<()> {
             }
             End::Setup { error, .. } => return Err(error),
         }
-        if capture.shared().stop.sleep(REOPEN_DELAY) {
+        if capture.sleep(REOPEN_DELAY) {
             return Ok(());
         }
     }
@@ -446,12 +446,11 @@ fn stream_frames(
     let needed = format.stride * (height as usize - 1) + width as usize * 2;
     let handle = stream.handle();
     let slice_ms = POLL_SLICE.as_millis() as i32;
-    let shared = capture.shared();
     let mut last_frame = Instant::now();
     let mut holding = true;
     let mut warned_short = false;
     loop {
-        if shared.stop.is_requested() {
+        if capture.stop_requested() {
             return Ok(());
         }
         match handle.poll(libc::POLLIN, slice_ms) {
@@ -675,9 +674,8 @@ mod tests {
             timeout: Duration::from_secs(2),
             reopen: false,
         };
-        let shared = crate::pipeline::Shared::new(0, 1, 0);
-        let mut capture = Capture::new(&shared);
-        format!("{:#}", run(&cfg, &mut capture).unwrap_err())
+        let error = crate::source::with_test_capture(|capture| run(&cfg, capture).unwrap_err());
+        format!("{error:#}")
     }
 
     #[test]
