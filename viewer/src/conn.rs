@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use proto::wire::{CameraId, Frame, FrameReader, WireError};
 
-use crate::decode::DecodeError;
 use crate::stats::Stats;
 
 /// Bytes read from the socket per `read` call. Each connection owns one
@@ -57,7 +56,9 @@ pub enum Close {
     Error(CloseError),
 }
 
-/// The reason a connection is dropped; its Display is what the log says.
+/// What the connection itself did wrong; its Display is what the log says.
+/// (The server drops connections for reasons of its own too: a frame that
+/// does not decode, a closed window.)
 #[derive(Debug)]
 pub enum CloseError {
     /// A hostile or broken frame header (zero or over-limit length).
@@ -74,10 +75,6 @@ pub enum CloseError {
         received_len: usize,
         timeout: Duration,
     },
-    /// The frame failed to gunzip or decode.
-    Decode(DecodeError),
-    /// The user closed this camera's window.
-    WindowClosed,
 }
 
 impl fmt::Display for CloseError {
@@ -107,8 +104,6 @@ impl fmt::Display for CloseError {
                 "sent {received_len} bytes of a frame, then nothing for {:.1} s (--idle-timeout)",
                 timeout.as_secs_f64()
             ),
-            CloseError::Decode(e) => write!(f, "{e}"),
-            CloseError::WindowClosed => write!(f, "its window was closed"),
         }
     }
 }

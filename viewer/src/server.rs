@@ -11,6 +11,7 @@
 //! A connection's error closes that connection only.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
@@ -25,7 +26,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::allow::AllowList;
 use crate::conn::{interrupted, would_block, Close, CloseError, Conn, Received, Status};
-use crate::decode::{self, Decoders, Done, Submitted};
+use crate::decode::{self, DecodeError, Decoders, Done, Submitted};
 use crate::display::{self, Display, Picture};
 use crate::ConnId;
 
@@ -228,7 +229,7 @@ impl Server {
                     }
                 });
                 for id in events.closed {
-                    self.close(id, Close::Error(CloseError::WindowClosed));
+                    self.close(id, Reason::WindowClosed);
                 }
                 if events.quit {
                     info!("Esc pressed: shutting down");
@@ -342,8 +343,8 @@ impl Server {
         }
         match result {
             Ok(Status::Open) => {}
-            Ok(Status::Eof) => self.close(id, Close::Eof),
-            Err(close) => self.close(id, close),
+            Ok(Status::Eof) => self.close(id, Reason::Conn(Close::Eof)),
+            Err(close) => self.close(id, Reason::Conn(close)),
         }
     }
 
@@ -362,7 +363,7 @@ impl Server {
             let decoded = match outcome {
                 Ok(decoded) => decoded,
                 Err(e) => {
-                    self.close(id, Close::Error(CloseError::Decode(e)));
+                    self.close(id, Reason::Decode(e));
                     continue;
                 }
             };
@@ -421,12 +422,12 @@ impl Server {
             .filter_map(|(&id, conn)| Some((id, conn.close_reason(now)?)))
             .collect();
         for (id, reason) in expired {
-            self.close(id, Close::Error(reason));
+            self.close(id, Reason::Conn(Close::Error(reason)));
         }
     }
 
     /// Closes one connection and its window, and says why.
-    fn close(&mut self, id: ConnId, why: Close) {
+    fn close(&mut self, id: ConnId, reason: Reason) {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
@@ -438,12 +439,16 @@ impl Server {
         }
         let label = conn.label();
         let frames = conn.frames_received();
-        match why {
-            Close::Eof => info!("{label} disconnected after {frames} frames"),
-            Close::Reset => {
+        let dropped =
+            |why: &dyn fmt::Display| warn!("{label} dropped after {frames} frames: {why}");
+        match reason {
+            Reason::Conn(Close::Eof) => info!("{label} disconnected after {frames} frames"),
+            Reason::Conn(Close::Reset) => {
                 info!("{label} disconnected after {frames} frames (connection reset)")
             }
-            Close::Error(reason) => warn!("{label} dropped after {frames} frames: {reason}"),
+            Reason::Conn(Close::Error(e)) => dropped(&e),
+            Reason::Decode(e) => dropped(&e),
+            Reason::WindowClosed => dropped(&"its window was closed"),
         }
         // Dropping `conn` closes the socket.
     }
@@ -470,6 +475,17 @@ impl Server {
         self.decoders.shutdown();
         info!("closed {n} connections; stopped");
     }
+}
+
+/// Why the server closes a connection: the connection's own ending, or a
+/// reason only the server sees.
+enum Reason {
+    /// The peer left, or the connection broke or timed out.
+    Conn(Close),
+    /// One of its frames failed to gunzip or decode.
+    Decode(DecodeError),
+    /// The user closed its window.
+    WindowClosed,
 }
 
 /// EMFILE and friends: accepting again at once would fail the same way.
