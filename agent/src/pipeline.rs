@@ -259,7 +259,6 @@ fn supervise(
     stats_interval: Duration,
 ) -> Result<()> {
     let mut last_stats = Instant::now();
-    let mut scratch = Vec::new();
     loop {
         match inbox.recv_timeout(SIGNAL_POLL) {
             Ok(Event {
@@ -285,7 +284,7 @@ fn supervise(
         if !stats_interval.is_zero() && last_stats.elapsed() >= stats_interval {
             let elapsed = last_stats.elapsed();
             last_stats = Instant::now();
-            log::info!("{}", parts.stats.line(elapsed, &mut scratch));
+            log::info!("{}", parts.stats.line(elapsed));
         }
     }
 }

@@ -12,18 +12,27 @@
 //! - `ratio`: BMP bytes / gzip bytes of the frames sent;
 //! - `encode p50`: median YUYV→BGR→BMP→gzip time of one frame;
 //! - `latency p50/p99`: capture to fully written, per frame.
+//!
+//! **What p50 and p99 mean.** The durations of an interval go into a
+//! [`Reservoir`] of [`SAMPLES`]: all of them while they fit, then a uniform
+//! random sample of the whole interval. pN is the nearest-rank percentile of
+//! that sample: the smallest sample with at least N% of the samples at or
+//! below it, always a measured value, never an interpolation. The viewer's
+//! stats line uses the same definition (`proto::stats`), so the two logs
+//! can be compared.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use proto::stats::Reservoir;
 use proto::wire::CameraId;
 
 use crate::sync::lock;
 
-/// Samples kept per interval; more are ignored, so memory stays flat
-/// whatever the frame rate and interval.
-const MAX_SAMPLES: usize = 4096;
+/// Durations sampled per interval: all of them up to 136 s at 30 fps.
+/// Memory is fixed at start whatever the frame rate and interval.
+const SAMPLES: usize = 4096;
 
 #[derive(Default)]
 struct Counters {
@@ -39,8 +48,9 @@ pub struct Stats {
     camera_id: CameraId,
     interval: Counters,
     total: Counters,
-    encode_us: Mutex<Vec<u32>>,
-    latency_us: Mutex<Vec<u32>>,
+    /// Behind mutexes: every encoder pushes encode times.
+    encode: Mutex<Reservoir>,
+    latency: Mutex<Reservoir>,
 }
 
 /// Totals since start, for the last log line.
@@ -56,8 +66,8 @@ impl Stats {
             camera_id,
             interval: Counters::default(),
             total: Counters::default(),
-            encode_us: Mutex::new(Vec::with_capacity(MAX_SAMPLES)),
-            latency_us: Mutex::new(Vec::with_capacity(MAX_SAMPLES)),
+            encode: Mutex::new(Reservoir::new(SAMPLES)),
+            latency: Mutex::new(Reservoir::new(SAMPLES)),
         }
     }
 
@@ -70,7 +80,7 @@ impl Stats {
     }
 
     pub fn encoded(&self, took: Duration) {
-        push_sample(&self.encode_us, took);
+        lock(&self.encode).push(took);
     }
 
     /// A frame of `wire_len` bytes (header included), whose BMP was
@@ -93,7 +103,7 @@ impl Stats {
             &self.total.body_bytes,
             body_len as u64,
         );
-        push_sample(&self.latency_us, latency);
+        lock(&self.latency).push(latency);
     }
 
     pub fn totals(&self) -> Totals {
@@ -105,8 +115,8 @@ impl Stats {
     }
 
     /// The stats line for the `elapsed` time since the last call, and a
-    /// reset of the interval counters. `scratch` is reused between calls.
-    pub fn line(&self, elapsed: Duration, scratch: &mut Vec<u32>) -> String {
+    /// reset of the interval counters and samples.
+    pub fn line(&self, elapsed: Duration) -> String {
         let secs = elapsed.as_secs_f64().max(1e-3);
         let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
         let captured = take(&self.interval.captured);
@@ -121,8 +131,8 @@ impl Stats {
         } else {
             "-".into()
         };
-        let encode = percentiles(&self.encode_us, scratch, &[50]);
-        let latency = percentiles(&self.latency_us, scratch, &[50, 99]);
+        let [encode_p50] = ms(lock(&self.encode).take_percentiles([50]));
+        let [latency_p50, latency_p99] = ms(lock(&self.latency).take_percentiles([50, 99]));
         format!(
             "camera {}: {:.1} fps captured, {:.1} sent, {} dropped, {:.1} Mbit/s, ratio {}, \
              encode p50 {}, latency p50 {} p99 {}",
@@ -132,9 +142,9 @@ impl Stats {
             dropped,
             wire_bytes as f64 * 8.0 / secs / 1e6,
             ratio,
-            encode[0],
-            latency[0],
-            latency[1],
+            encode_p50,
+            latency_p50,
+            latency_p99,
         )
     }
 }
@@ -144,33 +154,12 @@ fn add(interval: &AtomicU64, total: &AtomicU64, n: u64) {
     total.fetch_add(n, Ordering::Relaxed);
 }
 
-fn push_sample(samples: &Mutex<Vec<u32>>, took: Duration) {
-    let mut samples = lock(samples);
-    if samples.len() < samples.capacity() {
-        samples.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+/// Percentiles as "14 ms", or "-" for an interval without samples.
+fn ms<const N: usize>(percentiles: Option<[Duration; N]>) -> [String; N] {
+    match percentiles {
+        Some(ps) => ps.map(|d| format!("{:.0} ms", d.as_micros() as f64 / 1000.0)),
+        None => std::array::from_fn(|_| "-".to_string()),
     }
-}
-
-/// Takes the interval's samples and formats the requested percentiles in
-/// ms ("-" when there were none).
-fn percentiles(samples: &Mutex<Vec<u32>>, scratch: &mut Vec<u32>, which: &[usize]) -> Vec<String> {
-    scratch.clear();
-    {
-        let mut samples = lock(samples);
-        scratch.extend_from_slice(&samples);
-        samples.clear();
-    }
-    scratch.sort_unstable();
-    which
-        .iter()
-        .map(|&p| match scratch.len() {
-            0 => "-".to_string(),
-            n => {
-                let index = (n * p / 100).min(n - 1);
-                format!("{:.0} ms", f64::from(scratch[index]) / 1000.0)
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -188,14 +177,14 @@ mod tests {
             stats.sent(1005, 2000, 1000, Duration::from_millis(20));
         }
         stats.dropped(20);
-        let mut scratch = Vec::new();
-        let line = stats.line(Duration::from_secs(1), &mut scratch);
+        let line = stats.line(Duration::from_secs(1));
+        // Nearest-rank: p50 of the ten encode times 10..=19 ms is the 5th, 14 ms.
         assert_eq!(
             line,
             "camera 3: 30.0 fps captured, 10.0 sent, 20 dropped, 0.1 Mbit/s, ratio 2.00, \
-             encode p50 15 ms, latency p50 20 ms p99 20 ms"
+             encode p50 14 ms, latency p50 20 ms p99 20 ms"
         );
-        let line = stats.line(Duration::from_secs(1), &mut scratch);
+        let line = stats.line(Duration::from_secs(1));
         assert!(
             line.contains("0.0 fps captured, 0.0 sent, 0 dropped"),
             "{line}"
