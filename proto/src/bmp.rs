@@ -78,40 +78,123 @@ const PALETTE_ENTRY_LEN: usize = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BmpError {
     /// Width or height is 0 or over [`MAX_DIMENSION`] (or negative width).
-    BadDimensions { width: i64, height: i64 },
+    BadDimensions {
+        /// The width asked for or read, in pixels.
+        width: i64,
+        /// The height asked for or read, in pixels (negative: top-down).
+        height: i64,
+    },
     /// The BGR buffer to encode is not `width * height * 3` bytes.
-    InputSize { len: usize, expected: usize },
+    InputSize {
+        /// Bytes in the buffer.
+        len: usize,
+        /// Bytes the dimensions need.
+        expected: usize,
+    },
     /// The file does not start with "BM".
-    BadMagic { found: [u8; 2] },
+    BadMagic {
+        /// The first two bytes of the file.
+        found: [u8; 2],
+    },
     /// The buffer ends before the headers do.
-    Truncated { need: usize, have: usize },
+    Truncated {
+        /// Bytes the headers (and masks or palette) need.
+        need: usize,
+        /// Bytes in the buffer.
+        have: usize,
+    },
     /// The file header's size field disagrees with the buffer's length.
-    SizeMismatch { declared: u32, actual: usize },
+    SizeMismatch {
+        /// The file size the header declares, in bytes.
+        declared: u32,
+        /// Bytes in the buffer.
+        actual: usize,
+    },
     /// An info header size that is not one of the Windows BMP versions.
-    UnsupportedHeader { size: u32 },
+    UnsupportedHeader {
+        /// The info header size field, in bytes.
+        size: u32,
+    },
     /// The colour planes field is not 1.
-    BadPlanes { planes: u16 },
+    BadPlanes {
+        /// The planes field.
+        planes: u16,
+    },
     /// Bits per pixel other than 1, 4, 8, 24 or 32.
-    UnsupportedDepth { bits: u16 },
+    UnsupportedDepth {
+        /// The bits per pixel field.
+        bits: u16,
+    },
     /// RLE, JPEG/PNG-in-BMP, or bit fields on a depth that cannot have them.
-    UnsupportedCompression { compression: u32, bits: u16 },
+    UnsupportedCompression {
+        /// The compression field (0 = none, 3 = bit fields).
+        compression: u32,
+        /// The bits per pixel field.
+        bits: u16,
+    },
     /// 32-bit bit-field masks that are not three 8-bit channels.
-    UnsupportedMasks { red: u32, green: u32, blue: u32 },
+    UnsupportedMasks {
+        /// The red mask.
+        red: u32,
+        /// The green mask.
+        green: u32,
+        /// The blue mask.
+        blue: u32,
+    },
     /// A palette with more colours than the depth can index.
-    BadPalette { colors: u32, max: u32 },
+    BadPalette {
+        /// The colours-used field.
+        colors: u32,
+        /// Colours the depth can index: 2 to the bits per pixel.
+        max: u32,
+    },
     /// A pixel refers to a palette entry that does not exist.
-    BadPaletteIndex { index: u8, colors: u32 },
+    BadPaletteIndex {
+        /// The first index (top row first) past the palette.
+        index: u8,
+        /// Entries in the palette.
+        colors: u32,
+    },
     /// The pixel data offset points into the headers/palette or past the end.
-    BadPixelOffset { offset: u32, min: usize, len: usize },
+    BadPixelOffset {
+        /// The pixel data offset field, in bytes from the start of the file.
+        offset: u32,
+        /// Where the headers, masks and palette end.
+        min: usize,
+        /// Bytes in the file.
+        len: usize,
+    },
     /// The image size field disagrees with the dimensions.
-    ImageSizeMismatch { declared: u32, expected: usize },
+    ImageSizeMismatch {
+        /// The image size field, in bytes.
+        declared: u32,
+        /// Bytes of pixel rows the dimensions need, padding included.
+        expected: usize,
+    },
     /// The pixel rows run past the end of the file.
-    PixelsTruncated { need: usize, have: usize },
+    PixelsTruncated {
+        /// Where the pixel rows end, in bytes from the start of the file.
+        need: usize,
+        /// Bytes in the file.
+        have: usize,
+    },
     /// The `bmp` crate (1- and 4-bit fallback) refused the file.
-    Fallback { bits: u16, reason: &'static str },
+    Fallback {
+        /// The bits per pixel field.
+        bits: u16,
+        /// Why the crate refused it.
+        reason: &'static str,
+    },
     /// `width * height` is over the caller's pixel cap. A 1-bit BMP is 1/32
     /// of the size of its decoded pixels, so a small file can demand a lot.
-    TooManyPixels { width: u32, height: u32, max: usize },
+    TooManyPixels {
+        /// The width read, in pixels.
+        width: u32,
+        /// The height read, in pixels (without the top-down sign).
+        height: u32,
+        /// The caller's cap, in pixels.
+        max: usize,
+    },
     /// The YUYV image given to [`encode_yuyv`] does not fit its buffer.
     Yuyv(pixel::PixelError),
 }

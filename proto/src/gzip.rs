@@ -31,13 +31,24 @@ const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GzipError {
     /// A compression level outside 0..=9.
-    BadLevel { level: u32 },
+    BadLevel {
+        /// The level asked for.
+        level: u32,
+    },
     /// The body does not start with the gzip magic and deflate method.
     NotGzip,
     /// The body is shorter than the smallest possible gzip member.
-    Truncated { len: usize },
+    Truncated {
+        /// Bytes in the body.
+        len: usize,
+    },
     /// The trailer announces more output than the cap allows.
-    TooLarge { announced: u32, max: usize },
+    TooLarge {
+        /// The decompressed length the trailer announces (ISIZE), in bytes.
+        announced: u32,
+        /// The decompressor's cap, in bytes.
+        max: usize,
+    },
     /// The deflate data is corrupt, or inflates to more than the trailer announced.
     Corrupt,
 }
@@ -72,6 +83,9 @@ pub struct Compressor {
 }
 
 impl Compressor {
+    /// A compressor at `level`: 0 stores without compressing, 9 (the
+    /// protocol's [`DEFAULT_LEVEL`]) is smallest and slowest. Over
+    /// [`MAX_LEVEL`] is [`GzipError::BadLevel`].
     pub fn new(level: u32) -> Result<Compressor, GzipError> {
         if level > MAX_LEVEL {
             return Err(GzipError::BadLevel { level });
@@ -125,6 +139,7 @@ pub struct Decompressor {
 }
 
 impl Decompressor {
+    /// A decompressor that refuses to produce more than `max_len` bytes.
     pub fn new(max_len: usize) -> Decompressor {
         Decompressor {
             inner: libdeflater::Decompressor::new(),

@@ -58,6 +58,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![warn(missing_docs)]
 #![deny(unsafe_code)] // one exception: `pixel::x86` (YUYV→BGR intrinsics), justified by a measured speed-up there
 
 pub mod bmp;

@@ -19,15 +19,38 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PixelError {
     /// YUYV carries one U and one V per pixel pair, so the width must be even.
-    OddWidth { width: u32 },
+    OddWidth {
+        /// The width asked for, in pixels.
+        width: u32,
+    },
     /// The stride (`bytesperline`) is shorter than one row of `2 * width` bytes.
-    StrideTooSmall { stride: usize, min: usize },
+    StrideTooSmall {
+        /// The stride given, in bytes per row.
+        stride: usize,
+        /// Bytes in one row of pixels: `2 * width`.
+        min: usize,
+    },
     /// The image is too large for this machine's address space.
-    TooLarge { width: u32, height: u32 },
+    TooLarge {
+        /// The width asked for, in pixels.
+        width: u32,
+        /// The height asked for, in pixels.
+        height: u32,
+    },
     /// The source buffer holds fewer bytes than the dimensions need.
-    InputTooShort { len: usize, need: usize },
+    InputTooShort {
+        /// Bytes in the source buffer.
+        len: usize,
+        /// Bytes the dimensions and stride need.
+        need: usize,
+    },
     /// The destination buffer holds fewer elements than the dimensions need.
-    OutputTooShort { len: usize, need: usize },
+    OutputTooShort {
+        /// Elements (bytes or pixels) in the destination buffer.
+        len: usize,
+        /// Elements the dimensions need.
+        need: usize,
+    },
 }
 
 impl fmt::Display for PixelError {

@@ -27,7 +27,9 @@ pub type CameraId = u8;
 /// A frame header: who sent the frame and how long its body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// The sending camera.
     pub camera_id: CameraId,
+    /// Bytes of gzip body that follow the header.
     pub body_len: u32,
 }
 
@@ -71,15 +73,24 @@ impl Header {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WireError {
     /// The header announces a body of length 0, which the protocol forbids.
-    EmptyBody { camera_id: CameraId },
+    EmptyBody {
+        /// The camera the header names.
+        camera_id: CameraId,
+    },
     /// The header announces a body longer than the limit.
     BodyTooLarge {
+        /// The camera the header names.
         camera_id: CameraId,
+        /// The body length the header announces, in bytes.
         len: u32,
+        /// The reader's limit, in bytes.
         max: u32,
     },
     /// A body to encode does not fit the 32-bit length field.
-    BodyTooLong { len: usize },
+    BodyTooLong {
+        /// Bytes in the body.
+        len: usize,
+    },
 }
 
 impl fmt::Display for WireError {
@@ -150,7 +161,9 @@ pub fn finish_frame(out: &mut [u8], start: usize) -> Result<(), WireError> {
 /// One complete frame as read from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// The camera the header names.
     pub camera_id: CameraId,
+    /// The gzip body, exactly as many bytes as the header announced.
     pub body: Vec<u8>,
 }
 
@@ -173,6 +186,8 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
+    /// A reader at a frame boundary that refuses bodies longer than
+    /// `max_body_len` bytes ([`MAX_BODY_LEN`] unless the user chose).
     pub fn new(max_body_len: u32) -> FrameReader {
         FrameReader {
             max_body_len,
