@@ -15,6 +15,8 @@ use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use proto::stats::XorShift64;
+
 use crate::outbox::Outbox;
 use crate::pool::BufferPool;
 use crate::stats::Stats;
@@ -217,7 +219,7 @@ fn blocked(timeout: Duration) -> io::Error {
 /// that lost the same viewer do not reconnect in lockstep.
 struct Backoff {
     next: Duration,
-    rng: u64,
+    rng: XorShift64,
 }
 
 impl Backoff {
@@ -227,8 +229,8 @@ impl Backoff {
             .map_or(0, |d| d.as_nanos() as u64);
         Backoff {
             next: BACKOFF_START,
-            // xorshift needs a non-zero seed.
-            rng: (nanos ^ (u64::from(std::process::id()) << 32)) | 1,
+            // Seeded by time and pid, so agents started together differ.
+            rng: XorShift64::new(nanos ^ (u64::from(std::process::id()) << 32)),
         }
     }
 
@@ -239,12 +241,8 @@ impl Backoff {
     fn next_delay(&mut self) -> Duration {
         let base = self.next;
         self.next = (self.next * 2).min(BACKOFF_CAP);
-        // xorshift64: plenty for jitter, and no dependency.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
-        base.mul_f64(0.75 + 0.5 * unit).min(BACKOFF_CAP)
+        base.mul_f64(0.75 + 0.5 * self.rng.next_unit())
+            .min(BACKOFF_CAP)
     }
 }
 
