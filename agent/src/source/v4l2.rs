@@ -9,9 +9,10 @@
 //!   trimmed to `bytesused`, checked against the stride (`bytesperline`),
 //!   copied out of the mmap buffer and the buffer requeued at once. A frame
 //!   with a newer one already waiting is skipped: newest frame wins.
-//! - **Loss.** ENODEV or EIO is logged once as `camera /dev/video0
-//!   disconnected`; then the agent exits with status 3, or with `--reopen`
-//!   retries the device once a second.
+//! - **Loss.** ENODEV or EIO (`camera /dev/video0 disconnected`), or no
+//!   frame within `--capture-timeout`, is a [`CameraLost`]: the agent exits
+//!   with status 3 and `main` prints it, or with `--reopen` it is logged once
+//!   and the device retried once a second.
 //!
 //! # Where we don't use the `v4l` crate
 //!
@@ -36,9 +37,9 @@
 //! take a buffer back with `dequeue()`.
 
 use std::ffi::c_void;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -67,15 +68,57 @@ const REOPEN_DELAY: Duration = Duration::from_secs(1);
 const YUYV: [u8; 4] = *b"YUYV";
 
 /// The camera went away (ENODEV, EIO) or stopped delivering frames. Without
-/// `--reopen` the agent exits with [`crate::cli::EXIT_CAMERA_LOST`].
+/// `--reopen` this ends the agent with [`crate::cli::EXIT_CAMERA_LOST`].
 #[derive(Debug)]
 pub struct CameraLost {
-    pub message: String,
+    pub device: PathBuf,
+    pub reason: Loss,
 }
 
-impl std::fmt::Display for CameraLost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.message)
+/// How a camera was lost while streaming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// An ioctl or poll failed with this errno (ENODEV or EIO): unplugged,
+    /// or a broken cable or driver.
+    Disconnected { errno: i32 },
+    /// The camera delivered no frame for this long (`--capture-timeout`).
+    NoFrameFor { timeout: Duration },
+}
+
+impl CameraLost {
+    /// What happened, without what the agent does about it:
+    /// `camera /dev/video0 disconnected (No such device (os error 19))`.
+    fn what(&self) -> impl fmt::Display + '_ {
+        struct What<'a>(&'a CameraLost);
+        impl fmt::Display for What<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let dev = self.0.device.display();
+                match self.0.reason {
+                    Loss::Disconnected { errno } => write!(
+                        f,
+                        "camera {dev} disconnected ({})",
+                        io::Error::from_raw_os_error(errno)
+                    ),
+                    Loss::NoFrameFor { timeout } => write!(
+                        f,
+                        "no frame from {dev} for {} s",
+                        trim_float(timeout.as_secs_f64())
+                    ),
+                }
+            }
+        }
+        What(self)
+    }
+}
+
+/// The error the agent exits with (status 3) when it does not `--reopen`.
+impl fmt::Display for CameraLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}; exiting (use --reopen to keep retrying)",
+            self.what()
+        )
     }
 }
 
@@ -84,7 +127,7 @@ impl std::error::Error for CameraLost {}
 /// Why one capture session ended.
 enum End {
     /// The camera was lost while streaming; retry with `--reopen`.
-    Lost(String),
+    Lost(CameraLost),
     /// Setting the camera up failed. `retry` marks errors that may go away
     /// by themselves (device missing or busy) and are retried with `--reopen`.
     Setup { error: anyhow::Error, retry: bool },
@@ -109,15 +152,12 @@ pub fn run(cfg: &Config, capture: &mut Capture) -> Result<()> {
             Err(end) => end,
         };
         match end {
-            End::Lost(message) if !cfg.reopen => {
-                return Err(CameraLost {
-                    message: format!("{message}; exiting (use --reopen to keep retrying)"),
-                }
-                .into())
-            }
-            End::Lost(_) => {
+            // Not logged here: `main` prints the error it ends with.
+            End::Lost(lost) if !cfg.reopen => return Err(lost.into()),
+            End::Lost(lost) => {
                 log::warn!(
-                    "retrying {dev} every {} s (--reopen)",
+                    "{}; retrying {dev} every {} s (--reopen)",
+                    lost.what(),
                     REOPEN_DELAY.as_secs()
                 );
                 retrying = true;
@@ -456,12 +496,12 @@ fn stream_frames(
         match handle.poll(libc::POLLIN, slice_ms) {
             Ok(0) => {
                 if last_frame.elapsed() >= cfg.timeout {
-                    let message = format!(
-                        "no frame from {dev} for {} s",
-                        trim_float(cfg.timeout.as_secs_f64())
-                    );
-                    log::error!("{message}");
-                    return Err(End::Lost(message));
+                    return Err(End::Lost(CameraLost {
+                        device: path.to_path_buf(),
+                        reason: Loss::NoFrameFor {
+                            timeout: cfg.timeout,
+                        },
+                    }));
                 }
                 continue;
             }
@@ -547,11 +587,10 @@ fn is_retryable(e: &io::Error) -> bool {
 /// An error while streaming: ENODEV and EIO mean the camera is gone.
 fn capture_error(path: &Path, doing: &str, e: io::Error) -> End {
     match e.raw_os_error() {
-        Some(ENODEV) | Some(EIO) => {
-            let message = format!("camera {} disconnected", path.display());
-            log::error!("{message} ({e})");
-            End::Lost(message)
-        }
+        Some(errno @ (ENODEV | EIO)) => End::Lost(CameraLost {
+            device: path.to_path_buf(),
+            reason: Loss::Disconnected { errno },
+        }),
         _ => setup_error(path, doing, e),
     }
 }
@@ -707,6 +746,33 @@ mod tests {
     fn not_a_v4l2_device_is_refused_clearly() {
         let text = capture_error(Path::new("/dev/null"));
         assert!(text.contains("not a V4L2 device"), "{text}");
+    }
+
+    #[test]
+    fn lost_camera_says_what_happened_and_what_the_agent_does() {
+        let lost = |reason| CameraLost {
+            device: "/dev/video0".into(),
+            reason,
+        };
+        let unplugged = lost(Loss::Disconnected { errno: ENODEV });
+        assert_eq!(
+            unplugged.to_string(),
+            format!(
+                "camera /dev/video0 disconnected ({}); exiting (use --reopen to keep retrying)",
+                io::Error::from_raw_os_error(ENODEV)
+            )
+        );
+        let stalled = lost(Loss::NoFrameFor {
+            timeout: Duration::from_millis(2500),
+        });
+        assert_eq!(
+            stalled.to_string(),
+            "no frame from /dev/video0 for 2.5 s; exiting (use --reopen to keep retrying)"
+        );
+        assert_eq!(
+            stalled.what().to_string(),
+            "no frame from /dev/video0 for 2.5 s"
+        );
     }
 
     #[test]
