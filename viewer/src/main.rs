@@ -1,23 +1,44 @@
 //! camstream viewer: receives camera streams over TCP and shows one window
 //! per camera (or records them, or both).
 //!
+//! # Modules
+//!
+//! Each module uses only the modules drawn below it; none reaches up or
+//! sideways.
+//!
+//! ```text
+//! main ─┬─ cli
+//!       └─ server ─┬─ conn ──── stats
+//!                  ├─ decode ── record
+//!                  └─ display
+//!
+//! allow: a leaf, used by main, cli and server (the --allow list)
+//! ConnId (here): the name the server gives a connection, and the one
+//!                that decode and display keep their state under
+//! ```
+//!
 //! - [`cli`]: the command line.
 //! - [`server`]: the poll(2) loop over the signal pipe, the listener, every
-//!   client and the decode workers' wake-up socket.
+//!   client and the decode workers' wake-up socket. It owns the connections,
+//!   the decoders and the windows, and is the only module that knows them all.
 //! - [`conn`]: one client: non-blocking socket, bounded input buffer, proto
-//!   frame reader.
+//!   frame reader, and its stats; private state behind methods.
+//! - [`stats`]: per-camera counters, fps and latency percentiles.
 //! - [`decode`]: worker threads that gunzip, decode the BMP and record;
 //!   only the newest frame of a camera is decoded.
-//! - [`display`]: minifb windows, all on the poll thread.
 //! - [`record`]: `--record DIR` files.
+//! - [`display`]: minifb windows, all on the poll thread.
 //! - [`allow`]: `--allow CIDR` matching.
-//! - [`stats`]: per-camera counters and fps.
 //!
 //! Guarantees: every byte from the network is untrusted. A broken, slow or
 //! hostile client is dropped with a log line naming its peer, camera id and
 //! reason, and never blocks the loop or the other cameras. Memory is bounded
 //! by the limits (`--max-clients`, `--max-frame-bytes`, `--max-bmp-bytes`).
 //! SIGINT and SIGTERM close everything, flush recordings and exit 0.
+//!
+//! Exit status: 0 after SIGINT, SIGTERM or Esc; 1 on a failure, whose cause
+//! is printed once on stderr (whatever `RUST_LOG` says); 2 on invalid
+//! arguments (clap).
 
 mod allow;
 mod cli;
@@ -40,18 +61,25 @@ use clap::Parser;
 pub struct ConnId(pub u64);
 
 fn main() -> ExitCode {
+    // On invalid arguments clap prints why and exits 2.
     let args = cli::Args::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp(None)
-        .format_target(false)
-        .init();
+    init_logger();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e:#}");
+            // Not through `log`: RUST_LOG=off must not hide why it stopped.
+            eprintln!("viewer: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr with no timestamps (journald adds its own) and the module
+/// as target; RUST_LOG picks the level (default info).
+fn init_logger() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp(None)
+        .init();
 }
 
 fn run(args: cli::Args) -> Result<()> {
