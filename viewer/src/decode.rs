@@ -434,14 +434,18 @@ mod tests {
     use proto::gzip::Compressor;
     use std::time::Duration;
 
+    /// A gray `width` x `height` frame from camera 4.
     fn frame(width: u32, height: u32) -> Frame {
         let bgr = vec![0x40u8; (width * height * 3) as usize];
         let mut file = Vec::new();
         bmp::encode_bgr24(&bgr, width, height, &mut file).unwrap();
+        gzipped(&file)
+    }
+
+    /// `file`, gzipped, as a frame from camera 4.
+    fn gzipped(file: &[u8]) -> Frame {
         let mut body = Vec::new();
-        Compressor::new(1)
-            .unwrap()
-            .compress_append(&file, &mut body);
+        Compressor::new(1).unwrap().compress_append(file, &mut body);
         Frame { camera_id: 4, body }
     }
 
@@ -577,11 +581,7 @@ mod tests {
         file.extend_from_slice(&[0; 24]);
         file.extend_from_slice(&[0, 0, 0, 0, 255, 255, 255, 0]);
         file.resize(file_len, 0x55);
-        let mut body = Vec::new();
-        Compressor::new(1)
-            .unwrap()
-            .compress_append(&file, &mut body);
-        Frame { camera_id: 4, body }
+        gzipped(&file)
     }
 
     #[test]
