@@ -259,6 +259,8 @@ struct Granted {
     height: u32,
     /// Bytes per row.
     stride: usize,
+    /// Bytes of a complete frame (the last row need not carry its padding).
+    frame_len: usize,
 }
 
 /// Sets YUYV at `size`; if the device cannot do it, the error lists what
@@ -291,7 +293,7 @@ fn negotiate(device: &Device, path: &Path, size: Size) -> Result<Granted, End> {
             &mut raw as *mut _ as *mut c_void,
         )
     }
-    .map_err(|e| setup_error(path, "set YUYV {size} on", e))?;
+    .map_err(|e| setup_error(path, &format!("set YUYV {size} on"), e))?;
     // SAFETY: as above, `pix` is the member the driver filled in.
     let pix = unsafe { raw.fmt.pix };
 
@@ -310,26 +312,80 @@ fn negotiate(device: &Device, path: &Path, size: Size) -> Result<Granted, End> {
             retry: false,
         });
     }
-    let min_stride = size.width as usize * 2;
-    let stride = match pix.bytesperline as usize {
-        0 => min_stride,
-        s if s < min_stride => {
-            return Err(End::Setup {
-                error: anyhow!(
-                    "{dev} reports {s} bytes per row, less than the {min_stride} that \
-                     {} YUYV pixels need; the driver is broken",
-                    size.width
-                ),
-                retry: false,
-            })
-        }
-        s => s,
-    };
+    let (stride, frame_len) =
+        layout(pix.width, pix.height, pix.bytesperline).map_err(|e| End::Setup {
+            error: anyhow!("{dev} {e}; the driver is broken"),
+            retry: false,
+        })?;
     Ok(Granted {
         width: pix.width,
         height: pix.height,
         stride,
+        frame_len,
     })
+}
+
+/// A YUYV format a driver reported that cannot be right.
+#[derive(Debug, PartialEq, Eq)]
+enum BadLayout {
+    /// Fewer bytes per row than the pixels need.
+    StrideTooSmall { stride: u32, width: u32 },
+    /// A frame would not fit in the kernel's own 32-bit lengths.
+    TooLarge {
+        width: u32,
+        height: u32,
+        stride: u32,
+    },
+}
+
+impl fmt::Display for BadLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BadLayout::StrideTooSmall { stride, width } => write!(
+                f,
+                "reports {stride} bytes per row, less than the {} that {width} YUYV pixels need",
+                u64::from(width) * 2
+            ),
+            BadLayout::TooLarge {
+                width,
+                height,
+                stride,
+            } => write!(
+                f,
+                "reports {width}x{height} at {stride} bytes per row, over 4 GiB a frame"
+            ),
+        }
+    }
+}
+
+/// The stride (bytes per row; `bytesperline`, or `2 * width` when the
+/// driver leaves it 0) and the bytes a complete frame needs: every row but
+/// the last at the stride, the last without its padding. Checked, in `u32`
+/// like the kernel's own fields (`sizeimage`, `bytesused`), so a lying
+/// driver gives the same error on 32- and 64-bit systems instead of a
+/// wrapped length on 32-bit Pi OS. `height` is at least 1.
+fn layout(width: u32, height: u32, bytesperline: u32) -> Result<(usize, usize), BadLayout> {
+    let too_large = BadLayout::TooLarge {
+        width,
+        height,
+        stride: bytesperline,
+    };
+    let row_len = width.checked_mul(2).ok_or(too_large)?;
+    let stride = match bytesperline {
+        0 => row_len,
+        s if s < row_len => return Err(BadLayout::StrideTooSmall { stride: s, width }),
+        s => s,
+    };
+    let frame_len = stride
+        .checked_mul(height.saturating_sub(1))
+        .and_then(|rows| rows.checked_add(row_len))
+        .ok_or(BadLayout::TooLarge {
+            width,
+            height,
+            stride,
+        })?;
+    // u32 fits in usize on every target we build for (32- and 64-bit).
+    Ok((stride as usize, frame_len as usize))
 }
 
 /// Asks for `fps` (0: keep the camera's rate) and returns the rate in
@@ -482,8 +538,7 @@ fn stream_frames(
     );
 
     let (width, height) = (format.width, format.height);
-    // The last row need not carry its padding.
-    let needed = format.stride * (height as usize - 1) + width as usize * 2;
+    let needed = format.frame_len;
     let handle = stream.handle();
     let slice_ms = POLL_SLICE.as_millis() as i32;
     let mut last_frame = Instant::now();
@@ -773,6 +828,48 @@ mod tests {
             stalled.what().to_string(),
             "no frame from /dev/video0 for 2.5 s"
         );
+    }
+
+    #[test]
+    fn layout_pads_every_row_but_the_last() {
+        assert_eq!(layout(640, 480, 0), Ok((1280, 1280 * 480)));
+        assert_eq!(layout(640, 480, 1280), Ok((1280, 1280 * 480)));
+        assert_eq!(layout(640, 2, 1536), Ok((1536, 1536 + 1280)));
+        assert_eq!(layout(640, 1, 4096), Ok((4096, 1280)));
+        assert_eq!(
+            layout(640, 480, 1000),
+            Err(BadLayout::StrideTooSmall {
+                stride: 1000,
+                width: 640
+            })
+        );
+    }
+
+    #[test]
+    fn lying_bytesperline_is_refused_not_wrapped_on_32_bit() {
+        // 16384 rows of 1 MiB is 16 GiB: on 32-bit Pi OS the old
+        // `stride * (height - 1)` in usize wrapped to a small length.
+        let err = layout(640, 16384, 1 << 20).unwrap_err();
+        assert_eq!(
+            err,
+            BadLayout::TooLarge {
+                width: 640,
+                height: 16384,
+                stride: 1 << 20
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "reports 640x16384 at 1048576 bytes per row, over 4 GiB a frame"
+        );
+        // The last row carries no padding: exactly u32::MAX still fits.
+        let stride = u32::MAX - 4;
+        assert_eq!(
+            layout(2, 2, stride),
+            Ok((stride as usize, u32::MAX as usize))
+        );
+        assert!(layout(2, 2, stride + 1).is_err());
+        assert!(layout(u32::MAX, 1, 0).is_err());
     }
 
     #[test]
