@@ -57,17 +57,40 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::source::v4l2::CameraLost;
+
+/// Exit status for any failure but a lost camera.
+const EXIT_FAILURE: u8 = 1;
+
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = match cli::Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            // clap prints --help and --version to stdout (status 0) and
+            // invalid arguments to stderr (status 2).
+            let _ = err.print();
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+        }
+    };
+    init_logger();
     match pipeline::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("agent: error: {err:#}");
-            let lost = err
-                .chain()
-                .any(|e| e.downcast_ref::<source::v4l2::CameraLost>().is_some());
-            ExitCode::from(if lost { cli::EXIT_CAMERA_LOST } else { 1 })
+            let lost = err.chain().any(|e| e.is::<CameraLost>());
+            ExitCode::from(if lost {
+                cli::EXIT_CAMERA_LOST
+            } else {
+                EXIT_FAILURE
+            })
         }
     }
+}
+
+/// Logs to stderr with no timestamps (journald adds its own) and the module
+/// as target; RUST_LOG picks the level (default info).
+fn init_logger() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp(None)
+        .init();
 }
