@@ -645,16 +645,20 @@ mod tests {
     /// Every row converter this CPU can run: the portable one and each
     /// intrinsics path, whichever `yuyv_to_bgr` would pick.
     fn row_converters() -> Vec<(&'static str, RowFn)> {
-        let mut all: Vec<(&'static str, RowFn)> = vec![("portable", yuyv_row_to_bgr)];
+        let all: Vec<(&'static str, RowFn)> = vec![("portable", yuyv_row_to_bgr)];
+        // The additions are one expression under `cfg`, so other targets see
+        // no `mut` they never use (an `unused_mut` warning on aarch64).
         #[cfg(target_arch = "x86_64")]
-        {
+        let all = {
+            let mut all = all;
             if std::arch::is_x86_feature_detected!("ssse3") {
                 all.push(("ssse3", x86::yuyv_row_to_bgr_ssse3));
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 all.push(("avx2", x86::yuyv_row_to_bgr_avx2));
             }
-        }
+            all
+        };
         all
     }
 
