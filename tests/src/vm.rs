@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::workspace_root;
+use crate::workspace::workspace_root;
 
 /// Set to `1` to skip the VM tests on purpose (they then print that they were
 /// skipped). Without it, missing prerequisites fail the tests.

@@ -9,62 +9,20 @@
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use camstream_tests::{bin_path, workspace_root, LoggedChild};
-use proto::{bmp, gzip, wire};
+use camstream_tests::bars::{self, Probe, LEVEL_75};
+use camstream_tests::{
+    bin_path, pattern, run_agent_expecting_failure, start_agent, testdata_frame, workspace_root,
+    Image, LoggedChild, PATIENCE,
+};
+use proto::{gzip, wire};
 
-/// Upper bound for anything that should happen "soon", on a loaded 2-core
-/// machine running a debug build.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// The pattern's bars, as (R, G, B), at 75% (191/255).
-const BARS_RGB: [[u8; 3]; 8] = [
-    [191, 191, 191],
-    [191, 191, 0],
-    [0, 191, 191],
-    [0, 191, 0],
-    [191, 0, 191],
-    [191, 0, 0],
-    [0, 0, 191],
-    [0, 0, 0],
-];
-
-/// One decoded frame.
-struct Image {
+/// One frame as the agent sent it.
+struct Received {
     camera_id: u8,
-    width: u32,
-    height: u32,
-    /// 0RGB, top row first.
-    pixels: Vec<u32>,
-}
-
-impl Image {
-    fn rgb(&self, x: u32, y: u32) -> [u8; 3] {
-        let p = self.pixels[(y * self.width + x) as usize];
-        [(p >> 16) as u8, (p >> 8) as u8, p as u8]
-    }
-
-    /// The frame number the pattern draws in its bottom lane (32 cells,
-    /// most significant bit first, white = 1).
-    fn pattern_counter(&self) -> u32 {
-        let cell = (self.width / 32) & !1;
-        let y = self.height - (self.height / 4 / 2) / 2 - 1;
-        (0..32).fold(0, |n, bit| {
-            let [r, g, b] = self.rgb(bit * cell + cell / 2, y);
-            let on = (u32::from(r) + u32::from(g) + u32::from(b)) / 3 > 128;
-            n << 1 | u32::from(on)
-        })
-    }
-}
-
-/// Starts the agent with `args`.
-fn start_agent(args: &[&str]) -> LoggedChild {
-    let mut cmd = Command::new(bin_path("agent"));
-    cmd.args(args).env("RUST_LOG", "info");
-    LoggedChild::spawn("agent", cmd)
+    image: Image,
 }
 
 fn listen() -> (TcpListener, SocketAddr) {
@@ -147,7 +105,7 @@ fn accept(listener: &TcpListener, agent: &LoggedChild) -> TcpStream {
 }
 
 /// Reads frames until `limit` frames or EOF, decoding each completely.
-fn read_frames(stream: &mut TcpStream, limit: usize) -> Vec<Image> {
+fn read_frames(stream: &mut TcpStream, limit: usize) -> Vec<Received> {
     let mut reader = wire::FrameReader::new(wire::MAX_BODY_LEN);
     let mut unzip = gzip::Decompressor::new(gzip::MAX_DECOMPRESSED_LEN);
     let mut buf = vec![0u8; 1 << 16];
@@ -176,13 +134,9 @@ fn read_frames(stream: &mut TcpStream, limit: usize) -> Vec<Image> {
             unzip
                 .decompress(&frame.body, &mut file)
                 .expect("a valid gzip body");
-            let mut pixels = Vec::new();
-            let (width, height) = bmp::decode_0rgb(&file, &mut pixels).expect("a valid BMP");
-            frames.push(Image {
+            frames.push(Received {
                 camera_id: frame.camera_id,
-                width,
-                height,
-                pixels,
+                image: Image::from_bmp(&file),
             });
         }
     }
@@ -200,21 +154,15 @@ fn wait_exit(agent: &mut LoggedChild) -> ExitStatus {
 
 /// Checks the eight bars at mid-height of the bar area, at each bar's centre.
 fn assert_bars(image: &Image) {
-    let y = image.height * 3 / 8;
-    for (i, want) in BARS_RGB.iter().enumerate() {
-        let x = (2 * i as u32 + 1) * image.width / 16;
-        let got = image.rgb(x, y);
-        for c in 0..3 {
-            assert!(
-                got[c].abs_diff(want[c]) <= 3,
-                "bar {i} at ({x}, {y}) is RGB {got:?}, want {want:?} within 3"
-            );
-        }
+    let probe = Probe {
+        rows: &[image.height * 3 / 8],
+        radius: 0,
+        level: LEVEL_75,
+        tolerance: 3,
+    };
+    if let Err(e) = bars::check(image, &probe) {
+        panic!("{}x{} pattern frame: {e}", image.width, image.height);
     }
-}
-
-fn testdata(name: &str) -> PathBuf {
-    workspace_root().join("testdata/frames").join(name)
 }
 
 /// OpenCV's `cvtColor(COLOR_YUV2BGR_YUYV)` of a shared frame, from proto's
@@ -242,19 +190,15 @@ fn pattern_frames_decode_with_bars_size_and_increasing_counter() {
             "--frames", &limit,
         ]);
         let mut stream = accept(&listener, &agent);
-        let images = read_frames(&mut stream, usize::MAX);
-        assert_eq!(images.len(), frames, "--frames {frames} at {size}");
-        let (w, h) = size.split_once('x').unwrap();
+        let received = read_frames(&mut stream, usize::MAX);
+        assert_eq!(received.len(), frames, "--frames {frames} at {size}");
         let mut last_counter = None;
-        for image in &images {
-            assert_eq!(image.camera_id, 7);
-            assert_eq!(
-                (image.width.to_string(), image.height.to_string()),
-                (w.to_string(), h.to_string())
-            );
+        for Received { camera_id, image } in &received {
+            assert_eq!(*camera_id, 7);
+            assert_eq!(format!("{}x{}", image.width, image.height), size);
             assert_bars(image);
             // Frames leave in capture order.
-            let counter = image.pattern_counter();
+            let counter = pattern::counter(image).expect("the counter lane is inside the frame");
             assert!(
                 last_counter.map_or(true, |last| counter > last),
                 "frame counter {counter} after {last_counter:?}"
@@ -273,16 +217,16 @@ fn file_source_matches_opencv_within_1() {
         ("astronaut_1280x720_noise", "1280x720"),
     ] {
         let (listener, addr) = listen();
-        let source = format!("file:{}", testdata(&format!("{name}.yuyv")).display());
+        let source = format!("file:{}", testdata_frame(&format!("{name}.yuyv")).display());
         let server = addr.to_string();
         let mut agent = start_agent(&[
             "--source", &source, "--server", &server, "--size", size, "--fps", "0", "--frames", "2",
         ]);
         let mut stream = accept(&listener, &agent);
-        let images = read_frames(&mut stream, usize::MAX);
-        assert_eq!(images.len(), 2);
+        let received = read_frames(&mut stream, usize::MAX);
+        assert_eq!(received.len(), 2);
         let want = opencv_bgr(name);
-        for image in &images {
+        for Received { image, .. } in &received {
             assert_eq!(format!("{}x{}", image.width, image.height), size);
             assert_eq!(want.len(), image.pixels.len() * 3);
             let mut worst = 0;
@@ -307,8 +251,7 @@ fn frames_n_sends_exactly_n_at_a_paced_rate_and_exits_0() {
         "5",
     ]);
     let mut stream = accept(&listener, &agent);
-    let images = read_frames(&mut stream, usize::MAX);
-    assert_eq!(images.len(), 5);
+    assert_eq!(read_frames(&mut stream, usize::MAX).len(), 5);
     assert_eq!(wait_exit(&mut agent).code(), Some(0), "{}", agent.tail(20));
 }
 
@@ -329,10 +272,10 @@ fn agent_started_before_the_viewer_connects_and_reconnects_after_it_goes() {
     for round in 0..2 {
         let listener = reserved.listen();
         let mut stream = accept(&listener, &agent);
-        let images = read_frames(&mut stream, 3);
-        assert_eq!(images.len(), 3, "round {round}");
-        for image in &images {
-            assert_eq!((image.width, image.height), (64, 48));
+        let received = read_frames(&mut stream, 3);
+        assert_eq!(received.len(), 3, "round {round}");
+        for Received { image, .. } in &received {
+            assert_eq!(image.size(), (64, 48));
             assert_bars(image);
         }
         // The viewer goes away: listener and connection both close, and
@@ -383,23 +326,27 @@ fn sigterm_and_sigint_exit_0_while_streaming_and_while_retrying() {
     }
 }
 
-#[test]
-fn blocked_send_breaks_the_connection_and_a_signal_still_stops_at_once() {
-    let (listener, addr) = listen();
-    let server = addr.to_string();
-    // Large, incompressible-at-level-0 frames fill the socket buffers fast.
-    let mut agent = start_agent(&[
+/// A pattern agent sending to `server` whose frames fill socket buffers
+/// fast (1280x720, stored uncompressed at gzip level 0), with `--send-timeout`.
+fn start_flooding_agent(server: SocketAddr, send_timeout: &str) -> LoggedChild {
+    start_agent(&[
         "--source",
         "pattern",
         "--server",
-        &server,
+        &server.to_string(),
         "--size",
         "1280x720",
         "--level",
         "0",
         "--send-timeout",
-        "1",
-    ]);
+        send_timeout,
+    ])
+}
+
+#[test]
+fn blocked_send_breaks_the_connection_and_a_signal_still_stops_at_once() {
+    let (listener, addr) = listen();
+    let mut agent = start_flooding_agent(addr, "1");
     // Accept and never read: the agent's send blocks, times out, and it
     // reconnects.
     let stalled = accept(&listener, &agent);
@@ -416,23 +363,7 @@ fn blocked_send_breaks_the_connection_and_a_signal_still_stops_at_once() {
 
     // Block it again, then stop it while the write is stuck.
     let (listener, addr) = listen();
-    let server = addr.to_string();
-    let mut agent2 = {
-        let mut cmd = Command::new(bin_path("agent"));
-        cmd.args([
-            "--source",
-            "pattern",
-            "--server",
-            &server,
-            "--size",
-            "1280x720",
-            "--level",
-            "0",
-            "--send-timeout",
-            "600",
-        ]);
-        LoggedChild::spawn("agent", cmd)
-    };
+    let mut agent2 = start_flooding_agent(addr, "600");
     let _stalled = accept(&listener, &agent2);
     // Give it a moment to fill the buffers; exiting 0 must not depend on it.
     std::thread::sleep(Duration::from_millis(500));
@@ -458,12 +389,7 @@ fn invalid_arguments_exit_2_with_a_clear_message() {
         (&["--server", "localhost"], "HOST:PORT"),
     ];
     for (args, needle) in cases {
-        let out = Command::new(bin_path("agent"))
-            .args(args)
-            .output()
-            .expect("run agent");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let stderr = run_agent_expecting_failure(args, 2);
         assert!(
             stderr.contains(needle),
             "{args:?}: `{needle}` not in {stderr}"
@@ -501,12 +427,7 @@ fn help_documents_every_option_and_the_exit_codes() {
 
 #[test]
 fn missing_device_and_non_camera_give_clear_errors_and_non_zero_exit() {
-    let out = Command::new(bin_path("agent"))
-        .args(["--device", "/nonexistent/video9"])
-        .output()
-        .expect("run agent");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = run_agent_expecting_failure(&["--device", "/nonexistent/video9"], 1);
     assert!(
         stderr.contains(
             "cannot open /nonexistent/video9: no such file — is the camera plugged in? (v4l2-ctl --list-devices)"
@@ -514,12 +435,7 @@ fn missing_device_and_non_camera_give_clear_errors_and_non_zero_exit() {
         "{stderr}"
     );
 
-    let out = Command::new(bin_path("agent"))
-        .args(["--device", "/dev/null"])
-        .output()
-        .expect("run agent");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = run_agent_expecting_failure(&["--device", "/dev/null"], 1);
     assert!(
         stderr.contains("/dev/null is not a V4L2 device"),
         "{stderr}"
@@ -528,20 +444,21 @@ fn missing_device_and_non_camera_give_clear_errors_and_non_zero_exit() {
 
 #[test]
 fn file_of_the_wrong_size_is_refused_with_the_reason() {
-    let source = format!("file:{}", testdata("coffee_640x480_noise.yuyv").display());
-    let out = Command::new(bin_path("agent"))
-        .args([
+    let source = format!(
+        "file:{}",
+        testdata_frame("coffee_640x480_noise.yuyv").display()
+    );
+    let stderr = run_agent_expecting_failure(
+        &[
             "--source",
             &source,
             "--size",
             "1280x720",
             "--server",
             "127.0.0.1:9",
-        ])
-        .output()
-        .expect("run agent");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+        ],
+        1,
+    );
     assert!(
         stderr.contains("not a whole number of 1280x720 YUYV frames"),
         "{stderr}"

@@ -23,7 +23,10 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use camstream_tests::{bin_path, recorded_conn_dirs, recorded_frames, workspace_root, LoggedChild};
+use camstream_tests::{
+    bin_path, recorded_conn_dirs, recorded_counts, recorded_frames, wait_until, workspace_root,
+    Image, LoggedChild,
+};
 
 /// Hardening target from the deployment issue.
 const MAX_EXPOSURE: f64 = 2.0;
@@ -642,19 +645,6 @@ fn launcher_rejects_bad_configuration_with_exit_78() {
     );
 }
 
-/// Width and height from a BMP file's BITMAPINFOHEADER.
-fn bmp_size(path: &Path) -> (i32, i32) {
-    let bytes = fs::read(path).expect("read bmp");
-    assert!(
-        bytes.len() >= 26 && bytes.starts_with(b"BM"),
-        "{} is not a BMP",
-        path.display()
-    );
-    let word =
-        |at: usize| i32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    (word(18), word(22).abs())
-}
-
 /// `./demo` with the binaries under test, headless, recording to `record`.
 fn demo_command(record: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(workspace_root().join("demo"));
@@ -682,7 +672,8 @@ fn assert_both_pattern_cameras_recorded(record: &Path, log: &str) {
             !frames.is_empty(),
             "no frames recorded from pattern camera {id}; demo log:\n{log}"
         );
-        assert_eq!(bmp_size(&frames[0]), size, "camera {id}'s frame size");
+        let first = Image::read_bmp(&frames[0]);
+        assert_eq!(first.size(), size, "camera {id}'s frame size");
     }
 }
 
@@ -717,8 +708,8 @@ fn demo_stops_everything_on_ctrl_c() {
         "demo did not start:\n{}",
         demo.tail(40)
     );
-    let recorded = camstream_tests::wait_until(Duration::from_secs(60), || {
-        let counts = camstream_tests::recorded_counts(record.path());
+    let recorded = wait_until(Duration::from_secs(60), || {
+        let counts = recorded_counts(record.path());
         (counts.get(&1).is_some_and(|n| *n > 0) && counts.get(&2).is_some_and(|n| *n > 0))
             .then_some(())
     });

@@ -13,12 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use camstream_tests::{
-    bin_path, release_bin_path, start_pattern_agent, start_viewer, start_viewer_cmd, wait_until,
-    LoggedChild, RecordCounter,
+    bin_path, release_bin_path, start_pattern_agent, start_viewer, start_viewer_cmd,
+    testdata_frame, wait_until, LoggedChild, RecordCounter, PATIENCE,
 };
-
-/// Bound for anything that should take a second or two: only a hang trips it.
-const HANG: Duration = Duration::from_secs(60);
 
 /// These tests load the machine on purpose (and one measures reaction
 /// times), so they run one at a time rather than on top of each other.
@@ -62,7 +59,7 @@ fn wait_for_frames(
     base: &HashMap<u8, usize>,
     min: usize,
 ) -> Result<HashMap<u8, usize>, HashMap<u8, usize>> {
-    let got = wait_until(HANG, || {
+    let got = wait_until(PATIENCE, || {
         let counts = counter.counts();
         ids.iter()
             .all(|id| {
@@ -76,7 +73,7 @@ fn wait_for_frames(
 /// The agent's exit line `stopped: C frames captured, S sent, D dropped`
 /// (waited for: the pipe may still hold it after the process exited).
 fn agent_totals(agent: &LoggedChild) -> Option<(u64, u64, u64)> {
-    let line = agent.wait_for_line(" frames captured, ", HANG)?;
+    let line = agent.wait_for_line(" frames captured, ", PATIENCE)?;
     let numbers: Vec<u64> = line
         .split("stopped: ")
         .nth(1)?
@@ -123,12 +120,12 @@ fn viewer_killed_and_restarted_every_agent_reconnects() {
 
     let marks: Vec<usize> = agents.iter().map(LoggedChild::line_count).collect();
     viewer.signal("KILL");
-    viewer.wait_exit(HANG).expect("viewer dies on SIGKILL");
+    viewer.wait_exit(PATIENCE).expect("viewer dies on SIGKILL");
     drop(counter1);
     // Down long enough for every agent to notice and back off a few times.
     for (agent, &mark) in agents.iter().zip(&marks) {
         agent
-            .wait_for_line_after(mark, "lost connection", HANG)
+            .wait_for_line_after(mark, "lost connection", PATIENCE)
             .unwrap_or_else(|| {
                 panic!(
                     "an agent did not notice the viewer died:\n{}",
@@ -151,7 +148,7 @@ fn viewer_killed_and_restarted_every_agent_reconnects() {
     let mut times = Vec::new();
     for ((agent, &mark), id) in agents.iter().zip(&marks).zip(ids) {
         let (at, _) = agent
-            .wait_for_line_timed(mark, "connected to", HANG)
+            .wait_for_line_timed(mark, "connected to", PATIENCE)
             .unwrap_or_else(|| panic!("agent {id} did not reconnect:\n{}", agent.tail(10)));
         times.push((id, at.saturating_duration_since(back)));
     }
@@ -183,7 +180,7 @@ fn viewer_stopped_agents_drop_frames_with_flat_memory_and_recover() {
     let record = tmp.path().join("record");
     let counter = RecordCounter::start(&record);
     let (viewer, addr) = start_viewer(&viewer_args("127.0.0.1:0", &record, &[]));
-    let frame = camstream_tests::workspace_root().join("testdata/frames/coffee_640x480_noise.yuyv");
+    let frame = testdata_frame("coffee_640x480_noise.yuyv");
     let ids = [5u8, 6];
     let agents: Vec<LoggedChild> = ids
         .iter()
@@ -405,10 +402,9 @@ fn flood(addr: SocketAddr, thread: usize, n: usize) -> FloodStats {
             1 => {
                 let mut stream = stream;
                 let _ = stream.write_all(&[200, 0xff, 0xff, 0xff, 0xff]);
+                // Give the viewer up to 200 ms to close it; either way is fine.
                 let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-                if matches!(stream.read(&mut [0u8; 1]), Ok(0) | Err(_)) {
-                    // 0: closed by the viewer (or the timeout passed: fine either way).
-                }
+                let _ = stream.read(&mut [0u8; 1]);
             }
             _ => held.push(stream),
         }
@@ -501,14 +497,7 @@ fn soak_eight_agents() {
     }
     let mut sent = HashMap::new();
     for (agent, &id) in agents.iter_mut().zip(&ids) {
-        let status = agent
-            .wait_exit(HANG)
-            .unwrap_or_else(|| panic!("agent {id} did not stop"));
-        assert!(
-            status.success(),
-            "agent {id} exit {status}:\n{}",
-            agent.tail(10)
-        );
+        agent.wait_success(PATIENCE);
         let (captured, n, dropped) = agent_totals(agent)
             .unwrap_or_else(|| panic!("agent {id} logged no totals:\n{}", agent.tail(10)));
         println!("agent {id}: {captured} captured, {n} sent, {dropped} dropped");
@@ -523,7 +512,7 @@ fn soak_eight_agents() {
             .filter(|l| l.contains("connected to"))
             .count();
         let label = format!("camera {id} (");
-        wait_until(HANG, || {
+        wait_until(PATIENCE, || {
             let closed = viewer
                 .lines()
                 .iter()
@@ -539,8 +528,7 @@ fn soak_eight_agents() {
         });
     }
     viewer.signal("INT");
-    let status = viewer.wait_exit(HANG).expect("viewer stops on SIGINT");
-    assert!(status.success(), "viewer exit {status}");
+    viewer.wait_success(PATIENCE);
     let received = counter.counts();
 
     let trajectory: Vec<String> = trajectory

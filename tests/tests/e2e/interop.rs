@@ -12,18 +12,18 @@ use std::process::Command;
 use std::time::Duration;
 
 use camstream_tests::{
-    bin_path, interop_script, read_npy_u8, recorded_conn_dirs, recorded_frames, start_viewer,
-    venv_python, wait_until, workspace_root, LoggedChild,
+    bin_path, interop_script, read_npy_u8, recorded_conn_dirs, recorded_counts, recorded_frames,
+    testdata_frame, venv_python, wait_until, Image, LoggedChild, RecordingViewer,
 };
 
 /// Frames each Python client sends.
 const CLIENT_FRAMES: usize = 3;
 
 /// Sends `CLIENT_FRAMES` frames of the noisy coffee photo, cropped to `crop`,
-/// from the Python client as camera `id`; returns the directory holding
-/// `sent.bmp` and `sent.raw`.
+/// from the Python client as camera `id`; it saves what it sent in `out`
+/// (`sent.bmp` and `sent.raw`).
 fn run_python_client(server: std::net::SocketAddr, id: u8, crop: &str, gray: bool, out: &Path) {
-    let frame = workspace_root().join("testdata/frames/coffee_640x480_noise.bgr");
+    let frame = testdata_frame("coffee_640x480_noise.bgr");
     let mut cmd = Command::new(venv_python());
     cmd.arg(interop_script("client.py"))
         .args(["--server", &server.to_string(), "--id", &id.to_string()])
@@ -36,37 +36,29 @@ fn run_python_client(server: std::net::SocketAddr, id: u8, crop: &str, gray: boo
     if gray {
         cmd.arg("--gray");
     }
-    let mut client = LoggedChild::spawn(&format!("python client {id}"), cmd);
-    let status = client
-        .wait_exit(Duration::from_secs(120))
-        .expect("the Python client finishes within 120 s");
-    assert!(
-        status.success(),
-        "Python client failed ({status}):\n{}",
-        client.tail(20)
-    );
+    LoggedChild::spawn(&format!("python client {id}"), cmd).wait_success(Duration::from_secs(120));
 }
 
 #[test]
 fn python_client_to_viewer_is_lossless() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let record = tmp.path().join("record");
-    let (mut viewer, addr) = start_viewer(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--headless",
-        "--record",
-        record.to_str().expect("utf-8 temp path"),
-    ]);
+    let sent = tempfile::tempdir().expect("temp dir");
+    let mut viewer = RecordingViewer::start(&[]);
+    let record = viewer.record_dir().to_path_buf();
 
     // Odd sizes: 637*3 and 638 bytes per row both need padding to 4 in a BMP.
     let cases = [(21u8, "637x479", false), (22u8, "638x477", true)];
     for &(id, crop, gray) in &cases {
-        run_python_client(addr, id, crop, gray, &tmp.path().join(format!("sent{id}")));
+        run_python_client(
+            viewer.addr,
+            id,
+            crop,
+            gray,
+            &sent.path().join(format!("sent{id}")),
+        );
     }
 
     let all_recorded = wait_until(Duration::from_secs(60), || {
-        let counts = camstream_tests::recorded_counts(&record);
+        let counts = recorded_counts(&record);
         cases
             .iter()
             .all(|(id, _, _)| counts.get(id) == Some(&CLIENT_FRAMES))
@@ -75,11 +67,11 @@ fn python_client_to_viewer_is_lossless() {
     assert!(
         all_recorded.is_some(),
         "viewer recorded {:?}, expected {CLIENT_FRAMES} frames for each of cameras 21 and 22",
-        camstream_tests::recorded_counts(&record)
+        recorded_counts(&record)
     );
 
     for &(id, crop, gray) in &cases {
-        let sent_dir = tmp.path().join(format!("sent{id}"));
+        let sent_dir = sent.path().join(format!("sent{id}"));
         let sent_bmp = std::fs::read(sent_dir.join("sent.bmp")).expect("sent.bmp");
         let sent_raw = std::fs::read(sent_dir.join("sent.raw")).expect("sent.raw");
         let (width, height) = crop.split_once('x').expect("WxH");
@@ -115,11 +107,11 @@ fn python_client_to_viewer_is_lossless() {
                 bmp.len(),
                 sent_bmp.len()
             );
-            let mut pixels = Vec::new();
-            let size = proto::bmp::decode_0rgb(&bmp, &mut pixels)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert_eq!(size, (width, height), "{}", path.display());
-            let wrong = pixels.iter().zip(&expected).filter(|(a, b)| a != b).count();
+            let image = Image::read_bmp(&path);
+            assert_eq!(image.size(), (width, height), "{}", path.display());
+            let wrong = (image.pixels.iter().zip(&expected))
+                .filter(|(a, b)| a != b)
+                .count();
             assert_eq!(
                 wrong,
                 0,
@@ -136,26 +128,19 @@ fn python_client_to_viewer_is_lossless() {
     }
 
     assert!(
-        viewer.try_status().is_none(),
+        viewer.child.try_status().is_none(),
         "viewer exited:\n{}",
-        viewer.tail(20)
+        viewer.child.tail(20)
     );
-    viewer.signal("INT");
-    let status = viewer
-        .wait_exit(Duration::from_secs(30))
-        .expect("viewer stops on SIGINT");
-    assert!(
-        status.success(),
-        "viewer exit {status}:\n{}",
-        viewer.tail(20)
-    );
+    viewer.child.signal("INT");
+    viewer.child.wait_success(Duration::from_secs(30));
 }
 
 #[test]
 fn agent_to_python_server_matches_opencv() {
     const FRAMES: usize = 10;
     let tmp = tempfile::tempdir().expect("temp dir");
-    let yuyv = workspace_root().join("testdata/frames/coffee_640x480_noise.yuyv");
+    let yuyv = testdata_frame("coffee_640x480_noise.yuyv");
     let reference = tmp.path().join("reference.npy");
     let status = Command::new(venv_python())
         .arg(interop_script("reference.py"))
@@ -190,18 +175,9 @@ fn agent_to_python_server_matches_opencv() {
         .args(["--server", &addr, "--frames", &FRAMES.to_string()]);
     let mut agent = LoggedChild::spawn("agent", agent_cmd);
 
-    let status = server
-        .wait_exit(Duration::from_secs(300))
-        .expect("Python server gets its frames within 300 s");
-    assert!(
-        status.success(),
-        "Python server failed ({status}):\n{}",
-        server.tail(20)
-    );
-    let status = agent
-        .wait_exit(Duration::from_secs(60))
-        .expect("agent exits after --frames");
-    assert!(status.success(), "agent exit {status}:\n{}", agent.tail(20));
+    // The server exits once it has its frames; the agent after --frames.
+    server.wait_success(Duration::from_secs(300));
+    agent.wait_success(Duration::from_secs(60));
 
     let mut worst = 0u8;
     let mut off_by_one = 0usize;

@@ -10,20 +10,18 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use camstream_tests::bars::{self, Probe, LEVEL_75};
 use camstream_tests::{
     bin_path, recorded_conn_dirs, recorded_counts, recorded_frames, start_pattern_agent,
-    start_viewer, wait_until, workspace_root, LoggedChild,
+    start_viewer, testdata_frame, wait_until, Image, LoggedChild, RecordingViewer, PATIENCE,
 };
 use proto::{bmp, gzip, wire};
-
-/// Upper bound on any wait: generous, because the CI machine is small and busy.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Camera id of the good client in the attack tests.
 const GOOD_ID: u8 = 1;
@@ -31,31 +29,6 @@ const GOOD_ID: u8 = 1;
 // ---------------------------------------------------------------------------
 // Frames
 // ---------------------------------------------------------------------------
-
-/// The eight 75% colour bars (as vivid draws them), BGR.
-const BARS_BGR: [[u8; 3]; 8] = [
-    [191, 191, 191], // white
-    [0, 191, 191],   // yellow
-    [191, 191, 0],   // cyan
-    [0, 191, 0],     // green
-    [191, 0, 191],   // magenta
-    [0, 0, 191],     // red
-    [191, 0, 0],     // blue
-    [0, 0, 0],       // black
-];
-
-/// A tightly packed, top-down BGR image of vertical bars, rotated by
-/// `shift` bars so consecutive frames differ.
-fn bars_bgr(width: u32, height: u32, shift: usize) -> Vec<u8> {
-    let mut bgr = Vec::with_capacity((width * height * 3) as usize);
-    for _ in 0..height {
-        for x in 0..width {
-            let bar = (x as usize * 8 / width as usize + shift) % 8;
-            bgr.extend_from_slice(&BARS_BGR[bar]);
-        }
-    }
-    bgr
-}
 
 fn bmp_of(bgr: &[u8], width: u32, height: u32) -> Vec<u8> {
     let mut file = Vec::new();
@@ -85,10 +58,19 @@ fn header_of(camera_id: u8, body_len: u32) -> Vec<u8> {
     out
 }
 
-/// A valid frame of bars.
+/// A wire frame carrying `bmp` (any bytes), gzipped as a sender would.
+fn bmp_frame(camera_id: u8, bmp: &[u8]) -> Vec<u8> {
+    frame_of(camera_id, &gzip_of(bmp))
+}
+
+/// A valid BMP of the bars, rotated by `shift` (see [`bars::bgr_image`]).
+fn bars_bmp(width: u32, height: u32, shift: usize) -> Vec<u8> {
+    bmp_of(&bars::bgr_image(width, height, shift), width, height)
+}
+
+/// A valid frame of bars, rotated by `shift`.
 fn bars_frame(camera_id: u8, width: u32, height: u32, shift: usize) -> Vec<u8> {
-    let file = bmp_of(&bars_bgr(width, height, shift), width, height);
-    frame_of(camera_id, &gzip_of(&file))
+    bmp_frame(camera_id, &bars_bmp(width, height, shift))
 }
 
 /// Deterministic noise (xorshift64*), so a failure can be replayed.
@@ -107,72 +89,6 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 // Viewer and clients
 // ---------------------------------------------------------------------------
-
-/// A headless recording viewer on a free loopback port.
-struct Viewer {
-    child: LoggedChild,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Viewer {
-    fn start(extra: &[&str]) -> Viewer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let record = dir.path().to_str().expect("utf-8 temp path").to_owned();
-        let mut args = vec!["--headless", "--listen", "127.0.0.1:0", "--record", &record];
-        args.extend_from_slice(extra);
-        let (child, addr) = start_viewer(&args);
-        Viewer { child, addr, dir }
-    }
-
-    fn record_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn recorded(&self, camera_id: u8) -> usize {
-        recorded_counts(self.record_dir())
-            .get(&camera_id)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Waits until camera `camera_id` has at least `n` recorded files.
-    fn wait_recorded(&self, camera_id: u8, n: usize) -> usize {
-        wait_until(PATIENCE, || {
-            let got = self.recorded(camera_id);
-            (got >= n).then_some(got)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "camera {camera_id}: {} frames recorded, waited for {n}\n{}",
-                self.recorded(camera_id),
-                self.child.tail(30)
-            )
-        })
-    }
-
-    /// Waits for a log line after `mark` holding every one of `needles`.
-    fn expect_line(&self, mark: usize, needles: &[&str]) -> String {
-        let found = wait_until(PATIENCE, || {
-            self.child
-                .lines()
-                .into_iter()
-                .skip(mark)
-                .find(|l| needles.iter().all(|n| l.contains(n)))
-        });
-        found.unwrap_or_else(|| {
-            panic!(
-                "no viewer log line with all of {needles:?}\n{}",
-                self.child.tail(40)
-            )
-        })
-    }
-
-    /// Lines logged after `mark`.
-    fn lines_after(&self, mark: usize) -> Vec<String> {
-        self.child.lines().into_iter().skip(mark).collect()
-    }
-}
 
 /// A client that streams small valid frames until stopped, like a camera.
 struct GoodClient {
@@ -251,17 +167,17 @@ fn closed_by_viewer(stream: &mut TcpStream) -> bool {
 /// Runs `attack` against a viewer while a good client streams, and checks
 /// that the good client is unharmed: its frames are recorded before, during
 /// (the attack may check that itself) and after the attack, and its
-/// connection is never dropped. `attack` returns the text every log line
-/// about the attack must contain, in addition to the attacker's peer.
-fn under_attack(extra: &[&str], attack: impl FnOnce(&Viewer) -> Vec<(SocketAddr, Vec<String>)>) {
-    let viewer = Viewer::start(extra);
+/// connection is never dropped. `attack` returns what the viewer must log
+/// about each attacker.
+fn under_attack(extra: &[&str], attack: impl FnOnce(&RecordingViewer) -> Vec<Refusal>) {
+    let viewer = RecordingViewer::start(extra);
     let good = GoodClient::start(viewer.addr, GOOD_ID);
     let before = viewer.wait_recorded(GOOD_ID, 3);
     let mark = viewer.child.line_count();
 
     let expected = attack(&viewer);
 
-    for (peer, needles) in &expected {
+    for Refusal { peer, needles } in &expected {
         let peer = peer.to_string();
         let mut all: Vec<&str> = vec![&peer];
         all.extend(needles.iter().map(String::as_str));
@@ -298,7 +214,7 @@ fn under_attack(extra: &[&str], attack: impl FnOnce(&Viewer) -> Vec<(SocketAddr,
 }
 
 /// Connects, sends `bytes`, and expects the viewer to close the connection.
-fn send_and_expect_close(viewer: &Viewer, bytes: &[u8]) -> SocketAddr {
+fn send_and_expect_close(viewer: &RecordingViewer, bytes: &[u8]) -> SocketAddr {
     let mut stream = TcpStream::connect(viewer.addr).expect("attacker connects");
     let local = stream.local_addr().expect("local addr");
     // The viewer may close before everything is written; that is fine.
@@ -311,8 +227,24 @@ fn send_and_expect_close(viewer: &Viewer, bytes: &[u8]) -> SocketAddr {
     local
 }
 
-fn strings(needles: &[&str]) -> Vec<String> {
-    needles.iter().map(|s| s.to_string()).collect()
+/// What the viewer must log about one attacker it closed: a line naming the
+/// attacker's `peer` address and holding every one of `needles`.
+struct Refusal {
+    peer: SocketAddr,
+    needles: Vec<String>,
+}
+
+impl Refusal {
+    fn new(peer: SocketAddr, needles: &[&str]) -> Refusal {
+        let needles = needles.iter().map(|s| s.to_string()).collect();
+        Refusal { peer, needles }
+    }
+}
+
+/// Sends `bytes` from a new connection, expects the viewer to close it, and
+/// to log why with every one of `needles`.
+fn refused(viewer: &RecordingViewer, bytes: &[u8], needles: &[&str]) -> Refusal {
+    Refusal::new(send_and_expect_close(viewer, bytes), needles)
 }
 
 // ---------------------------------------------------------------------------
@@ -321,19 +253,19 @@ fn strings(needles: &[&str]) -> Vec<String> {
 
 #[test]
 fn recorded_frames_are_the_sent_bmps_and_decode_to_the_bars() {
-    let viewer = Viewer::start(&[]);
+    let viewer = RecordingViewer::start(&[]);
     // Small frames of rotating bars, then the 640x480 bars frame from testdata
     // (0.9 MB: many reads per frame).
     let (w, h) = (64, 48);
-    let mut sent_bmps: Vec<Vec<u8>> = (0..7).map(|s| bmp_of(&bars_bgr(w, h, s), w, h)).collect();
-    let bars75 = std::fs::read(workspace_root().join("testdata/frames/bars75_640x480.bgr"))
+    let mut sent_bmps: Vec<Vec<u8>> = (0..7).map(|s| bars_bmp(w, h, s)).collect();
+    let bars75 = std::fs::read(testdata_frame("bars75_640x480.bgr"))
         .expect("testdata/frames/bars75_640x480.bgr");
     sent_bmps.push(bmp_of(&bars75, 640, 480));
 
     let mut stream = TcpStream::connect(viewer.addr).unwrap();
     let local = stream.local_addr().unwrap();
     for file in &sent_bmps {
-        stream.write_all(&frame_of(7, &gzip_of(file))).unwrap();
+        stream.write_all(&bmp_frame(7, file)).unwrap();
     }
     viewer.wait_recorded(7, sent_bmps.len());
     drop(stream);
@@ -367,35 +299,30 @@ fn recorded_frames_are_the_sent_bmps_and_decode_to_the_bars() {
     }
     // Decode the recordings independently of what was sent: bar colours.
     for (i, file) in files.iter().enumerate().take(7) {
-        let mut pixels = Vec::new();
-        let (fw, fh) = bmp::decode_0rgb(&std::fs::read(file).unwrap(), &mut pixels).unwrap();
-        assert_eq!((fw, fh), (w, h));
+        let image = Image::read_bmp(file);
+        assert_eq!(image.size(), (w, h));
         for bar in 0..8 {
-            let x = bar * w as usize / 8 + 2;
-            for y in [0, h as usize / 2, h as usize - 1] {
-                let [b, g, r] = BARS_BGR[(bar + i) % 8];
-                let want = u32::from_be_bytes([0, r, g, b]);
-                assert_eq!(
-                    pixels[y * w as usize + x],
-                    want,
-                    "frame {i} bar {bar} row {y}"
-                );
+            let x = bar as u32 * w / 8 + 2;
+            for y in [0, h / 2, h - 1] {
+                let want = bars::BARS[(bar + i) % 8].pixel(LEVEL_75);
+                assert_eq!(image.get(x, y), Some(want), "frame {i} bar {bar} row {y}");
             }
         }
     }
-    let mut pixels = Vec::new();
-    let big = std::fs::read(&files[7]).unwrap();
-    assert_eq!(bmp::decode_0rgb(&big, &mut pixels).unwrap(), (640, 480));
-    for (bar, &[b, g, r]) in BARS_BGR.iter().enumerate() {
-        let x = bar * 80 + 40;
-        let want = u32::from_be_bytes([0, r, g, b]);
-        assert_eq!(pixels[240 * 640 + x], want, "bars75 bar {bar}");
-    }
+    let big = Image::read_bmp(&files[7]);
+    assert_eq!(big.size(), (640, 480));
+    let exact = Probe {
+        rows: &[240],
+        radius: 0,
+        level: LEVEL_75,
+        tolerance: 0,
+    };
+    assert_eq!(bars::check(&big, &exact), Ok(0), "bars75_640x480");
 }
 
 #[test]
 fn eight_concurrent_clients_are_all_recorded() {
-    let viewer = Viewer::start(&[]);
+    let viewer = RecordingViewer::start(&[]);
     let frames_each = 25;
     let clients: Vec<JoinHandle<SocketAddr>> = (1..=8u8)
         .map(|id| {
@@ -429,16 +356,17 @@ fn eight_concurrent_clients_are_all_recorded() {
         assert_eq!(counts.get(&id), Some(&frames_each), "{counts:?}");
         let dirs = recorded_conn_dirs(viewer.record_dir());
         let (_, dir) = dirs.iter().find(|(d, _)| *d == id).unwrap();
-        let last = recorded_frames(dir).pop().unwrap();
-        let mut pixels = Vec::new();
-        let size = bmp::decode_0rgb(&std::fs::read(last).unwrap(), &mut pixels).unwrap();
-        assert_eq!(size, (32 + 8 * u32::from(id), 24 + 4 * u32::from(id)));
+        let last = Image::read_bmp(&recorded_frames(dir).pop().unwrap());
+        assert_eq!(
+            last.size(),
+            (32 + 8 * u32::from(id), 24 + 4 * u32::from(id))
+        );
     }
 }
 
 #[test]
 fn clients_past_max_clients_are_refused_at_once() {
-    let viewer = Viewer::start(&["--max-clients", "2"]);
+    let viewer = RecordingViewer::start(&["--max-clients", "2"]);
     let mut first = TcpStream::connect(viewer.addr).unwrap();
     let mut second = TcpStream::connect(viewer.addr).unwrap();
     viewer.expect_line(0, &["(2 of at most 2 clients)"]);
@@ -470,13 +398,13 @@ fn clients_past_max_clients_are_refused_at_once() {
 
 #[test]
 fn allow_list_refuses_other_sources() {
-    let refusing = Viewer::start(&["--allow", "10.0.0.0/8", "--allow", "fd00::/8"]);
+    let refusing = RecordingViewer::start(&["--allow", "10.0.0.0/8", "--allow", "fd00::/8"]);
     let mut stream = TcpStream::connect(refusing.addr).unwrap();
     let local = stream.local_addr().unwrap();
     assert!(closed_by_viewer(&mut stream));
     refusing.expect_line(0, &[&format!("refused {local}: not in the --allow list")]);
 
-    let admitting = Viewer::start(&["--allow", "10.0.0.0/8", "--allow", "127.0.0.0/8"]);
+    let admitting = RecordingViewer::start(&["--allow", "10.0.0.0/8", "--allow", "127.0.0.0/8"]);
     let mut stream = TcpStream::connect(admitting.addr).unwrap();
     stream.write_all(&bars_frame(3, 16, 8, 0)).unwrap();
     admitting.wait_recorded(3, 1);
@@ -514,7 +442,7 @@ fn listens_on_ipv6_loopback() {
 
 #[test]
 fn client_that_disconnects_mid_frame_is_closed_and_can_come_back() {
-    let viewer = Viewer::start(&[]);
+    let viewer = RecordingViewer::start(&[]);
     let mut stream = TcpStream::connect(viewer.addr).unwrap();
     let local = stream.local_addr().unwrap();
     for s in 0..3 {
@@ -547,7 +475,7 @@ fn client_that_disconnects_mid_frame_is_closed_and_can_come_back() {
 #[test]
 fn sigint_and_sigterm_exit_0_with_recordings_flushed() {
     for signal in ["INT", "TERM"] {
-        let mut viewer = Viewer::start(&[]);
+        let mut viewer = RecordingViewer::start(&[]);
         let good = GoodClient::start(viewer.addr, GOOD_ID);
         viewer.wait_recorded(GOOD_ID, 5);
         let mark = viewer.child.line_count();
@@ -572,9 +500,7 @@ fn sigint_and_sigterm_exit_0_with_recordings_flushed() {
                 "leftover {}",
                 path.display()
             );
-            let mut pixels = Vec::new();
-            bmp::decode_0rgb(&std::fs::read(&path).unwrap(), &mut pixels)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            Image::read_bmp(&path);
         }
     }
 }
@@ -627,10 +553,10 @@ fn without_a_display_the_error_says_set_display_or_headless() {
 #[test]
 fn zero_length_frame_is_refused() {
     under_attack(&[], |viewer| {
-        let peer = send_and_expect_close(viewer, &header_of(9, 0));
-        vec![(
-            peer,
-            strings(&["camera 9 (", "dropped after 0 frames", "body length 0"]),
+        vec![refused(
+            viewer,
+            &header_of(9, 0),
+            &["camera 9 (", "dropped after 0 frames", "body length 0"],
         )]
     });
 }
@@ -639,19 +565,19 @@ fn zero_length_frame_is_refused() {
 fn over_limit_length_is_refused_before_any_body() {
     under_attack(&["--max-frame-bytes", "1000000"], |viewer| {
         // Only the header: the viewer must not wait for the body.
-        let peer = send_and_expect_close(viewer, &header_of(9, 1_000_001));
-        let peer_max = send_and_expect_close(viewer, &header_of(10, u32::MAX));
         vec![
-            (
-                peer,
-                strings(&[
+            refused(
+                viewer,
+                &header_of(9, 1_000_001),
+                &[
                     "camera 9 (",
                     "announced a 1000001-byte frame body, over the 1000000-byte limit",
-                ]),
+                ],
             ),
-            (
-                peer_max,
-                strings(&["camera 10 (", "announced a 4294967295-byte frame body"]),
+            refused(
+                viewer,
+                &header_of(10, u32::MAX),
+                &["camera 10 (", "announced a 4294967295-byte frame body"],
             ),
         ]
     });
@@ -661,26 +587,29 @@ fn over_limit_length_is_refused_before_any_body() {
 fn body_that_is_not_gzip_is_refused() {
     under_attack(&[], |viewer| {
         let body = b"this is plain text, not a gzip stream at all".repeat(10);
-        let peer = send_and_expect_close(viewer, &frame_of(9, &body));
-        vec![(peer, strings(&["camera 9 (", "not a gzip stream"]))]
+        vec![refused(
+            viewer,
+            &frame_of(9, &body),
+            &["camera 9 (", "not a gzip stream"],
+        )]
     });
 }
 
 #[test]
 fn truncated_gzip_is_refused() {
     under_attack(&[], |viewer| {
-        let whole = gzip_of(&bmp_of(&bars_bgr(64, 48, 0), 64, 48));
+        let whole = gzip_of(&bars_bmp(64, 48, 0));
         // Cut inside the deflate data, and cut shorter than any gzip member.
-        let half = send_and_expect_close(viewer, &frame_of(9, &whole[..whole.len() / 2]));
-        let tiny = send_and_expect_close(viewer, &frame_of(10, &whole[..12]));
         vec![
-            (
-                half,
-                strings(&["camera 9 (", "bad frame body: gzip stream"]),
+            refused(
+                viewer,
+                &frame_of(9, &whole[..whole.len() / 2]),
+                &["camera 9 (", "bad frame body: gzip stream"],
             ),
-            (
-                tiny,
-                strings(&["camera 10 (", "gzip stream of 12 bytes is truncated"]),
+            refused(
+                viewer,
+                &frame_of(10, &whole[..12]),
+                &["camera 10 (", "gzip stream of 12 bytes is truncated"],
             ),
         ]
     });
@@ -692,23 +621,23 @@ fn gzip_bomb_is_stopped_at_max_bmp_bytes() {
         // 8 MB of zeros gzips to a few KB.
         let bomb = gzip_of(&vec![0u8; 8 << 20]);
         assert!(bomb.len() < 100_000);
-        let honest = send_and_expect_close(viewer, &frame_of(9, &bomb));
         // The same bomb with its trailer lying about the size (1000 bytes).
         let mut liar = bomb.clone();
         let n = liar.len();
         liar[n - 4..].copy_from_slice(&1000u32.to_le_bytes());
-        let lying = send_and_expect_close(viewer, &frame_of(10, &liar));
         vec![
-            (
-                honest,
-                strings(&[
+            refused(
+                viewer,
+                &frame_of(9, &bomb),
+                &[
                     "camera 9 (",
                     "announces 8388608 decompressed bytes, over the 1000000-byte limit",
-                ]),
+                ],
             ),
-            (
-                lying,
-                strings(&["camera 10 (", "inflates to more than its trailer announces"]),
+            refused(
+                viewer,
+                &frame_of(10, &liar),
+                &["camera 10 (", "inflates to more than its trailer announces"],
             ),
         ]
     });
@@ -718,10 +647,10 @@ fn gzip_bomb_is_stopped_at_max_bmp_bytes() {
 fn body_that_is_not_a_bmp_is_refused() {
     under_attack(&[], |viewer| {
         let text = gzip_of(&b"GIF89a, or anything else that is not a BMP".repeat(4));
-        let peer = send_and_expect_close(viewer, &frame_of(9, &text));
-        vec![(
-            peer,
-            strings(&["camera 9 (", "bad BMP in frame: not a BMP file"]),
+        vec![refused(
+            viewer,
+            &frame_of(9, &text),
+            &["camera 9 (", "bad BMP in frame: not a BMP file"],
         )]
     });
 }
@@ -730,19 +659,22 @@ fn body_that_is_not_a_bmp_is_refused() {
 fn unsupported_bmp_is_refused() {
     under_attack(&[], |viewer| {
         // A valid 24-bit file relabelled as 16 bits per pixel.
-        let mut file = bmp_of(&bars_bgr(16, 8, 0), 16, 8);
-        file[28..30].copy_from_slice(&16u16.to_le_bytes());
-        let depth = send_and_expect_close(viewer, &frame_of(9, &gzip_of(&file)));
+        let mut depth = bars_bmp(16, 8, 0);
+        depth[28..30].copy_from_slice(&16u16.to_le_bytes());
         // And one claiming RLE8 compression.
-        let mut rle = bmp_of(&bars_bgr(16, 8, 0), 16, 8);
+        let mut rle = bars_bmp(16, 8, 0);
         rle[30..34].copy_from_slice(&1u32.to_le_bytes());
-        let compressed = send_and_expect_close(viewer, &frame_of(10, &gzip_of(&rle)));
         vec![
-            (
-                depth,
-                strings(&["camera 9 (", "unsupported BMP depth of 16 bits"]),
+            refused(
+                viewer,
+                &bmp_frame(9, &depth),
+                &["camera 9 (", "unsupported BMP depth of 16 bits"],
             ),
-            (compressed, strings(&["camera 10 (", "bad BMP in frame"])),
+            refused(
+                viewer,
+                &bmp_frame(10, &rle),
+                &["camera 10 (", "bad BMP in frame"],
+            ),
         ]
     });
 }
@@ -750,32 +682,38 @@ fn unsupported_bmp_is_refused() {
 #[test]
 fn bmp_lying_about_its_size_is_refused() {
     under_attack(&[], |viewer| {
-        let good = bmp_of(&bars_bgr(16, 8, 0), 16, 8);
+        let good = bars_bmp(16, 8, 0);
         // The file-size field says more than arrived.
         let mut size_lie = good.clone();
         let claimed = good.len() as u32 + 1000;
         size_lie[2..6].copy_from_slice(&claimed.to_le_bytes());
-        let a = send_and_expect_close(viewer, &frame_of(9, &gzip_of(&size_lie)));
         // The dimensions need far more pixels than the file holds.
         let mut dims_lie = good.clone();
         dims_lie[18..22].copy_from_slice(&4000i32.to_le_bytes());
         dims_lie[22..26].copy_from_slice(&3000i32.to_le_bytes());
-        let b = send_and_expect_close(viewer, &frame_of(10, &gzip_of(&dims_lie)));
         // 16384 x 16384 announced by a tiny file: refused before 1 GiB of pixels.
         let mut huge = good;
         huge[18..22].copy_from_slice(&16384i32.to_le_bytes());
         huge[22..26].copy_from_slice(&16384i32.to_le_bytes());
-        let c = send_and_expect_close(viewer, &frame_of(11, &gzip_of(&huge)));
         vec![
-            (
-                a,
-                strings(&[
+            refused(
+                viewer,
+                &bmp_frame(9, &size_lie),
+                &[
                     "camera 9 (",
                     &format!("BMP header declares a {claimed}-byte file"),
-                ]),
+                ],
             ),
-            (b, strings(&["camera 10 (", "bad BMP in frame"])),
-            (c, strings(&["camera 11 (", "16384x16384"])),
+            refused(
+                viewer,
+                &bmp_frame(10, &dims_lie),
+                &["camera 10 (", "bad BMP in frame"],
+            ),
+            refused(
+                viewer,
+                &bmp_frame(11, &huge),
+                &["camera 11 (", "16384x16384"],
+            ),
         ]
     });
 }
@@ -789,12 +727,12 @@ fn frame_cut_by_eof_is_reported() {
         stream.write_all(&whole[..100]).unwrap();
         stream.shutdown(Shutdown::Write).unwrap();
         assert!(closed_by_viewer(&mut stream));
-        vec![(
+        vec![Refusal::new(
             local,
-            strings(&[
+            &[
                 "camera 9 (",
                 "connection closed in the middle of a frame (100 bytes of it received)",
-            ]),
+            ],
         )]
     });
 }
@@ -810,13 +748,13 @@ fn frame_cut_by_connection_reset_is_reported() {
         // Closing with SO_LINGER 0 sends RST: ECONNRESET at the viewer, after
         // it has read the 100 bytes queued before the reset.
         drop(stream);
-        vec![(
+        vec![Refusal::new(
             local,
-            strings(&[
+            &[
                 "camera 9 (",
                 "reset",
                 "in the middle of a frame (100 bytes of it received)",
-            ]),
+            ],
         )]
     });
 }
@@ -824,12 +762,11 @@ fn frame_cut_by_connection_reset_is_reported() {
 #[test]
 fn random_bytes_are_refused() {
     under_attack(&[], |viewer| {
-        let peers: Vec<SocketAddr> = (1..=4u64)
-            .map(|seed| send_and_expect_close(viewer, &noise(64 << 10, seed)))
-            .collect();
-        peers
-            .into_iter()
-            .map(|p| (p, strings(&["camera ", "dropped after 0 frames: "])))
+        (1..=4u64)
+            .map(|seed| {
+                let noise = noise(64 << 10, seed);
+                refused(viewer, &noise, &["camera ", "dropped after 0 frames: "])
+            })
             .collect()
     });
 }
@@ -858,12 +795,12 @@ fn partial_frame_then_silence_hits_the_idle_timeout() {
             "good frames stalled while a client was silent mid-frame"
         );
         assert!(closed_by_viewer(&mut stream), "silent client not dropped");
-        vec![(
+        vec![Refusal::new(
             local,
-            strings(&[
+            &[
                 "camera 9 (",
                 "sent 50 bytes of a frame, then nothing for 2.0 s (--idle-timeout)",
-            ]),
+            ],
         )]
     });
 }
@@ -912,9 +849,9 @@ fn connection_flood_is_refused_at_once() {
             .local_addr()
             .unwrap();
         drop(flood);
-        vec![(
+        vec![Refusal::new(
             first,
-            strings(&["refused", "already serving 4 clients (--max-clients 4)"]),
+            &["refused", "already serving 4 clients (--max-clients 4)"],
         )]
     });
 }
@@ -927,41 +864,32 @@ fn connection_flood_is_refused_at_once() {
 /// bars (white yellow cyan green magenta red blue black at 75%, across the
 /// top three quarters), give or take YUYV rounding.
 fn agent_frames_decode_to_bars(conn_dir: &Path) {
-    let files: Vec<PathBuf> = recorded_frames(conn_dir);
+    let files = recorded_frames(conn_dir);
     assert!(!files.is_empty(), "no frames in {}", conn_dir.display());
     for file in [&files[0], files.last().unwrap()] {
-        let mut pixels = Vec::new();
-        let (w, h) = bmp::decode_0rgb(&std::fs::read(file).unwrap(), &mut pixels).unwrap();
+        let image = Image::read_bmp(file);
+        let (w, h) = image.size();
         assert_eq!((w, h), (320, 240));
-        let (w, h) = (w as usize, h as usize);
-        for (bar, bgr) in BARS_BGR.iter().enumerate() {
-            let x = bar * w / 8 + w / 16;
-            for y in [h / 8, h / 2, h * 5 / 8] {
-                let [_, r, g, b] = pixels[y * w + x].to_be_bytes();
-                let close = |want: u8, got: u8| (i32::from(want) - i32::from(got)).abs() <= 8;
-                assert!(
-                    close(bgr[0], b) && close(bgr[1], g) && close(bgr[2], r),
-                    "{}: bar {bar} at ({x},{y}) is rgb({r},{g},{b}), want bgr{bgr:?}",
-                    file.display()
-                );
-            }
+        let probe = Probe {
+            rows: &[h / 8, h / 2, h * 5 / 8],
+            radius: 0,
+            level: LEVEL_75,
+            tolerance: 8,
+        };
+        if let Err(e) = bars::check(&image, &probe) {
+            panic!("{}: {e}", file.display());
         }
     }
 }
 
 #[test]
 fn eight_pattern_agents_stream_to_a_recording_viewer() {
-    let viewer = Viewer::start(&[]);
+    let viewer = RecordingViewer::start(&[]);
     let mut agents: Vec<LoggedChild> = (1..=8u8)
         .map(|id| start_pattern_agent(viewer.addr, id, "320x240", 10, &["--frames", "15"]))
         .collect();
     for agent in &mut agents {
-        let status = agent.wait_exit(PATIENCE);
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "agent exit {status:?}\n{}",
-            agent.tail(20)
-        );
+        agent.wait_success(PATIENCE);
     }
     for id in 1..=8u8 {
         // Every frame the viewer received is recorded, and it received some.

@@ -12,9 +12,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use camstream_tests::bars::{self, Probe, LEVEL_100, LEVEL_75};
 use camstream_tests::vm::{run_guest, vm_enabled, GuestFile, GuestRun};
 use camstream_tests::{
-    bin_path, recorded_conn_dirs, recorded_frames, start_viewer, wait_until, workspace_root,
+    bin_path, recorded_conn_dirs, recorded_counts, recorded_frames, wait_until, workspace_root,
+    Image, RecordingViewer,
 };
 
 /// Exit status of the agent when the camera is lost and `--reopen` is off
@@ -25,28 +27,9 @@ const AGENT_EXIT_CAMERA_LOST: i32 = 3;
 /// and gzipping frames under TCG, which is 10-50x slower than native.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// vivid's colour bars, left to right, as on/off per R, G, B channel; the
-/// "75% Colorbar" pattern (vivid's default, `test_pattern=0`) draws "on" as
-/// 191 (0.75 * 255), the "100% Colorbar" (`test_pattern=1`) as 255.
-const BARS: [(&str, [bool; 3]); 8] = [
-    ("white", [true, true, true]),
-    ("yellow", [true, true, false]),
-    ("cyan", [false, true, true]),
-    ("green", [false, true, false]),
-    ("magenta", [true, false, true]),
-    ("red", [true, false, false]),
-    ("blue", [false, false, true]),
-    ("black", [false, false, false]),
-];
-
-/// The "on" level of the 75% bars.
-const BARS_75: u8 = 191;
-/// The "on" level of the 100% bars.
-const BARS_100: u8 = 255;
-
 /// Per-channel tolerance: vivid rounds to limited-range Y'CbCr and our
 /// YUYV->BGR rounds back; anything beyond a few steps is a wrong colour.
-const BAR_TOLERANCE: i32 = 8;
+const BAR_TOLERANCE: u8 = 8;
 
 /// Guest preamble: vivid as a webcam, and its text overlay off so the bars are
 /// clean (the control persists on the device across opens).
@@ -107,41 +90,17 @@ echo UPTIME=$(cut -d' ' -f1 /proc/uptime)
     );
 }
 
-/// One frame's bars, sampled in the middle of each eighth of the width (a 5x5
-/// block at mid-height, averaged), against bars whose "on" level is `on`.
-/// Returns the largest per-channel deviation and a description of every bar
-/// beyond the tolerance.
-fn bar_mismatches(pixels: &[u32], width: u32, height: u32, on: u8) -> (i32, Vec<String>) {
-    let mut bad = Vec::new();
-    let mut worst = 0;
-    for (i, (name, lit)) in BARS.iter().enumerate() {
-        let want = lit.map(|l| if l { i32::from(on) } else { 0 });
-        let cx = (2 * i as u32 + 1) * width / 16;
-        let cy = height / 2;
-        let mut sum = [0u32; 3];
-        for y in cy - 2..=cy + 2 {
-            for x in cx - 2..=cx + 2 {
-                let p = pixels[(y * width + x) as usize];
-                sum[0] += (p >> 16) & 0xff;
-                sum[1] += (p >> 8) & 0xff;
-                sum[2] += p & 0xff;
-            }
-        }
-        let got = sum.map(|s| (s / 25) as i32);
-        let deviation = got
-            .iter()
-            .zip(want)
-            .map(|(g, w)| (g - w).abs())
-            .max()
-            .unwrap_or(0);
-        worst = worst.max(deviation);
-        if deviation > BAR_TOLERANCE {
-            bad.push(format!(
-                "bar {i} ({name}) at x={cx}: RGB {got:?}, want {want:?}"
-            ));
-        }
+/// Where vivid's bars are checked in a frame `height` pixels high: in the
+/// middle of each eighth of the width, a 5x5 block at mid-height, averaged,
+/// with the "on" level of vivid's "75% Colorbar" (its default,
+/// `test_pattern=0`) or "100% Colorbar" (`test_pattern=1`).
+fn vivid_bars(rows: &[u32], level: u8) -> Probe<'_> {
+    Probe {
+        rows,
+        radius: 2,
+        level,
+        tolerance: BAR_TOLERANCE,
     }
-    (worst, bad)
 }
 
 /// Decodes every recorded frame, checks its size, and sorts it by which bars
@@ -156,28 +115,26 @@ fn check_recorded_bars(record_dir: &Path, width: u32, height: u32) -> (usize, us
     );
     let (mut bars_75, mut bars_100) = (0, 0);
     let mut worst = 0;
-    let mut pixels = Vec::new();
+    let middle = [height / 2];
     for (_, dir) in dirs {
         for file in recorded_frames(&dir) {
-            let bmp = std::fs::read(&file)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
-            let (w, h) = proto::bmp::decode_0rgb(&bmp, &mut pixels)
-                .unwrap_or_else(|e| panic!("{} is not a valid BMP: {e}", file.display()));
-            assert_eq!((w, h), (width, height), "{}", file.display());
-            let (dev_75, bad_75) = bar_mismatches(&pixels, w, h, BARS_75);
-            let (dev_100, bad_100) = bar_mismatches(&pixels, w, h, BARS_100);
-            if bad_75.is_empty() {
-                bars_75 += 1;
-                worst = worst.max(dev_75);
-            } else if bad_100.is_empty() {
-                bars_100 += 1;
-                worst = worst.max(dev_100);
-            } else {
-                panic!(
-                    "{}: not vivid's colour bars: {}",
-                    file.display(),
-                    bad_75.join("; ")
-                );
+            let image = Image::read_bmp(&file);
+            assert_eq!(image.size(), (width, height), "{}", file.display());
+            match (
+                bars::check(&image, &vivid_bars(&middle, LEVEL_75)),
+                bars::check(&image, &vivid_bars(&middle, LEVEL_100)),
+            ) {
+                (Ok(deviation), _) => {
+                    bars_75 += 1;
+                    worst = worst.max(deviation);
+                }
+                (_, Ok(deviation)) => {
+                    bars_100 += 1;
+                    worst = worst.max(deviation);
+                }
+                (Err(bad_75), Err(_)) => {
+                    panic!("{}: not vivid's colour bars: {bad_75}", file.display())
+                }
             }
         }
     }
@@ -193,16 +150,7 @@ fn check_recorded_bars(record_dir: &Path, width: u32, height: u32) -> (usize, us
 /// frames to a headless recording viewer on the host; every recorded frame
 /// has the size and the bars.
 fn stream_bars(test: &str, width: u32, height: u32, fps: u32, frames: u32, id: u8) {
-    let agent = bin_path("agent");
-    let record = tempfile::tempdir().expect("temp dir");
-    let record_arg = record.path().to_str().expect("utf-8 temp path").to_string();
-    let (mut viewer, addr) = start_viewer(&[
-        "--headless",
-        "--record",
-        &record_arg,
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let mut viewer = RecordingViewer::start(&[]);
     let script = format!(
         "{VIVID_UP}
 /agent --device /dev/video0 --server 10.0.2.2:{port} --size {width}x{height} --fps {fps} \
@@ -211,16 +159,9 @@ rc=$?
 echo UPTIME=$(cut -d' ' -f1 /proc/uptime)
 exit $rc
 ",
-        port = addr.port()
+        port = viewer.addr.port()
     );
-    let run = run_guest(
-        &script,
-        &[GuestFile {
-            host: &agent,
-            guest: "/agent",
-        }],
-        STREAM_TIMEOUT,
-    );
+    let run = run_agent_in_guest(&script, STREAM_TIMEOUT);
     assert_guest_ok(&run, test);
     eprintln!(
         "{test}: {frames} frames of {width}x{height} from the guest in {:.1?} (guest uptime at the end {} s)",
@@ -231,23 +172,21 @@ exit $rc
     // decoding the last ones.
     let want = frames as usize;
     let counted = wait_until(Duration::from_secs(20), || {
-        let n: usize = camstream_tests::recorded_counts(record.path())
-            .values()
-            .sum();
+        let n: usize = recorded_counts(viewer.record_dir()).values().sum();
         (n >= want).then_some(n)
     });
-    let n = camstream_tests::recorded_counts(record.path());
+    let n = recorded_counts(viewer.record_dir());
     assert!(
         counted.is_some(),
         "{test}: the viewer recorded {n:?} frames, want {want} for camera {id} (viewer exit {:?})",
-        viewer.try_status()
+        viewer.child.try_status()
     );
     assert_eq!(
         n.keys().copied().collect::<Vec<_>>(),
         vec![id],
         "{test}: frames from unexpected camera ids"
     );
-    let (bars_75, bars_100) = check_recorded_bars(record.path(), width, height);
+    let (bars_75, bars_100) = check_recorded_bars(viewer.record_dir(), width, height);
     assert_eq!(
         (bars_75, bars_100),
         (bars_75.max(want), 0),
@@ -313,6 +252,23 @@ echo DISCONNECT_AT=$t0
     )
 }
 
+/// Runs `script` in a guest with the agent under test copied to `/agent`.
+fn run_agent_in_guest(script: &str, timeout: Duration) -> GuestRun {
+    let agent = bin_path("agent");
+    let files = [GuestFile {
+        host: &agent,
+        guest: "/agent",
+    }];
+    run_guest(script, &files, timeout)
+}
+
+/// Guest script: prints the background agent's log between the markers
+/// that [`agent_log`] looks for.
+const PRINT_AGENT_LOG: &str = "echo '---- agent log ----'
+cat /tmp/agent.log
+echo '---- end ----'
+";
+
 /// Reads an agent's `/proc/PID/stat` CPU ticks (utime + stime) in the guest.
 const CPU_TICKS_FN: &str = "cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }\n";
 
@@ -323,16 +279,7 @@ fn agent_exits_when_vivid_unplugged() {
     if !vm_enabled("vm::agent_exits_when_vivid_unplugged") {
         return;
     }
-    let agent = bin_path("agent");
-    let record = tempfile::tempdir().expect("temp dir");
-    let record_arg = record.path().to_str().expect("utf-8 temp path").to_string();
-    let (_viewer, addr) = start_viewer(&[
-        "--headless",
-        "--record",
-        &record_arg,
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let viewer = RecordingViewer::start(&[]);
     let script = format!(
         "{}
 # A watchdog, so a hung agent is a test failure with its log, not a VM timeout.
@@ -341,20 +288,10 @@ wait $pid
 rc=$?
 echo AGENT_EXIT=$rc
 echo EXIT_AFTER_S=$(awk -v a=$t0 -v b=$(cut -d' ' -f1 /proc/uptime) 'BEGIN {{ printf \"%.2f\", b - a }}')
-echo '---- agent log ----'
-cat /tmp/agent.log
-echo '---- end ----'
-",
-        unplug_script(addr.port(), "")
+{PRINT_AGENT_LOG}",
+        unplug_script(viewer.addr.port(), "")
     );
-    let run = run_guest(
-        &script,
-        &[GuestFile {
-            host: &agent,
-            guest: "/agent",
-        }],
-        Duration::from_secs(150),
-    );
+    let run = run_agent_in_guest(&script, Duration::from_secs(150));
     assert_guest_ok(&run, "unplug without --reopen");
     let exit_after = run.value("EXIT_AFTER_S").unwrap_or("?");
     eprintln!(
@@ -375,7 +312,7 @@ echo '---- end ----'
         "the agent's log must say the camera went away:\n{log}"
     );
     // Frames did reach the host before the unplug: the stream was real.
-    let counts = camstream_tests::recorded_counts(record.path());
+    let counts = recorded_counts(viewer.record_dir());
     assert!(
         counts.get(&11).copied().unwrap_or(0) > 0,
         "no frames reached the viewer before the unplug: {counts:?}\n{log}"
@@ -392,16 +329,7 @@ fn agent_reopen_waits_quietly_and_resumes_after_vivid_unplug() {
     if !vm_enabled(test) {
         return;
     }
-    let agent = bin_path("agent");
-    let record = tempfile::tempdir().expect("temp dir");
-    let record_arg = record.path().to_str().expect("utf-8 temp path").to_string();
-    let (_viewer, addr) = start_viewer(&[
-        "--headless",
-        "--record",
-        &record_arg,
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let viewer = RecordingViewer::start(&[]);
     let script = format!(
         "{CPU_TICKS_FN}{}
 # Let the loss be noticed (capture timeout, encoder threads draining).
@@ -433,20 +361,10 @@ kill -TERM $pid
 ( sleep 15; kill -9 $pid 2>/dev/null ) &
 wait $pid
 echo AGENT_EXIT=$?
-echo '---- agent log ----'
-cat /tmp/agent.log
-echo '---- end ----'
-",
-        unplug_script(addr.port(), "--reopen")
+{PRINT_AGENT_LOG}",
+        unplug_script(viewer.addr.port(), "--reopen")
     );
-    let run = run_guest(
-        &script,
-        &[GuestFile {
-            host: &agent,
-            guest: "/agent",
-        }],
-        Duration::from_secs(180),
-    );
+    let run = run_agent_in_guest(&script, Duration::from_secs(180));
     assert_guest_ok(&run, "unplug with --reopen");
     let log = agent_log(&run);
     assert_eq!(
@@ -489,7 +407,7 @@ echo '---- end ----'
         "SIGTERM must stop the agent with status 0\n{}",
         run.tail(60)
     );
-    let (bars_75, bars_100) = check_recorded_bars(record.path(), 640, 480);
+    let (bars_75, bars_100) = check_recorded_bars(viewer.record_dir(), 640, 480);
     assert!(
         bars_75 > 0,
         "no frames reached the viewer before the unplug\n{log}"

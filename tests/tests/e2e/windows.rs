@@ -4,8 +4,11 @@
 use std::process::Command;
 use std::time::Duration;
 
+use camstream_tests::bars::{BARS, LEVEL_75};
+use camstream_tests::image::channel_distance;
 use camstream_tests::{
-    bin_path, start_pattern_agent, start_viewer_cmd, wait_until, LoggedChild, XImage, XWindow, Xvfb,
+    bin_path, pattern, start_pattern_agent, start_viewer_cmd, wait_until, Image, LoggedChild,
+    XWindow, Xvfb,
 };
 
 /// The harness itself: Xvfb starts, xwininfo finds a window, xwd sees it,
@@ -28,7 +31,7 @@ fn x11_harness_closes_an_icccm_client() {
         "{win:?}"
     );
     let shot = x.screenshot();
-    assert_eq!((shot.width, shot.height), (640, 480));
+    assert_eq!(shot.size(), (640, 480));
     assert_eq!(
         shot.get(31, 41),
         Some(0xff0000),
@@ -43,35 +46,30 @@ fn x11_harness_closes_an_icccm_client() {
     assert!(status.success(), "xlogo exit status {status}");
 }
 
-/// The pattern source's bars as 0xRRGGBB, left to right (75% colour bars,
-/// as vivid draws them): white, yellow, cyan, green, magenta, red, blue, black.
-const BARS: [u32; 8] = [
-    0xbfbfbf, 0xbfbf00, 0x00bfbf, 0x00bf00, 0xbf00bf, 0xbf0000, 0x0000bf, 0x000000,
-];
-
 /// Per-channel tolerance for a bar's colour after YUYV → BGR → BMP → 0RGB →
 /// X server: limited-range YUV rounding moves a channel by a few steps.
-const BAR_TOLERANCE: u32 = 6;
+const BAR_TOLERANCE: u8 = 6;
 
-fn close(a: u32, b: u32) -> bool {
-    [16, 8, 0]
-        .iter()
-        .all(|s| ((a >> s) & 0xff).abs_diff((b >> s) & 0xff) <= BAR_TOLERANCE)
+/// What `win` shows in `shot`, or None unless all of it is on the screen.
+fn window_contents(shot: &Image, win: &XWindow) -> Option<Image> {
+    shot.crop(win.x, win.y, win.width, win.height)
 }
 
-/// Checks every pixel of the bar area the pattern source draws (the top 3/4
-/// of the frame, bar k in columns k/8 .. (k+1)/8 of the width, leaving 2 px
-/// at each bar's edges for chroma subsampling) inside `win` on the screen.
-fn check_bars(shot: &XImage, win: &XWindow) -> Result<(), String> {
-    let (w, h) = (win.width as i32, win.height as i32);
-    let bars_height = h - h / 4;
-    for (k, &colour) in BARS.iter().enumerate() {
-        let k = k as i32;
+/// Checks every pixel of the bar area the pattern source draws (bar k in
+/// columns k/8 .. (k+1)/8 of the width, leaving 2 px at each bar's edges for
+/// chroma subsampling, and a row at the top and bottom) inside `win`.
+fn check_bars(shot: &Image, win: &XWindow) -> Result<(), String> {
+    let frame = window_contents(shot, win)
+        .ok_or_else(|| format!("{:?} is not wholly on the screen: {win:?}", win.name))?;
+    let (w, h) = frame.size();
+    for (k, bar) in BARS.iter().enumerate() {
+        let colour = bar.pixel(LEVEL_75);
+        let k = k as u32;
         let (x0, x1) = (k * w / 8 + 2, (k + 1) * w / 8 - 2);
-        for y in 1..bars_height - 1 {
+        for y in 1..pattern::bars_height(h) - 1 {
             for x in x0..x1 {
-                let got = shot.get(win.x + x, win.y + y);
-                if !got.is_some_and(|p| close(p, colour)) {
+                let got = frame.get(x, y);
+                if !got.is_some_and(|p| channel_distance(p, colour) <= BAR_TOLERANCE) {
                     return Err(format!(
                         "{:?}: pixel ({x}, {y}) is {got:06x?}, bar {k} should be {colour:06x}",
                         win.name
@@ -83,20 +81,9 @@ fn check_bars(shot: &XImage, win: &XWindow) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads the 32-bit frame counter the pattern source draws in the last
-/// eighth of the frame (cells of (width/32 rounded down to even) pixels,
-/// most significant bit first, white = 1).
-fn read_counter(shot: &XImage, win: &XWindow) -> Option<u32> {
-    let (w, h) = (win.width as i32, win.height as i32);
-    let cell = (w / 32) & !1;
-    let y = win.y + h - (h / 4 - h / 8) / 2 - 1;
-    let mut value = 0u32;
-    for bit in 0..32 {
-        let p = shot.get(win.x + bit * cell + cell / 2, y)?;
-        let luma = ((p >> 16) & 0xff) + ((p >> 8) & 0xff) + (p & 0xff);
-        value = value << 1 | u32::from(luma > 3 * 128);
-    }
-    Some(value)
+/// The frame counter the pattern source draws, as `win` shows it in `shot`.
+fn read_counter(shot: &Image, win: &XWindow) -> Option<u32> {
+    pattern::counter(&window_contents(shot, win)?)
 }
 
 /// The window whose title starts with `camera N ` (the viewer's title is
@@ -138,7 +125,7 @@ fn move_window(x: &Xvfb, id: u8, to: (i32, i32)) -> XWindow {
 }
 
 /// Waits until `win` shows its bars in a screenshot; returns the screenshot.
-fn wait_for_bars(x: &Xvfb, win: &XWindow) -> XImage {
+fn wait_for_bars(x: &Xvfb, win: &XWindow) -> Image {
     let mut last = String::new();
     // Generous: on a loaded machine a debug viewer may take a while to draw.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

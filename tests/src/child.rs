@@ -1,0 +1,209 @@
+//! Processes under test: [`LoggedChild`] reads a child's stdout and stderr
+//! line by line into memory, so a test can wait for a log line, signal the
+//! child, and see its last lines when it fails.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::wait::wait_until;
+
+/// Output lines of a child, shared with the threads that read its pipes.
+#[derive(Default)]
+struct LogLines {
+    /// Each line with the moment it was read (for measuring reaction times).
+    lines: Mutex<Vec<(Instant, String)>>,
+    grew: Condvar,
+}
+
+impl LogLines {
+    /// The lines, even if a reader thread panicked while holding them.
+    fn lock(&self) -> MutexGuard<'_, Vec<(Instant, String)>> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A child process whose stdout and stderr are read line by line into memory,
+/// so a test can wait for a log line. Dropping it kills the child (SIGKILL);
+/// if the test is panicking, the last lines of its log are printed to help.
+pub struct LoggedChild {
+    name: String,
+    child: Child,
+    log: Arc<LogLines>,
+    status: Option<ExitStatus>,
+}
+
+impl LoggedChild {
+    /// Spawns `cmd` with piped stdout/stderr; `name` prefixes its log dump.
+    pub fn spawn(name: &str, mut cmd: Command) -> LoggedChild {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        let log = Arc::new(LogLines::default());
+        let out: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("piped stdout"));
+        let err: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("piped stderr"));
+        for pipe in [out, err] {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().push((Instant::now(), line));
+                    log.grew.notify_all();
+                }
+            });
+        }
+        LoggedChild {
+            name: name.to_string(),
+            child,
+            log,
+            status: None,
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A copy of every line logged so far (stdout and stderr interleaved).
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().iter().map(|(_, l)| l.clone()).collect()
+    }
+
+    /// Waits until a line *after the first `skip` lines* contains `needle`;
+    /// returns it, or `None` after `timeout`.
+    pub fn wait_for_line_after(
+        &self,
+        skip: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> Option<String> {
+        self.wait_for_line_timed(skip, needle, timeout)
+            .map(|(_, line)| line)
+    }
+
+    /// Like [`Self::wait_for_line_after`], also returning when the line was read.
+    pub fn wait_for_line_timed(
+        &self,
+        skip: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> Option<(Instant, String)> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.log.lock();
+        loop {
+            if let Some(found) = lines.iter().skip(skip).find(|(_, l)| l.contains(needle)) {
+                return Some(found.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = self
+                .log
+                .grew
+                .wait_timeout(lines, left.min(Duration::from_millis(200)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until any line contains `needle`; see [`Self::wait_for_line_after`].
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_for_line_after(0, needle, timeout)
+    }
+
+    /// Number of lines logged so far (a mark for [`Self::wait_for_line_after`]).
+    pub fn line_count(&self) -> usize {
+        self.log.lock().len()
+    }
+
+    /// The exit status if the child has exited, without waiting.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Waits up to `timeout` for the child to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_until(timeout, || self.try_status())
+    }
+
+    /// Waits up to `timeout` for the child to exit with status 0; panics with
+    /// its last log lines if it does not exit in time or fails.
+    pub fn wait_success(&mut self, timeout: Duration) -> ExitStatus {
+        let status = self.wait_exit(timeout).unwrap_or_else(|| {
+            panic!(
+                "{} did not exit within {timeout:?}:\n{}",
+                self.name,
+                self.tail(20)
+            )
+        });
+        assert!(
+            status.success(),
+            "{} failed ({status}):\n{}",
+            self.name,
+            self.tail(20)
+        );
+        status
+    }
+
+    /// Sends a signal by name (`INT`, `TERM`, `KILL`, `STOP`, `CONT`).
+    pub fn signal(&self, sig: &str) {
+        let status = kill(sig, self.pid()).expect("run sh -c kill");
+        assert!(
+            status.success(),
+            "kill -s {sig} {} ({}) failed",
+            self.pid(),
+            self.name
+        );
+    }
+
+    /// The child's resident set size in KiB, from /proc (None once it exited).
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.pid())
+    }
+
+    /// The last `n` lines, as one string for assertion messages.
+    pub fn tail(&self, n: usize) -> String {
+        let lines = self.lines();
+        let start = lines.len().saturating_sub(n);
+        lines[start..].join("\n")
+    }
+}
+
+impl Drop for LoggedChild {
+    fn drop(&mut self) {
+        if self.try_status().is_none() {
+            // SIGCONT first: a stopped child cannot be reaped until it runs.
+            let _ = kill("CONT", self.pid());
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- last log lines of {} ----\n{}",
+                self.name,
+                self.tail(40)
+            );
+        }
+    }
+}
+
+/// Sends signal `sig` (by name) to `pid` with the shell's `kill` builtin,
+/// which every Debian has (procps may be absent).
+fn kill(sig: &str, pid: u32) -> std::io::Result<ExitStatus> {
+    Command::new("sh")
+        .args(["-c", &format!("kill -s {sig} {pid}")])
+        .status()
+}
+
+/// Resident set size of a process in KiB (`VmRSS` in /proc/PID/status).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

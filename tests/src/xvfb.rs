@@ -1,0 +1,149 @@
+//! A real X server for the window tests: [`Xvfb`] on a free display with a
+//! private cookie, and what a test does with it: list the windows
+//! (`xwininfo`), take a screenshot (`xwd`), run `xdotool`, and close a window
+//! as a window manager would ([`x11::send_wm_delete`]).
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::child::LoggedChild;
+use crate::image::Image;
+use crate::wait::wait_until;
+use crate::x11::{self, XWindow};
+
+/// A running Xvfb on a free display, reachable only through its Unix socket
+/// and a fresh MIT-MAGIC-COOKIE-1. Dropping it stops the server.
+pub struct Xvfb {
+    /// The display, e.g. `:117`.
+    display: String,
+    number: u32,
+    cookie: [u8; 16],
+    authority: PathBuf,
+    _server: LoggedChild,
+    _dir: tempfile::TempDir,
+}
+
+impl Xvfb {
+    /// Starts Xvfb with one `width`x`height` 24-bit screen on the first free
+    /// display from 100 up, and waits until it accepts clients (`-displayfd`).
+    pub fn start(width: u32, height: u32) -> Xvfb {
+        let dir = tempfile::tempdir().expect("temp dir for the X authority");
+        let authority = dir.path().join("Xauthority");
+        std::fs::File::create(&authority).expect("create the X authority file");
+        let cookie = random_cookie();
+        let hex: String = cookie.iter().map(|b| format!("{b:02x}")).collect();
+        // Spread parallel test binaries over displays; retry on a clash.
+        let first = 100 + std::process::id() % 400;
+        for number in (first..first + 50).map(|n| 100 + (n - 100) % 400) {
+            if Path::new(&format!("/tmp/.X{number}-lock")).exists()
+                || Path::new(&format!("/tmp/.X11-unix/X{number}")).exists()
+            {
+                continue;
+            }
+            let display = format!(":{number}");
+            let status = Command::new("xauth")
+                .arg("-q")
+                .arg("-f")
+                .arg(&authority)
+                .args(["add", &display, x11::COOKIE_NAME, &hex])
+                .status()
+                .expect("run xauth (apt-get install xauth)");
+            assert!(status.success(), "xauth add failed");
+            let mut cmd = Command::new("Xvfb");
+            cmd.arg(&display)
+                .args(["-screen", "0", &format!("{width}x{height}x24")])
+                .arg("-auth")
+                .arg(&authority)
+                .args(["-nolisten", "tcp", "-noreset", "-displayfd", "1"]);
+            let mut server = LoggedChild::spawn("Xvfb", cmd);
+            // -displayfd 1 prints the display number once clients can connect.
+            let ready = wait_until(Duration::from_secs(20), || {
+                if server
+                    .lines()
+                    .iter()
+                    .any(|l| l.trim() == number.to_string())
+                {
+                    return Some(true);
+                }
+                server.try_status().map(|_| false)
+            });
+            match ready {
+                Some(true) => {
+                    return Xvfb {
+                        display,
+                        number,
+                        cookie,
+                        authority,
+                        _server: server,
+                        _dir: dir,
+                    }
+                }
+                Some(false) => continue, // display taken meanwhile: next one
+                None => panic!(
+                    "Xvfb {display} did not start within 20 s:\n{}",
+                    server.tail(20)
+                ),
+            }
+        }
+        panic!("no free X display among 50 tried (is Xvfb installed? apt-get install xvfb)");
+    }
+
+    /// Sets `DISPLAY` and `XAUTHORITY` on a command so it talks to this server.
+    pub fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("DISPLAY", &self.display)
+            .env("XAUTHORITY", &self.authority)
+    }
+
+    /// Runs an X client tool (`xwininfo`, `xdotool`, `xwd`) to completion and
+    /// returns its stdout; panics with its stderr if it fails.
+    pub fn run(&self, program: &str, args: &[&str]) -> Vec<u8> {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        let out = self
+            .env(&mut cmd)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// The top-level windows (children of the root) that have a name, with
+    /// their position on the screen, from `xwininfo -root -children`.
+    pub fn windows(&self) -> Vec<XWindow> {
+        let out = self.run("xwininfo", &["-root", "-children"]);
+        String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(XWindow::parse_xwininfo_line)
+            .collect()
+    }
+
+    /// A screenshot of the whole root window, taken with `xwd`.
+    pub fn screenshot(&self) -> Image {
+        let xwd = self.run("xwd", &["-root", "-silent"]);
+        x11::image_from_xwd(&xwd).unwrap_or_else(|e| panic!("cannot read xwd output: {e}"))
+    }
+
+    /// Closes `window` as a window manager would: see [`x11::send_wm_delete`].
+    pub fn send_wm_delete(&self, window: u32) -> Result<(), String> {
+        x11::send_wm_delete(self.number, &self.cookie, window)
+    }
+}
+
+/// 16 random bytes from std's randomly seeded hasher (no `rand` dependency).
+fn random_cookie() -> [u8; 16] {
+    let mut cookie = [0u8; 16];
+    for half in cookie.chunks_mut(8) {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        half.copy_from_slice(&random.to_le_bytes());
+    }
+    cookie
+}
