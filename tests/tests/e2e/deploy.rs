@@ -65,6 +65,20 @@ fn run_ok(cmd: &mut Command) -> String {
     text(&out.stdout)
 }
 
+/// Writes `body` to `root/rel` with permissions `mode`, creating the
+/// directories on the way (staging a file tree as a package would install it).
+fn install(root: &Path, rel: &str, body: &[u8], mode: u32) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs::write(&path, body).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The contents of a file of the tree under test.
+fn read(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
 /// The directory holding the agent and viewer binaries under test.
 fn bin_dir() -> PathBuf {
     bin_path("agent")
@@ -201,19 +215,15 @@ fn units_verify_for_the_manual_install_under_usr_local() {
     let r = root.path();
     let repo = workspace_root();
     let bins = bin_dir();
-    for (from, to, mode) in [
-        (bins.join("agent"), "usr/local/bin/agent", 0o755),
-        (bins.join("viewer"), "usr/local/bin/viewer", 0o755),
+    for (from, to) in [
+        (bins.join("agent"), "usr/local/bin/agent"),
+        (bins.join("viewer"), "usr/local/bin/viewer"),
         (
             repo.join("systemd/camera-agent-launch"),
             "usr/local/libexec/camstream/camera-agent-launch",
-            0o755,
         ),
     ] {
-        let to = r.join(to);
-        fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
-        fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
-        fs::set_permissions(&to, fs::Permissions::from_mode(mode)).expect("chmod");
+        install(r, to, &read(&from), 0o755);
     }
     let units = r.join("etc/systemd/system");
     fs::create_dir_all(&units).expect("mkdir units");
@@ -480,24 +490,21 @@ impl Launcher {
     fn new(udev_props: &str) -> Launcher {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
-        let write = |rel: &str, body: &str| {
-            let path = d.join(rel);
-            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            fs::write(&path, body).expect("write");
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-        };
-        let launcher = fs::read_to_string(workspace_root().join("systemd/camera-agent-launch"))
-            .expect("read launcher");
-        write("usr/libexec/camstream/camera-agent-launch", &launcher);
-        write(
-            "usr/bin/agent",
-            "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n",
+        let launcher = read(&workspace_root().join("systemd/camera-agent-launch"));
+        install(
+            d,
+            "usr/libexec/camstream/camera-agent-launch",
+            &launcher,
+            0o755,
         );
+        let agent = "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n";
+        install(d, "usr/bin/agent", agent.as_bytes(), 0o755);
         let props: String = udev_props
             .lines()
             .map(|l| format!("echo '{l}'\n"))
             .collect();
-        write("stub/udevadm", &format!("#!/bin/sh\n{props}"));
+        let udevadm = format!("#!/bin/sh\n{props}");
+        install(d, "stub/udevadm", udevadm.as_bytes(), 0o755);
         Launcher { dir }
     }
 
@@ -814,23 +821,17 @@ fn units_run_hardened_under_systemd() {
         .expect("free port")
         .port();
 
-    let put = |rel: &str, body: &[u8], mode: u32| {
-        let path = s.join(rel);
-        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        fs::write(&path, body).expect("write");
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
-    };
-    let read = |p: PathBuf| fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
     // /usr is the host's, read-only, in the container: our tree goes to /opt.
-    put("opt/bin/agent", &read(bins.join("agent")), 0o755);
-    put("opt/bin/viewer", &read(bins.join("viewer")), 0o755);
-    put(
+    install(s, "opt/bin/agent", &read(&bins.join("agent")), 0o755);
+    install(s, "opt/bin/viewer", &read(&bins.join("viewer")), 0o755);
+    install(
+        s,
         "opt/libexec/camstream/camera-agent-launch",
-        &read(repo.join("systemd/camera-agent-launch")),
+        &read(&repo.join("systemd/camera-agent-launch")),
         0o755,
     );
     let agent_unit =
-        String::from_utf8(read(repo.join("systemd/camera-agent@.service"))).expect("utf-8 unit");
+        String::from_utf8(read(&repo.join("systemd/camera-agent@.service"))).expect("utf-8 unit");
     let agent_unit: String = agent_unit
         .lines()
         .filter(|l| !l.starts_with("BindsTo="))
@@ -841,22 +842,30 @@ fn units_run_hardened_under_systemd() {
         })
         .collect();
     assert!(agent_unit.contains("ExecStart=/opt/camstream/libexec/camstream/camera-agent-launch"));
-    put(
+    install(
+        s,
         "units/camera-agent-test@.service",
         agent_unit.as_bytes(),
         0o644,
     );
-    let viewer_unit = String::from_utf8(read(repo.join("systemd/camera-viewer.service")))
+    let viewer_unit = String::from_utf8(read(&repo.join("systemd/camera-viewer.service")))
         .expect("utf-8 unit")
         .replace("/usr/bin/viewer", "/opt/camstream/bin/viewer");
-    put("units/camera-viewer.service", viewer_unit.as_bytes(), 0o644);
-    put(
+    install(
+        s,
+        "units/camera-viewer.service",
+        viewer_unit.as_bytes(),
+        0o644,
+    );
+    install(
+        s,
         "units/camstream-check.service",
         b"[Service]\nType=oneshot\nExecStart=/camstream-check\n",
         0o644,
     );
-    put("camstream-check", CONTAINER_SCRIPT.as_bytes(), 0o755);
-    put(
+    install(s, "camstream-check", CONTAINER_SCRIPT.as_bytes(), 0o755);
+    install(
+        s,
         "etc/agent.env",
         format!(
             "CAMSTREAM_SERVER=127.0.0.1:{port}\nCAMSTREAM_SOURCE=pattern\nCAMSTREAM_SIZE=320x240\nCAMSTREAM_FPS=10\nCAMSTREAM_AGENT_ARGS=--frames 20\n"
@@ -864,7 +873,8 @@ fn units_run_hardened_under_systemd() {
         .as_bytes(),
         0o644,
     );
-    put(
+    install(
+        s,
         "etc/viewer.env",
         format!("CAMSTREAM_LISTEN=127.0.0.1:{port}\n").as_bytes(),
         0o644,
