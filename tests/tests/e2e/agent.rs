@@ -243,7 +243,7 @@ fn file_source_matches_opencv_within_1() {
 }
 
 #[test]
-fn frames_n_sends_exactly_n_at_a_paced_rate_and_exits_0() {
+fn frames_n_from_a_paced_source_sends_exactly_n_and_exits_0() {
     let (listener, addr) = listen();
     let server = addr.to_string();
     let mut agent = start_agent(&[
@@ -426,7 +426,7 @@ fn help_documents_every_option_and_the_exit_codes() {
 }
 
 #[test]
-fn missing_device_and_non_camera_give_clear_errors_and_non_zero_exit() {
+fn missing_device_and_non_camera_give_clear_errors_and_exit_1() {
     let stderr = run_agent_expecting_failure(&["--device", "/nonexistent/video9"], 1);
     assert!(
         stderr.contains(
@@ -443,7 +443,7 @@ fn missing_device_and_non_camera_give_clear_errors_and_non_zero_exit() {
 }
 
 #[test]
-fn file_of_the_wrong_size_is_refused_with_the_reason() {
+fn file_of_the_wrong_size_is_refused_with_the_reason_and_exit_1() {
     let source = format!(
         "file:{}",
         testdata_frame("coffee_640x480_noise.yuyv").display()

@@ -437,7 +437,7 @@ fn soak_secs() -> u64 {
 /// line) must be recorded by the viewer. Runs the release binaries whatever
 /// the test profile: this is a load test of what ships.
 #[test]
-fn soak_eight_agents() {
+fn soak_eight_agents_keeps_memory_flat_and_records_every_frame_sent() {
     let _heavy = heavy();
     let secs = soak_secs();
     let warmup = Duration::from_secs((secs / 5).clamp(1, 30));

@@ -53,8 +53,8 @@ fn assert_guest_ok(run: &GuestRun, what: &str) {
 /// rely on: YUYV at 640x480 and 1280x720, and a raw frame (captured by
 /// v4l2-ctl, not our code) starts with 75% white, Y/U/V = b3/80/80.
 #[test]
-fn vivid_webcam_node_in_guest() {
-    if !vm_enabled("vm::vivid_webcam_node_in_guest") {
+fn guest_vivid_is_a_yuyv_webcam_at_640x480_and_1280x720() {
+    if !vm_enabled("vm::guest_vivid_is_a_yuyv_webcam_at_640x480_and_1280x720") {
         return;
     }
     let script = format!(
@@ -275,8 +275,8 @@ const CPU_TICKS_FN: &str = "cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat;
 /// Without `--reopen`, losing the camera ends the agent with its distinct
 /// status and a log line that says so.
 #[test]
-fn agent_exits_when_vivid_unplugged() {
-    if !vm_enabled("vm::agent_exits_when_vivid_unplugged") {
+fn agent_exits_3_when_vivid_is_unplugged() {
+    if !vm_enabled("vm::agent_exits_3_when_vivid_is_unplugged") {
         return;
     }
     let viewer = RecordingViewer::start(&[]);
@@ -295,7 +295,7 @@ echo EXIT_AFTER_S=$(awk -v a=$t0 -v b=$(cut -d' ' -f1 /proc/uptime) 'BEGIN {{ pr
     assert_guest_ok(&run, "unplug without --reopen");
     let exit_after = run.value("EXIT_AFTER_S").unwrap_or("?");
     eprintln!(
-        "vm::agent_exits_when_vivid_unplugged: the agent exited {exit_after} s (guest clock, TCG) after the disconnect press"
+        "vm::agent_exits_3_when_vivid_is_unplugged: the agent exited {exit_after} s (guest clock, TCG) after the disconnect press"
     );
     assert_eq!(
         run.value("AGENT_EXIT"),
