@@ -1375,14 +1375,7 @@ mod tests {
         ) {
             let width = 2 * pairs;
             let stride = 2 * width as usize + padding;
-            let len = stride * (height as usize - 1) + 2 * width as usize;
-            let mut state = seed;
-            let yuyv: Vec<u8> = (0..len)
-                .map(|_| {
-                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    (state >> 56) as u8
-                })
-                .collect();
+            let yuyv = pixel::tests::random_yuyv(width as usize, height as usize, stride, seed);
             let mut out = vec![0xA5; old_len];
             encode_yuyv(&yuyv, width, height, stride, &mut out).unwrap();
             proptest::prop_assert_eq!(out, yuyv_via_bgr(&yuyv, width, height, stride));

@@ -423,7 +423,10 @@ mod x86 {
         }
     }
 
-    /// `eight`, on both 128-bit lanes at once.
+    /// `eight`, on both 128-bit lanes at once. The two stay separate
+    /// copies of one computation: their intrinsics differ in width
+    /// (`_mm_*` against `_mm256_*`), and a macro over both would hide the
+    /// arithmetic the exactness argument above rests on.
     #[target_feature(enable = "avx2")]
     #[inline]
     unsafe fn eight_avx2(yuyv: __m256i) -> (__m256i, __m256i, __m256i) {
@@ -465,6 +468,14 @@ mod x86 {
         )
     }
 
+    /// The SSSE3 row: whole steps, then the tail pair by pair.
+    ///
+    /// This loop, `row_avx2`'s and the portable `yuyv_row_to_bgr` are the
+    /// same split on purpose, not by copy: each must live inside the
+    /// function that carries its `#[target_feature]`, so the compiler
+    /// builds the loop with that feature and inlines `step` into it. One
+    /// generic loop shared by all three would be compiled for the baseline
+    /// CPU and call each 16-pixel step out of line.
     #[target_feature(enable = "ssse3")]
     unsafe fn row(src: &[u8], dst: &mut [u8]) {
         let steps = src.len() / (2 * STEP);
@@ -618,9 +629,27 @@ pub(crate) fn bgr_row_to_0rgb(bgr: &[u8], out: &mut [u32]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A YUYV image of pseudo-random bytes from `seed`, `stride` bytes per
+    /// row and the last row without its padding (the shortest buffer
+    /// `yuyv_to_bgr` accepts). The BMP encoder's tests use it too.
+    pub(crate) fn random_yuyv(width: usize, height: usize, stride: usize, seed: u64) -> Vec<u8> {
+        let len = stride * (height - 1) + 2 * width;
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                // An LCG with Knuth's MMIX multiplier: its high bits are the
+                // best mixed, so each step yields its top byte.
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                (state >> 56) as u8
+            })
+            .collect()
+    }
 
     /// The reference: OpenCV's `YUV422toRGB8Invoker` formula, one pixel at
     /// a time, written for clarity rather than speed.
@@ -700,14 +729,7 @@ mod tests {
         ) {
             let width = 2 * pairs;
             let stride = 2 * width + padding;
-            let len = stride * (height - 1) + 2 * width;
-            let mut state = seed;
-            let yuyv: Vec<u8> = (0..len)
-                .map(|_| {
-                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    (state >> 56) as u8
-                })
-                .collect();
+            let yuyv = random_yuyv(width, height, stride, seed);
             let expected = reference(&yuyv, width, height, stride);
             // One spare byte: it must survive untouched.
             let mut ours = vec![0x5a; expected.len() + 1];

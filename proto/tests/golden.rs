@@ -46,6 +46,34 @@ fn frame_bgr(frame: &str) -> Vec<u8> {
     read(&repo_root().join(format!("testdata/frames/{frame}.bgr")))
 }
 
+fn frame_yuyv(frame: &str) -> Vec<u8> {
+    read(&repo_root().join(format!("testdata/frames/{frame}.yuyv")))
+}
+
+/// `yuyv`'s rows of `2 * width` bytes, each followed by junk up to
+/// `stride`: the layout of a V4L2 buffer with `bytesperline` padding.
+fn with_stride(yuyv: &[u8], width: usize, stride: usize) -> Vec<u8> {
+    let height = yuyv.len() / (width * 2);
+    let mut padded = vec![0xA5u8; stride * height];
+    for (dst, src) in padded
+        .chunks_exact_mut(stride)
+        .zip(yuyv.chunks_exact(width * 2))
+    {
+        dst[..width * 2].copy_from_slice(src);
+    }
+    padded
+}
+
+/// The largest difference between two channels at the same place.
+fn max_abs_diff(ours: &[u8], theirs: &[u8]) -> u8 {
+    assert_eq!(ours.len(), theirs.len(), "images of different sizes");
+    ours.iter()
+        .zip(theirs)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap_or(0)
+}
+
 /// The manifest's lines of one kind, split into words.
 fn manifest(kind: &str) -> Vec<Vec<String>> {
     let text = String::from_utf8(read(&golden("MANIFEST"))).expect("MANIFEST is UTF-8");
@@ -159,16 +187,11 @@ fn yuyv_to_bgr_within_one_of_opencv_on_every_frame() {
     for w in manifest("yuyv") {
         let frame = &w[1];
         let (width, height): (u32, u32) = (w[2].parse().unwrap(), w[3].parse().unwrap());
-        let yuyv = read(&repo_root().join(format!("testdata/frames/{frame}.yuyv")));
+        let yuyv = frame_yuyv(frame);
         let expected = gunzip(&golden(&format!("yuyv/{frame}.bgr.gz")));
         let mut ours = vec![0u8; expected.len()];
         pixel::yuyv_to_bgr(&yuyv, width, height, width as usize * 2, &mut ours).unwrap();
-        let max_diff = ours
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
+        let max_diff = max_abs_diff(&ours, &expected);
         let differing = ours.iter().zip(&expected).filter(|(a, b)| a != b).count();
         println!(
             "{frame}: max |ours - OpenCV| = {max_diff}, {differing} of {} bytes differ",
@@ -183,24 +206,12 @@ fn yuyv_to_bgr_within_one_of_opencv_on_every_frame() {
 fn yuyv_to_bgr_with_padded_stride_matches_opencv() {
     let frame = "coffee_640x480_noise";
     let (width, height) = frame_size(frame);
-    let yuyv = read(&repo_root().join(format!("testdata/frames/{frame}.yuyv")));
     let stride = width * 2 + 64;
-    let mut padded = vec![0xA5u8; stride * height];
-    for (dst, src) in padded
-        .chunks_exact_mut(stride)
-        .zip(yuyv.chunks_exact(width * 2))
-    {
-        dst[..width * 2].copy_from_slice(src);
-    }
+    let padded = with_stride(&frame_yuyv(frame), width, stride);
     let expected = gunzip(&golden(&format!("yuyv/{frame}.bgr.gz")));
     let mut ours = vec![0u8; expected.len()];
     pixel::yuyv_to_bgr(&padded, width as u32, height as u32, stride, &mut ours).unwrap();
-    let max_diff = ours
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| a.abs_diff(*b))
-        .max()
-        .unwrap();
+    let max_diff = max_abs_diff(&ours, &expected);
     assert!(max_diff <= 1, "max difference {max_diff} > 1");
 }
 
@@ -214,19 +225,13 @@ fn encode_yuyv_matches_opencv_cvtcolor_then_imencode() {
     for w in manifest("yuyv") {
         let frame = &w[1];
         let (width, height): (usize, usize) = (w[2].parse().unwrap(), w[3].parse().unwrap());
-        let yuyv = read(&repo_root().join(format!("testdata/frames/{frame}.yuyv")));
+        let yuyv = frame_yuyv(frame);
         let opencv_bgr = gunzip(&golden(&format!("yuyv/{frame}.bgr.gz")));
         let mut expected = Vec::new();
         bmp::encode_bgr24(&opencv_bgr, width as u32, height as u32, &mut expected).unwrap();
         for padding in [0, 6, 64] {
             let stride = width * 2 + padding;
-            let mut padded = vec![0xA5u8; stride * height];
-            for (dst, src) in padded
-                .chunks_exact_mut(stride)
-                .zip(yuyv.chunks_exact(width * 2))
-            {
-                dst[..width * 2].copy_from_slice(src);
-            }
+            let padded = with_stride(&yuyv, width, stride);
             bmp::encode_yuyv(&padded, width as u32, height as u32, stride, &mut out).unwrap();
             assert_eq!(out.len(), expected.len(), "{frame}, stride {stride}");
             if let Some(i) = out.iter().zip(&expected).position(|(a, b)| a != b) {
