@@ -184,58 +184,72 @@ fn group<'a, M: Measurement>(c: &'a mut Criterion<M>, name: &str) -> BenchmarkGr
     g
 }
 
+/// A group with one benchmark per frame, named by its size. `setup` makes
+/// the buffers `run` reuses, outside the timing; throughput counts
+/// `bytes(frame)`.
+fn per_frame<M: Measurement, S>(
+    c: &mut Criterion<M>,
+    name: &str,
+    frames: &[Frame],
+    bytes: impl Fn(&Frame) -> usize,
+    setup: impl Fn(&Frame) -> S,
+    run: impl Fn(&Frame, &mut S),
+) {
+    let mut g = group(c, name);
+    for f in frames {
+        let mut state = setup(f);
+        g.throughput(Throughput::BytesDecimal(bytes(f) as u64));
+        g.bench_function(&f.label, |b| b.iter(|| run(f, &mut state)));
+    }
+    g.finish();
+}
+
 fn benches<M: Measurement>(c: &mut Criterion<M>, frames: &[Frame]) {
-    let mut g = group(c, "yuyv_to_bgr");
-    for f in frames {
-        let stride = 2 * f.width as usize;
-        let mut bgr = vec![0u8; f.bgr.len()];
-        g.throughput(Throughput::BytesDecimal(f.yuyv.len() as u64));
-        g.bench_function(&f.label, |b| {
-            b.iter(|| {
-                pixel::yuyv_to_bgr(black_box(&f.yuyv), f.width, f.height, stride, &mut bgr)
-                    .expect("frame converts")
-            })
-        });
-    }
-    g.finish();
-
-    let mut g = group(c, "bmp_encode_bgr24");
-    for f in frames {
-        let mut out = Vec::with_capacity(f.bmp.len());
-        g.throughput(Throughput::BytesDecimal(f.bmp.len() as u64));
-        g.bench_function(&f.label, |b| {
-            b.iter(|| {
-                bmp::encode_bgr24(black_box(&f.bgr), f.width, f.height, &mut out)
-                    .expect("frame encodes")
-            })
-        });
-    }
-    g.finish();
-
+    per_frame(
+        c,
+        "yuyv_to_bgr",
+        frames,
+        |f| f.yuyv.len(),
+        |f| vec![0u8; f.bgr.len()],
+        |f, bgr| {
+            let stride = 2 * f.width as usize;
+            pixel::yuyv_to_bgr(black_box(&f.yuyv), f.width, f.height, stride, bgr)
+                .expect("frame converts")
+        },
+    );
+    per_frame(
+        c,
+        "bmp_encode_bgr24",
+        frames,
+        |f| f.bmp.len(),
+        |f| Vec::with_capacity(f.bmp.len()),
+        |f, out| {
+            bmp::encode_bgr24(black_box(&f.bgr), f.width, f.height, out).expect("frame encodes")
+        },
+    );
     // The agent's shortcut: YUYV straight into the BMP, no BGR buffer.
-    let mut g = group(c, "bmp_encode_yuyv");
-    for f in frames {
-        let stride = 2 * f.width as usize;
-        let mut out = Vec::with_capacity(f.bmp.len());
-        g.throughput(Throughput::BytesDecimal(f.bmp.len() as u64));
-        g.bench_function(&f.label, |b| {
-            b.iter(|| {
-                bmp::encode_yuyv(black_box(&f.yuyv), f.width, f.height, stride, &mut out)
-                    .expect("frame encodes")
-            })
-        });
-    }
-    g.finish();
-
-    let mut g = group(c, "bmp_decode_0rgb");
-    for f in frames {
-        let mut out = Vec::with_capacity(f.width as usize * f.height as usize);
-        g.throughput(Throughput::BytesDecimal(f.bmp.len() as u64));
-        g.bench_function(&f.label, |b| {
-            b.iter(|| bmp::decode_0rgb(black_box(&f.bmp), &mut out).expect("frame decodes"))
-        });
-    }
-    g.finish();
+    per_frame(
+        c,
+        "bmp_encode_yuyv",
+        frames,
+        |f| f.bmp.len(),
+        |f| Vec::with_capacity(f.bmp.len()),
+        |f, out| {
+            let stride = 2 * f.width as usize;
+            bmp::encode_yuyv(black_box(&f.yuyv), f.width, f.height, stride, out)
+                .expect("frame encodes")
+        },
+    );
+    per_frame(
+        c,
+        "bmp_decode_0rgb",
+        frames,
+        |f| f.bmp.len(),
+        |f| Vec::with_capacity(f.width as usize * f.height as usize),
+        |f, out| {
+            bmp::decode_0rgb(black_box(&f.bmp), out).expect("frame decodes");
+        },
+    );
 
     let mut g = group(c, "gzip9_compress");
     for f in frames {
