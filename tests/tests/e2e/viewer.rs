@@ -87,7 +87,7 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------
-// Viewer and clients
+// Clients: a good camera, and how an attacker is refused
 // ---------------------------------------------------------------------------
 
 /// A client that streams small valid frames until stopped, like a camera.
@@ -129,6 +129,13 @@ impl GoodClient {
         self.stop.store(true, Ordering::Relaxed);
         let result = self.handle.join().expect("good client thread");
         result.expect("the good client's connection must survive the attack");
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops streaming when the viewer is gone; the write error is expected.
+    fn finish_after_viewer_exit(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
         self.sent.load(Ordering::Relaxed)
     }
 }
@@ -502,15 +509,6 @@ fn sigint_and_sigterm_exit_0_with_recordings_flushed() {
             );
             Image::read_bmp(&path);
         }
-    }
-}
-
-impl GoodClient {
-    /// Stops streaming when the viewer is gone; the write error is expected.
-    fn finish_after_viewer_exit(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.handle.join();
-        self.sent.load(Ordering::Relaxed)
     }
 }
 
