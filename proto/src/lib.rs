@@ -1,7 +1,28 @@
 //! camstream's protocol and pixel library: the wire format, the frame
-//! reader, gzip with limits, BMP encode/decode and YUYV→BGR. It does no I/O
-//! (no sockets, files, clocks or threads), so every part is a pure function
-//! over byte slices that tests and fuzzers can drive alone.
+//! reader, gzip with limits, BMP encode/decode, YUYV→BGR, and the
+//! percentiles of the stats lines. It does no I/O (no sockets, files, clocks
+//! or threads), so every part is a pure function over byte slices (or, for
+//! `stats`, over durations the caller measured) that tests and fuzzers can
+//! drive alone.
+//!
+//! # Modules
+//!
+//! ```text
+//! wire    frame header (camera id, body length) and the sans-IO FrameReader
+//! gzip    one gzip member per frame; decompression capped before allocating
+//! bmp     24-bit BMP encoding (from BGR or straight from YUYV), checked decoding
+//!  └──▶ pixel   YUYV→BGR (SSSE3/AVX2 on x86-64) and BGR→0RGB, row by row
+//! stats   reservoir sample and nearest-rank percentiles for the stats lines
+//! ```
+//!
+//! The one edge between modules is `bmp → pixel`: the BMP encoder converts
+//! YUYV rows straight into the file, and the decoder turns BGR rows into
+//! 0RGB. No module uses `bmp`, and `wire`, `gzip`, `stats` and `pixel` use no
+//! other module, so each can be read, tested and changed alone. The
+//! binaries compose them in the order a frame travels: the agent runs
+//! `bmp::encode_yuyv`, then `gzip::Compressor`, then `wire::finish_frame`;
+//! the viewer runs `wire::FrameReader`, then `gzip::Decompressor`, then
+//! `bmp::decode_0rgb_capped`.
 //!
 //! # Wire format
 //!
