@@ -1226,6 +1226,23 @@ mod tests {
         );
     }
 
+    /// Palette indices are proven before `out` grows, so a refused file
+    /// leaves it as it was; the index named is the first the image shows,
+    /// top row first (the last row stored, in a bottom-up file).
+    #[test]
+    fn bad_palette_index_is_found_before_out_grows() {
+        let file = build(40, (1, 2), 8, BI_RGB, 2, &[0; 8], &[3, 0, 0, 0, 4, 0, 0, 0]);
+        let mut out = vec![7u32; 3];
+        assert_eq!(
+            decode_0rgb(&file, &mut out),
+            Err(BmpError::BadPaletteIndex {
+                index: 4,
+                colors: 2
+            })
+        );
+        assert_eq!(out, [7, 7, 7]);
+    }
+
     #[test]
     fn bad_pixel_offset() {
         let mut f = OPENCV_3X2;
