@@ -245,9 +245,13 @@ impl<S: Read> Conn<S> {
     }
 
     /// When this connection will have been silent too long: only while part
-    /// of a frame has arrived and the server is reading it.
+    /// of a frame has arrived and the server is reading it. An
+    /// `--idle-timeout` too large for the clock means never.
     pub fn idle_deadline(&self) -> Option<Instant> {
-        (self.is_mid_frame() && !self.paused).then(|| self.last_rx + self.idle_timeout)
+        if !self.is_mid_frame() || self.paused {
+            return None;
+        }
+        self.last_rx.checked_add(self.idle_timeout)
     }
 
     /// Why this connection must be closed at `now` though its socket said
@@ -260,8 +264,8 @@ impl<S: Read> Conn<S> {
         })
     }
 
-    /// A newer frame of this connection replaced this one before a decoder
-    /// took it.
+    /// A newer frame of this connection replaced one still waiting for a
+    /// decoder.
     pub fn frame_skipped(&mut self) {
         self.stats.skipped();
     }
@@ -410,9 +414,10 @@ pub fn interrupted(e: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    //! Each test drives a real loopback TCP pair the way the server does:
-    //! wait for poll, call `read_some`, look at what came back. Only the
-    //! read-budget test uses a stand-in stream (see [`Flood`]).
+    //! Most tests drive a real loopback TCP pair the way the server does:
+    //! wait for poll, call `read_some`, look at what came back. The read
+    //! budget, and a timeout no peer could wait out, use a stand-in stream
+    //! (see [`Staged`]).
 
     use std::io::Write;
     use std::net::TcpListener;
@@ -541,15 +546,16 @@ mod tests {
         }
     }
 
-    /// A socket with more than [`READ_BUDGET`] bytes waiting, which a
-    /// loopback pair cannot stage: its receive buffer holds about 128 KiB
-    /// until the reader drains it. Each read fills the buffer it is given.
-    struct Flood {
+    /// A stand-in socket with all its input waiting from the start; each
+    /// read fills the buffer it is given, then it would block. It can hold
+    /// more than [`READ_BUDGET`], which a loopback pair cannot: its receive
+    /// buffer holds about 128 KiB until the reader drains it.
+    struct Staged {
         bytes: Vec<u8>,
         pos: usize,
     }
 
-    impl Read for Flood {
+    impl Read for Staged {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             let rest = &self.bytes[self.pos..];
             if rest.is_empty() {
@@ -568,13 +574,13 @@ mod tests {
         assert_eq!(READ_BUDGET % INPUT_BUF_LEN, 0);
         // 1000 bytes a frame on the wire; 3 budgets' worth and a bit.
         let frame = frame_bytes(5, &[0xAB; 995]);
-        let flood = Flood {
+        let staged = Staged {
             bytes: frame.repeat(3 * READ_BUDGET / 1000 + 1),
             pos: 0,
         };
         let now = Instant::now();
         let peer = "127.0.0.1:9".parse().unwrap();
-        let mut conn = Conn::from_stream(flood, peer, MAX_BODY_LEN, IDLE, now);
+        let mut conn = Conn::from_stream(staged, peer, MAX_BODY_LEN, IDLE, now);
 
         let mut frames = Vec::new();
         assert_eq!(conn.read_some(now, ANY, &mut frames).unwrap(), Status::Open);
@@ -787,6 +793,22 @@ mod tests {
         assert_eq!(result.unwrap(), Status::Open);
         assert_eq!(frames.len(), 1);
         assert_eq!(conn.idle_deadline(), None);
+    }
+
+    #[test]
+    fn an_idle_timeout_beyond_the_clock_never_expires_and_never_panics() {
+        let huge = Duration::from_secs(u64::MAX);
+        let peer = "127.0.0.1:9".parse().unwrap();
+        let staged = Staged {
+            bytes: frame_bytes(1, b"abc")[..2].to_vec(),
+            pos: 0,
+        };
+        let now = Instant::now();
+        let mut conn = Conn::from_stream(staged, peer, MAX_BODY_LEN, huge, now);
+        conn.read_some(now, ANY, &mut Vec::new()).unwrap();
+        assert!(conn.is_mid_frame());
+        assert_eq!(conn.idle_deadline(), None);
+        assert!(conn.close_reason(now + IDLE).is_none());
     }
 
     #[test]
