@@ -8,7 +8,12 @@
 //!
 //! poll is the only place this thread blocks. Its timeout is the nearest of
 //! the idle-timeout deadlines, the stats tick and the window event pump.
-//! A connection's error closes that connection only.
+//!
+//! The server owns the connections and asks them: each [`Conn`] keeps its
+//! state behind methods. Whatever ends a connection (the connection's own
+//! [`Close`], a frame that does not decode, a closed window) comes to
+//! `Server::close` as a [`Reason`], which logs it once. A connection's error
+//! closes that connection only.
 
 use std::collections::BTreeMap;
 use std::fmt;
