@@ -3,9 +3,12 @@
 //! child, and see its last lines when it fails.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, SigHandler, Signal};
 
 use crate::wait::wait_until;
 
@@ -40,6 +43,20 @@ impl LoggedChild {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // A shell that starts the test run in the background (`cmd &`
+        // without job control) leaves SIGINT and SIGQUIT ignored, every
+        // child inherits that, and bash cannot trap a signal ignored on
+        // entry: the demo's Ctrl+C test then failed for the way the suite
+        // was launched, not for the demo. Children start as from a terminal.
+        // SAFETY: sigaction is async-signal-safe, as pre_exec requires.
+        unsafe {
+            cmd.pre_exec(|| {
+                for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+                    signal::signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
