@@ -11,8 +11,9 @@
 //!
 //! # Module tree
 //!
-//! Each module uses only the modules below it on its line (`use crate::…`
-//! imports match this exactly); nothing below knows what is above it.
+//! Each line names a module, then every module it uses; its `use crate::…`
+//! imports (and `super::` in the sources) are exactly these. No module uses
+//! one drawn above it, so there are no cycles.
 //!
 //! ```text
 //! main      cli pipeline source(CameraLost, for the exit status)
