@@ -55,8 +55,13 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     pub max_bmp_bytes: u64,
 
-    /// Drop a connection that has sent part of a frame and then nothing for
-    /// this many seconds (fractions allowed).
+    /// Drop a connection from which nothing arrives for this many seconds,
+    /// between frames or inside one (fractions allowed): a camera node that
+    /// lost power or its link sends no FIN, and would hold its slot and its
+    /// frozen window for ever. The default is ten frame intervals of a 1 fps
+    /// camera; give a slower camera more. The kernel also probes every
+    /// connection (TCP keepalive: after 5 s without a packet, every 2 s, dead
+    /// after 3 unanswered), which a live peer answers however slow it is.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = positive_secs)]
     pub idle_timeout: Duration,
 

@@ -8,9 +8,16 @@
 //! - [`Conn::pause`] and [`Conn::resume`], around the time the server does not
 //!   read it (a recording backlog), which the idle timeout must not count;
 //! - [`Conn::idle_deadline`] and [`Conn::close_reason`]: when the peer has
-//!   been silent too long in the middle of a frame;
+//!   been silent too long, between frames or in the middle of one (a camera
+//!   that lost power sends no FIN: silence is all the viewer ever sees);
 //! - `frame_skipped`, `frame_decoded`, `frame_shown` and
 //!   [`Conn::take_stats_line`]: what became of its frames.
+//!
+//! The kernel looks for dead links too: accepted sockets get TCP keepalive
+//! ([`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_COUNT`]). A live
+//! peer's kernel answers the probes however slow its camera is, so they
+//! never drop a slow camera; they find a dead one even while the idle
+//! timeout is stopped (a recording backlog) or set longer than theirs.
 //!
 //! `Conn` is generic over its stream only so that a test can hand it more
 //! input at once than a loopback socket buffers; the server uses `TcpStream`.
@@ -33,6 +40,20 @@ pub const INPUT_BUF_LEN: usize = 128 << 10;
 /// camera cannot starve the others (poll is level-triggered: the rest is read
 /// on the next turn).
 pub const READ_BUDGET: usize = 1 << 20;
+
+/// Seconds without any packet from the peer before the kernel sends the
+/// first keepalive probe. Short, because a probe costs one empty segment and
+/// a live peer's kernel answers it whatever its camera does.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+
+/// Seconds between unanswered keepalive probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Unanswered probes after which the kernel declares the link dead and the
+/// next read fails with ETIMEDOUT: 5 + 3 x 2 = 11 s after the peer's last
+/// packet, just past the default `--idle-timeout` of 10 s, so with the
+/// defaults the idle timeout (a clearer log line) normally comes first.
+pub const KEEPALIVE_COUNT: u32 = 3;
 
 /// A complete frame, as [`Conn::read_some`] hands it over.
 #[derive(Debug)]
@@ -75,6 +96,9 @@ pub enum CloseError {
         received_len: usize,
         timeout: Duration,
     },
+    /// Silence for the idle timeout between frames (after `frames` whole
+    /// ones): a peer gone without a FIN, or one holding a slot for nothing.
+    Silent { frames: u64, timeout: Duration },
 }
 
 impl fmt::Display for CloseError {
@@ -87,21 +111,37 @@ impl fmt::Display for CloseError {
             ),
             CloseError::Io {
                 error,
-                received_len: Some(n),
-            } => write!(
-                f,
-                "{error} in the middle of a frame ({n} bytes of it received)"
-            ),
-            CloseError::Io {
-                error,
-                received_len: None,
-            } => write!(f, "{error}"),
+                received_len,
+            } => {
+                write!(f, "{error}")?;
+                if let Some(n) = received_len {
+                    write!(f, " in the middle of a frame ({n} bytes of it received)")?;
+                }
+                if error.raw_os_error() == Some(nix::libc::ETIMEDOUT) {
+                    // The only way a read times out here: keepalive gave up.
+                    write!(
+                        f,
+                        " (the peer stopped answering TCP keepalive probes: a dead link, or a camera node that lost power)"
+                    )?;
+                }
+                Ok(())
+            }
             CloseError::Idle {
                 received_len,
                 timeout,
             } => write!(
                 f,
                 "sent {received_len} bytes of a frame, then nothing for {:.1} s (--idle-timeout)",
+                timeout.as_secs_f64()
+            ),
+            CloseError::Silent { frames: 0, timeout } => write!(
+                f,
+                "sent nothing for {:.1} s after connecting (--idle-timeout)",
+                timeout.as_secs_f64()
+            ),
+            CloseError::Silent { timeout, .. } => write!(
+                f,
+                "sent nothing for {:.1} s after its last frame (--idle-timeout)",
                 timeout.as_secs_f64()
             ),
         }
@@ -130,7 +170,8 @@ pub struct Conn<S = TcpStream> {
     camera_id: Option<CameraId>,
     /// Complete frames received; also the next frame's sequence number.
     frames: u64,
-    /// Part of a frame, then this long without a byte, closes the connection.
+    /// This long without a byte, between frames or inside one, closes the
+    /// connection.
     idle_timeout: Duration,
     /// When a byte last arrived (or reading last resumed after a pause).
     last_rx: Instant,
@@ -144,8 +185,9 @@ pub struct Conn<S = TcpStream> {
 }
 
 impl Conn {
-    /// Takes an accepted stream and makes it non-blocking. A connection
-    /// that stops for `idle_timeout` in the middle of a frame is closed.
+    /// Takes an accepted stream, makes it non-blocking and turns on TCP
+    /// keepalive. A connection that sends nothing for `idle_timeout` is
+    /// closed.
     pub fn new(
         stream: TcpStream,
         peer: SocketAddr,
@@ -154,6 +196,7 @@ impl Conn {
         now: Instant,
     ) -> io::Result<Conn> {
         stream.set_nonblocking(true)?;
+        set_keepalive(&stream)?;
         Ok(Conn::from_stream(
             stream,
             peer,
@@ -244,23 +287,35 @@ impl<S: Read> Conn<S> {
         }
     }
 
-    /// When this connection will have been silent too long: only while part
-    /// of a frame has arrived and the server is reading it. An
+    /// When this connection will have been silent too long, between frames
+    /// or inside one: `idle_timeout` after its last byte (or its accept, or
+    /// the end of a pause). None while the server does not read it. An
     /// `--idle-timeout` too large for the clock means never.
     pub fn idle_deadline(&self) -> Option<Instant> {
-        if !self.is_mid_frame() || self.paused {
+        if self.paused {
             return None;
         }
         self.last_rx.checked_add(self.idle_timeout)
     }
 
     /// Why this connection must be closed at `now` though its socket said
-    /// nothing: a frame started and then silence past the idle deadline.
+    /// nothing: silence past the idle deadline, in a frame or between two.
     pub fn close_reason(&self, now: Instant) -> Option<CloseError> {
         let deadline = self.idle_deadline()?;
-        (now >= deadline).then(|| CloseError::Idle {
-            received_len: self.partial_len(),
-            timeout: self.idle_timeout,
+        if now < deadline {
+            return None;
+        }
+        let timeout = self.idle_timeout;
+        Some(if self.is_mid_frame() {
+            CloseError::Idle {
+                received_len: self.partial_len(),
+                timeout,
+            }
+        } else {
+            CloseError::Silent {
+                frames: self.frames,
+                timeout,
+            }
         })
     }
 
@@ -379,6 +434,18 @@ impl<S: Read> Conn<S> {
     }
 }
 
+/// SO_KEEPALIVE with [`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`] and
+/// [`KEEPALIVE_COUNT`].
+fn set_keepalive(stream: &TcpStream) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let secs = |d: Duration| d.as_secs() as u32;
+    setsockopt(stream, sockopt::KeepAlive, &true)?;
+    setsockopt(stream, sockopt::TcpKeepIdle, &secs(KEEPALIVE_IDLE))?;
+    setsockopt(stream, sockopt::TcpKeepInterval, &secs(KEEPALIVE_INTERVAL))?;
+    setsockopt(stream, sockopt::TcpKeepCount, &KEEPALIVE_COUNT)?;
+    Ok(())
+}
+
 /// What the server's poll(2) watches.
 impl<S: AsFd> AsFd for Conn<S> {
     fn as_fd(&self) -> BorrowedFd<'_> {
@@ -424,7 +491,7 @@ mod tests {
     use std::thread::sleep;
 
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use nix::sys::socket::{setsockopt, sockopt};
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
     use proto::wire;
 
     use super::*;
@@ -752,8 +819,13 @@ mod tests {
 
     #[test]
     fn idle_deadline_runs_mid_frame_and_stops_while_paused() {
-        let (mut conn, mut camera) = pair();
-        assert_eq!(conn.idle_deadline(), None, "nothing received yet");
+        let accepted = Instant::now();
+        let (mut conn, mut camera) = pair_at(accepted);
+        assert_eq!(
+            conn.idle_deadline(),
+            Some(accepted + IDLE),
+            "from the accept"
+        );
 
         camera.write_all(&frame_bytes(2, b"abcdef")[..3]).unwrap();
         wait_queued(&conn, 3);
@@ -787,12 +859,113 @@ mod tests {
         conn.resume(t1 + IDLE);
         assert_eq!(conn.idle_deadline(), Some(t1 + IDLE));
 
-        // The rest of the frame ends the wait.
+        // The rest of the frame restarts the wait, now between frames.
         camera.write_all(&frame_bytes(2, b"abcdef")[3..]).unwrap();
-        let (result, frames) = read(&mut conn);
-        assert_eq!(result.unwrap(), Status::Open);
+        wait_queued(&conn, 3);
+        let t2 = t1 + 3 * IDLE;
+        let mut frames = Vec::new();
+        assert_eq!(conn.read_some(t2, ANY, &mut frames).unwrap(), Status::Open);
         assert_eq!(frames.len(), 1);
+        assert_eq!(conn.idle_deadline(), Some(t2 + IDLE));
+        assert!(matches!(
+            conn.close_reason(t2 + IDLE),
+            Some(CloseError::Silent { frames: 1, .. })
+        ));
+    }
+
+    /// Issue 16: two clients that each sent one good frame and then nothing
+    /// held `--max-clients 2` for ever, because only a frame left half-way
+    /// had a deadline.
+    #[test]
+    fn silence_after_whole_frames_hits_the_idle_timeout() {
+        let (mut conn, mut camera) = pair();
+        let two = frame_bytes(5, b"one").repeat(2);
+        camera.write_all(&two).unwrap();
+        wait_queued(&conn, two.len());
+        let t0 = Instant::now();
+        let mut frames = Vec::new();
+        assert_eq!(conn.read_some(t0, ANY, &mut frames).unwrap(), Status::Open);
+        assert_eq!(frames.len(), 2);
+        assert!(!conn.is_mid_frame());
+
+        assert_eq!(conn.idle_deadline(), Some(t0 + IDLE));
+        assert!(conn
+            .close_reason(t0 + IDLE - Duration::from_millis(1))
+            .is_none());
+        let reason = conn.close_reason(t0 + IDLE).expect("silent too long");
+        assert!(
+            matches!(
+                reason,
+                CloseError::Silent {
+                    frames: 2,
+                    timeout: IDLE
+                }
+            ),
+            "{reason:?}"
+        );
+        assert_eq!(
+            reason.to_string(),
+            "sent nothing for 10.0 s after its last frame (--idle-timeout)"
+        );
+    }
+
+    #[test]
+    fn a_client_that_never_sends_times_out_counting_from_its_accept() {
+        let accepted = Instant::now();
+        let (conn, _camera) = pair_at(accepted);
+        assert_eq!(conn.idle_deadline(), Some(accepted + IDLE));
+        let reason = conn.close_reason(accepted + IDLE).expect("silent too long");
+        assert_eq!(
+            reason.to_string(),
+            "sent nothing for 10.0 s after connecting (--idle-timeout)"
+        );
+    }
+
+    #[test]
+    fn a_pause_between_frames_is_not_silence() {
+        let (mut conn, mut camera) = pair();
+        let one = frame_bytes(5, b"one");
+        camera.write_all(&one).unwrap();
+        wait_queued(&conn, one.len());
+        let t0 = Instant::now();
+        conn.read_some(t0, ANY, &mut Vec::new()).unwrap();
+
+        // The recording backlog is full: the server stops reading it.
+        conn.pause();
         assert_eq!(conn.idle_deadline(), None);
+        assert!(conn.close_reason(t0 + 100 * IDLE).is_none());
+        let t1 = t0 + 100 * IDLE;
+        conn.resume(t1);
+        assert_eq!(conn.idle_deadline(), Some(t1 + IDLE));
+        assert!(conn
+            .close_reason(t1 + IDLE - Duration::from_millis(1))
+            .is_none());
+        assert!(conn.close_reason(t1 + IDLE).is_some());
+    }
+
+    #[test]
+    fn accepted_sockets_have_keepalive_with_the_documented_timing() {
+        let (conn, _camera) = pair();
+        let s = &conn.stream;
+        assert!(getsockopt(s, sockopt::KeepAlive).unwrap());
+        assert_eq!(getsockopt(s, sockopt::TcpKeepIdle).unwrap(), 5);
+        assert_eq!(getsockopt(s, sockopt::TcpKeepInterval).unwrap(), 2);
+        assert_eq!(getsockopt(s, sockopt::TcpKeepCount).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_keepalive_timeout_says_the_peer_stopped_answering() {
+        let e = CloseError::Io {
+            error: io::Error::from_raw_os_error(nix::libc::ETIMEDOUT),
+            received_len: None,
+        };
+        let text = e.to_string();
+        assert!(
+            text.ends_with(
+                " (the peer stopped answering TCP keepalive probes: a dead link, or a camera node that lost power)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

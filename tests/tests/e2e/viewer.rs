@@ -803,6 +803,62 @@ fn partial_frame_then_silence_hits_the_idle_timeout() {
     });
 }
 
+/// Issue 16: with `--max-clients 2 --idle-timeout 2`, two clients that each
+/// sent one good frame and then stayed silent (a camera node that lost
+/// power sends no FIN) held both slots for ever, and a real agent was
+/// refused for as long as they stayed. Now their silence drops them, and
+/// the agent gets in.
+#[test]
+fn silent_clients_after_a_good_frame_are_dropped_and_an_agent_gets_in() {
+    let viewer = RecordingViewer::start(&["--max-clients", "2", "--idle-timeout", "2"]);
+    let mut silent: Vec<(u8, TcpStream)> = [21u8, 22]
+        .into_iter()
+        .map(|id| {
+            let mut stream = TcpStream::connect(viewer.addr).expect("silent client connects");
+            stream.write_all(&bars_frame(id, 32, 16, 0)).unwrap();
+            (id, stream)
+        })
+        .collect();
+    let sent_at = std::time::Instant::now();
+    for (id, _) in &silent {
+        viewer.wait_recorded(*id, 1);
+    }
+    for (id, stream) in &mut silent {
+        let local = stream.local_addr().unwrap();
+        assert!(
+            closed_by_viewer(stream),
+            "camera {id} was never dropped for its silence\n{}",
+            viewer.child.tail(20)
+        );
+        let line = viewer.expect_line(
+            0,
+            &[
+                &format!("camera {id} ({local}) dropped after 1 frames"),
+                "sent nothing for 2.0 s after its last frame (--idle-timeout)",
+            ],
+        );
+        println!("{line}");
+    }
+    let dropped_after = sent_at.elapsed();
+    println!(
+        "both silent clients dropped {:.2} s after their frame (--idle-timeout 2)",
+        dropped_after.as_secs_f64()
+    );
+    // The deadline counts from the viewer's read of the frame, after the
+    // write: never sooner than the timeout.
+    assert!(dropped_after >= Duration::from_secs(2), "{dropped_after:?}");
+
+    let mut agent = start_pattern_agent(viewer.addr, 9, "320x240", 10, &["--frames", "5"]);
+    agent.wait_success(PATIENCE);
+    viewer.wait_recorded(9, 1);
+    let refused: Vec<String> = viewer
+        .lines_after(0)
+        .into_iter()
+        .filter(|l| l.contains("refused"))
+        .collect();
+    assert!(refused.is_empty(), "the agent was refused: {refused:?}");
+}
+
 #[test]
 fn connection_flood_is_refused_at_once() {
     under_attack(&["--max-clients", "4"], |viewer| {
