@@ -92,8 +92,9 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_positive_seconds)]
     pub capture_timeout: Seconds,
 
-    /// A send blocked this long (the viewer stopped reading) counts as a
-    /// broken connection; the agent reconnects.
+    /// A send blocked this long (the viewer stopped reading), or sent data
+    /// unacknowledged this long (the viewer or the network is gone: set as
+    /// TCP_USER_TIMEOUT), counts as a broken connection; the agent reconnects.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_positive_seconds)]
     pub send_timeout: Seconds,
 }

@@ -6,15 +6,30 @@
 //! - A frame whose write makes no progress for `--send-timeout` (the viewer
 //!   stopped reading) breaks the connection; capture and encoding never wait
 //!   for the sender, they only lose frames.
+//! - A viewer that vanished without a FIN or an RST (power loss, a pulled
+//!   cable) is found by the kernel: `TCP_USER_TIMEOUT` = `--send-timeout`
+//!   ends a connection whose data stays unacknowledged that long, and TCP
+//!   keepalive probes a connection with nothing to send (a stalled camera).
+//!   Small frames fill the socket buffer slowly, so a blocked write alone
+//!   could take minutes to notice.
 //! - While disconnected, frames are dropped, so memory stays flat.
-//! - State changes are logged once: `connected to 127.0.0.1:5000`,
-//!   `viewer 127.0.0.1:5000 unreachable (...), retrying`.
+//! - The backoff is reset only by a connection that stayed up for
+//!   [`HEALTHY_AFTER`]: a viewer that accepts and then refuses us
+//!   (`--max-clients`, `--allow`, a frame over `--max-bmp-bytes`) gets one
+//!   attempt per backoff step, not one per frame time.
+//! - State changes are logged once ([`Reports`]): `connected to
+//!   127.0.0.1:5000`; `viewer 127.0.0.1:5000 unreachable (...), retrying`;
+//!   `lost connection to 127.0.0.1:5000: ...; reconnecting`. A run of the
+//!   same failure is logged at warn once, the rest at debug, and the count is
+//!   logged when a connection is healthy again.
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use log::Level;
+use nix::sys::socket::{setsockopt, sockopt};
 use proto::stats::XorShift64;
 
 use crate::outbox::Outbox;
@@ -29,6 +44,28 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 /// refused connect costs one SYN and one RST, so 1.5 s is cheap even for
 /// many agents.
 const BACKOFF_CAP: Duration = Duration::from_millis(1500);
+
+/// A connection that has carried frames for this long is healthy: only then
+/// is the backoff reset. A refusing viewer accepts and closes at once, and
+/// we learn it at the second or third write (the first ones still fit in the
+/// socket buffer before the RST comes back): at the slowest camera, 1 fps,
+/// that is within 2 s of connecting. So 3 s never mistakes a refusal for
+/// health, and costs a real reconnect nothing: the backoff only matters if
+/// the new connection breaks again.
+const HEALTHY_AFTER: Duration = Duration::from_secs(3);
+
+/// TCP keepalive, for a connection with nothing to send (a camera stalled or
+/// being reopened; while frames flow the connection is never idle, and
+/// `TCP_USER_TIMEOUT` watches the data). First probe after this much
+/// silence: 5 s, five times a 1 fps camera's frame interval.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+/// Between unanswered probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Unanswered probes before the kernel gives up. With `TCP_USER_TIMEOUT`
+/// set (always, to `--send-timeout`), Linux drops the connection instead at
+/// the first probe after `--send-timeout` of silence: with the defaults
+/// about 6 s after the last packet from the viewer.
+const KEEPALIVE_PROBES: u32 = 5;
 
 pub struct Config<'a> {
     pub server: &'a str,
@@ -82,34 +119,41 @@ pub fn run(cfg: &Config, links: &Links) -> Finished {
     let server = cfg.server;
     let mut backoff = Backoff::new();
     let mut sent = 0u64;
-    let mut reported_unreachable = false;
+    let mut reports = Reports::default();
     while !links.stop.is_requested() {
         let stream = match connect(server, cfg.send_timeout) {
             Ok(stream) => stream,
             Err(e) => {
-                if reported_unreachable {
-                    log::debug!("viewer {server} unreachable ({e}), retrying");
-                } else {
-                    log::warn!("viewer {server} unreachable ({e}), retrying");
-                    reported_unreachable = true;
-                }
+                let (level, lost) = reports.unreachable();
+                let lost = match lost {
+                    0 | 1 => String::new(),
+                    n => format!(" (after {n} lost connections in a row)"),
+                };
+                log::log!(level, "viewer {server} unreachable ({e}), retrying{lost}");
                 if links.stop.sleep(backoff.next_delay()) {
                     break;
                 }
                 continue;
             }
         };
-        reported_unreachable = false;
-        log::info!(
-            "connected to {}",
-            stream
-                .peer_addr()
-                .map_or_else(|_| server.to_string(), |a| a.to_string())
-        );
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| server.to_string(), |a| a.to_string());
+        log::log!(reports.connected(), "connected to {peer}");
         // Let the supervisor shut the socket down to unblock a write at exit.
         links.socket.set(stream.try_clone().ok());
         links.outbox.on_connect();
-        let result = stream_frames(cfg, links, &stream, &mut sent, &mut backoff);
+        let connected = Instant::now();
+        let mut on_healthy = || {
+            backoff.reset();
+            if let Some(lost) = reports.healthy() {
+                log::info!(
+                    "connection to {peer} healthy again after {lost} lost connections in a row \
+                     (all but the first logged at debug level)"
+                );
+            }
+        };
+        let result = stream_frames(cfg, links, &stream, &mut sent, connected, &mut on_healthy);
         let dropped = links.outbox.on_disconnect(links.wire_pool);
         links.stats.dropped(dropped as u64);
         links.socket.set(None);
@@ -118,7 +162,16 @@ pub fn run(cfg: &Config, links: &Links) -> Finished {
             Ok(finished) => return finished,
             Err(_) if links.stop.is_requested() => break,
             Err(e) => {
-                log::warn!("lost connection to {server}: {e}; reconnecting");
+                let (level, lost) = reports.lost();
+                let count = if lost > 1 {
+                    format!(" ({lost} in a row, none healthy)")
+                } else {
+                    String::new()
+                };
+                log::log!(
+                    level,
+                    "lost connection to {server}: {e}; reconnecting{count}"
+                );
                 if links.stop.sleep(backoff.next_delay()) {
                     break;
                 }
@@ -134,8 +187,10 @@ fn stream_frames(
     links: &Links,
     stream: &TcpStream,
     sent: &mut u64,
-    backoff: &mut Backoff,
+    connected: Instant,
+    on_healthy: &mut dyn FnMut(),
 ) -> io::Result<Finished> {
+    let mut healthy = false;
     while let Some(frame) = links.outbox.next(links.stop) {
         let result = write_frame(stream, frame.frame_bytes(), cfg.send_timeout);
         let wire_len = frame.frame_bytes().len();
@@ -149,8 +204,11 @@ fn stream_frames(
         links
             .stats
             .sent(wire_len, frame.bmp_len, body_len, frame.captured.elapsed());
-        // A connection that carried a frame is a healthy one.
-        backoff.reset();
+        // Not at the first frame: a refusing viewer lets that one through.
+        if !healthy && connected.elapsed() >= HEALTHY_AFTER {
+            healthy = true;
+            on_healthy();
+        }
         *sent += 1;
         if cfg.frames > 0 && *sent >= cfg.frames {
             log::info!("sent {sent} frames (--frames), stopping");
@@ -165,8 +223,7 @@ fn connect(server: &str, timeout: Duration) -> io::Result<TcpStream> {
     for addr in server.to_socket_addrs()? {
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(stream) => {
-                stream.set_nodelay(true)?;
-                stream.set_write_timeout(Some(timeout))?;
+                configure(&stream, timeout)?;
                 return Ok(stream);
             }
             Err(e) => last_error = Some(e),
@@ -175,6 +232,37 @@ fn connect(server: &str, timeout: Duration) -> io::Result<TcpStream> {
     Err(last_error.unwrap_or_else(|| {
         io::Error::new(io::ErrorKind::NotFound, "the name resolves to no address")
     }))
+}
+
+/// Sets up a connected socket: no Nagle delay, writes that give up after
+/// `send_timeout`, and the kernel's dead-peer detection (see the module doc).
+fn configure(stream: &TcpStream, send_timeout: Duration) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(send_timeout))?;
+    setsockopt(stream, sockopt::KeepAlive, &true)?;
+    setsockopt(stream, sockopt::TcpKeepIdle, &whole_secs(KEEPALIVE_IDLE))?;
+    setsockopt(
+        stream,
+        sockopt::TcpKeepInterval,
+        &whole_secs(KEEPALIVE_INTERVAL),
+    )?;
+    setsockopt(stream, sockopt::TcpKeepCount, &KEEPALIVE_PROBES)?;
+    setsockopt(
+        stream,
+        sockopt::TcpUserTimeout,
+        &user_timeout_ms(send_timeout),
+    )?;
+    Ok(())
+}
+
+fn whole_secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1)
+}
+
+/// `TCP_USER_TIMEOUT` in milliseconds; 0 would mean the system default, so
+/// at least 1, and a timeout too long for 32 bits is about 49 days anyway.
+fn user_timeout_ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
 }
 
 /// Writes one whole frame. Normally one write(2) does it; if the socket
@@ -188,13 +276,11 @@ fn write_frame(mut stream: &TcpStream, buf: &[u8], timeout: Duration) -> io::Res
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(blocked(timeout));
+            // SO_SNDTIMEO: the buffer stayed full (the viewer stopped reading).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(blocked(timeout)),
+            // TCP_USER_TIMEOUT or keepalive: nothing came back at all.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETIMEDOUT) => {
+                return Err(unacknowledged(timeout))
             }
             Err(e) => return Err(e),
         }
@@ -213,6 +299,75 @@ fn blocked(timeout: Duration) -> io::Error {
             timeout.as_secs_f64()
         ),
     )
+}
+
+fn unacknowledged(timeout: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "nothing acknowledged for {} s (the viewer or the network is gone)",
+            timeout.as_secs_f64()
+        ),
+    )
+}
+
+/// Decides how loudly to log each connection event, so that a run of the
+/// same failure is one warning: the first at warn, the rest at debug, and
+/// their count once a connection is healthy again (or in the next warning).
+/// Pure, so its tests need no socket.
+#[derive(Debug, Default)]
+struct Reports {
+    /// Connect attempts that failed in a row.
+    unreachable: u32,
+    /// Connections lost in a row before any became healthy.
+    lost: u32,
+    /// A failure was logged at warn since the last `connected to`, so the
+    /// next one, its outcome, is worth an info line too.
+    warned: bool,
+}
+
+impl Reports {
+    /// A connect attempt failed: the level to log it at, and the connections
+    /// lost in a row before it (for the count).
+    fn unreachable(&mut self) -> (Level, u32) {
+        self.unreachable += 1;
+        (self.failure(self.unreachable == 1), self.lost)
+    }
+
+    /// Connected: info after a warning (or at the first connection), else
+    /// debug, since a refusing viewer gets connected to every retry.
+    fn connected(&mut self) -> Level {
+        self.unreachable = 0;
+        if self.warned || self.lost == 0 {
+            self.warned = false;
+            Level::Info
+        } else {
+            Level::Debug
+        }
+    }
+
+    /// A connection broke: the level to log it at, and how many broke in a
+    /// row (this one included).
+    fn lost(&mut self) -> (Level, u32) {
+        self.lost += 1;
+        (self.failure(self.lost == 1), self.lost)
+    }
+
+    /// The connection stayed up for [`HEALTHY_AFTER`]: ends the run of lost
+    /// connections, and returns its length if some went unlogged.
+    fn healthy(&mut self) -> Option<u32> {
+        let lost = std::mem::take(&mut self.lost);
+        (lost > 1).then_some(lost)
+    }
+
+    fn failure(&mut self, first: bool) -> Level {
+        if first {
+            self.warned = true;
+            Level::Warn
+        } else {
+            Level::Debug
+        }
+    }
 }
 
 /// Exponential backoff from 100 ms to 1.5 s with ±25% jitter, so many agents
@@ -260,5 +415,66 @@ mod tests {
         assert!(delays[11] >= BACKOFF_CAP.mul_f64(0.75));
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(125));
+    }
+
+    /// An agent refused by `--max-clients 1` logged a warning per attempt,
+    /// 67 in 10 s.
+    #[test]
+    fn a_run_of_refusals_is_one_warning_then_a_count_when_healthy() {
+        let mut r = Reports::default();
+        assert_eq!(r.connected(), Level::Info);
+        assert_eq!(r.lost(), (Level::Warn, 1));
+        // The reconnect after the warning says how it went.
+        assert_eq!(r.connected(), Level::Info);
+        for n in 2..=20 {
+            assert_eq!(r.lost(), (Level::Debug, n));
+            assert_eq!(r.connected(), Level::Debug);
+        }
+        assert_eq!(r.healthy(), Some(20));
+        // A new run after a healthy connection warns again.
+        assert_eq!(r.lost(), (Level::Warn, 1));
+        assert_eq!(r.connected(), Level::Info);
+        // One loss, then health: the warning and `connected` said it all.
+        assert_eq!(r.healthy(), None);
+    }
+
+    #[test]
+    fn an_unreachable_viewer_is_one_warning_with_the_lost_count() {
+        let mut r = Reports::default();
+        assert_eq!(r.unreachable(), (Level::Warn, 0));
+        assert_eq!(r.unreachable(), (Level::Debug, 0));
+        assert_eq!(r.connected(), Level::Info);
+        r.lost();
+        r.connected();
+        r.lost();
+        // The viewer goes away in the middle of a run of refusals.
+        assert_eq!(r.unreachable(), (Level::Warn, 2));
+        assert_eq!(r.unreachable(), (Level::Debug, 2));
+        assert_eq!(r.connected(), Level::Info);
+    }
+
+    /// Reads back what [`connect`] set on a connected loopback socket.
+    #[test]
+    fn connected_socket_detects_a_dead_viewer() {
+        use nix::sys::socket::getsockopt;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap().to_string();
+        let send_timeout = Duration::from_millis(2500);
+        let stream = connect(&server, send_timeout).unwrap();
+        assert!(getsockopt(&stream, sockopt::KeepAlive).unwrap());
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepIdle).unwrap(), 5);
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepInterval).unwrap(), 1);
+        assert_eq!(getsockopt(&stream, sockopt::TcpKeepCount).unwrap(), 5);
+        assert_eq!(getsockopt(&stream, sockopt::TcpUserTimeout).unwrap(), 2500);
+        assert!(getsockopt(&stream, sockopt::TcpNoDelay).unwrap());
+        assert_eq!(stream.write_timeout().unwrap(), Some(send_timeout));
+    }
+
+    #[test]
+    fn socket_timeouts_fit_their_fields() {
+        assert_eq!(user_timeout_ms(Duration::from_secs(5)), 5000);
+        assert_eq!(user_timeout_ms(Duration::from_micros(10)), 1);
+        assert_eq!(user_timeout_ms(Duration::from_secs(u64::MAX)), u32::MAX);
+        assert_eq!(whole_secs(Duration::from_millis(500)), 1);
     }
 }
