@@ -6,6 +6,8 @@
 // like a crate root, so the module files under e2e/ need explicit paths.
 #[path = "e2e/agent.rs"]
 mod agent;
+#[path = "e2e/churn.rs"]
+mod churn;
 #[path = "e2e/deploy.rs"]
 mod deploy;
 #[path = "e2e/faults.rs"]
