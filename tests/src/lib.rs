@@ -14,6 +14,7 @@
 //! viewer ──► child, record, wait, workspace     start the viewer; RecordingViewer
 //! xvfb ────► child, image, wait, x11            a real X server and its tools
 //! vm ──────► workspace                          the vivid VM (QEMU guest)
+//! netns ───► wait                               a namespace behind a veth pair, to cut links
 //! child ───► wait                               a process and its log lines
 //! x11 ─────► image                              the X11 wire client, xwininfo, xwd
 //! bars ────► image                              the colour bars, defined once
@@ -28,6 +29,7 @@ pub mod agent;
 pub mod bars;
 pub mod child;
 pub mod image;
+pub mod netns;
 pub mod pattern;
 pub mod record;
 pub mod viewer;
@@ -40,6 +42,7 @@ pub mod xvfb;
 pub use agent::{run_agent_expecting_failure, start_agent, start_pattern_agent};
 pub use child::LoggedChild;
 pub use image::Image;
+pub use netns::NetNs;
 pub use record::{
     read_npy_u8, recorded_conn_dirs, recorded_counts, recorded_frames, RecordCounter,
 };
