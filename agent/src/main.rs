@@ -20,6 +20,7 @@
 //! pipeline  cli source encode send mailbox outbox pool stats sync
 //! ├─ source (capture thread)   cli mailbox outbox pool stats sync
 //! │    file, pattern, v4l2     cli source(Capture)
+//! │    └─ v4l2::mmap           (none: mmap streaming over v4l's ioctls)
 //! ├─ encode (encoder threads)  mailbox outbox pool stats sync
 //! ├─ send   (sender thread)    outbox pool stats sync
 //! ├─ mailbox  newest raw frame, one slot            sync

@@ -21,20 +21,16 @@
 //! transfer values newer than the crate (`expect("Invalid colorspace")` in
 //! `set_format`), and a stepwise frame size with step 0. So QUERYCAP,
 //! ENUM_FMT, ENUM_FRAMESIZES and S_FMT are issued here with the crate's own
-//! `ioctl` and bindings, reading only the fields we need. The mmap stream and
-//! S_PARM come from the crate.
+//! `ioctl` and bindings, reading only the fields we need. S_PARM comes from
+//! the crate.
 //!
-//! `v4l`'s `MmapStream::drop` panics if VIDIOC_STREAMOFF fails with anything
-//! but ENODEV. [`close_stream`] stops the stream first: if that succeeds (or
-//! fails with ENODEV) the drop's own STREAMOFF succeeds too, since STREAMOFF
-//! on a stopped stream is a no-op; if it fails otherwise, the stream is
-//! leaked (one fd and its mappings) rather than panicking.
+//! The mmap stream is ours too ([`mmap`]): `v4l`'s `MmapStream` panics in
+//! Drop when VIDIOC_STREAMOFF fails, and leaking it to dodge the panic kept
+//! the fd and the mappings, so every `--reopen` after found the camera busy.
 //!
-//! `MmapStream::next` requeues the buffer it returned last time before it
-//! dequeues. If its dequeue ever times out, that buffer is already queued and
-//! the next call would fail with EINVAL; so we call `next` only after our
-//! own `poll()` says a frame is ready, and after a failed dequeue we first
-//! take a buffer back with `dequeue()`.
+//! **Only a good frame feeds the watchdog** ([`Watchdog`]): a camera that
+//! sends nothing but corrupt or short frames is lost after
+//! `--capture-timeout` like a silent one, so systemd restarts the agent.
 
 use std::ffi::c_void;
 use std::fmt::{self, Write as _};
@@ -44,9 +40,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use nix::libc;
-use v4l::buffer::{Flags, Type};
-use v4l::io::mmap::Stream as MmapStream;
-use v4l::io::traits::{CaptureStream, Stream as _};
 use v4l::v4l_sys;
 use v4l::video::capture::Parameters;
 use v4l::video::Capture as _;
@@ -54,6 +47,8 @@ use v4l::Device;
 
 use super::Capture;
 use crate::cli::Size;
+
+mod mmap;
 
 /// mmap buffers asked of the driver: one we hold while copying, the rest
 /// for the driver to fill meanwhile.
@@ -212,12 +207,11 @@ fn session(cfg: &Config, capture: &mut Capture) -> Result<(), End> {
     let format = negotiate(&device, path, cfg.size)?;
     let fps = set_frame_rate(&device, path, cfg.fps);
 
-    let mut stream = MmapStream::with_buffers(&device, Type::VideoCapture, BUFFERS)
+    let mut stream = mmap::Stream::new(&device, BUFFERS)
         .map_err(|e| setup_error(path, "allocate mmap buffers on", e))?;
-    // A safety net only: `next` is called when poll() says a frame is ready.
-    stream.set_timeout(POLL_SLICE);
-    let result = stream_frames(&mut stream, cfg, &format, fps, capture);
-    close_stream(stream, path);
+    let result = stream_frames(&mut stream, &device, cfg, &format, fps, capture);
+    // Releases the buffers, and then `device` closes the fd, whatever failed.
+    drop(stream);
     result
 }
 
@@ -503,7 +497,8 @@ fn frame_sizes(device: &Device, fourcc: [u8; 4]) -> String {
 
 /// Streams frames into the mailbox until a stop is requested or an error.
 fn stream_frames(
-    stream: &mut MmapStream,
+    stream: &mut mmap::Stream,
+    device: &Device,
     cfg: &Config,
     format: &Granted,
     fps: Option<f64>,
@@ -511,17 +506,10 @@ fn stream_frames(
 ) -> Result<(), End> {
     let path = cfg.device;
     let dev = path.display();
-    // `next` requeues "the buffer it returned last" before dequeuing, and
-    // starts by assuming that is buffer 0. So we queue the others ourselves
-    // and start streaming: from then on we always hold exactly one buffer.
-    let mut queued = 0;
-    for index in 1..BUFFERS as usize {
-        match CaptureStream::queue(stream, index) {
-            Ok(()) => queued += 1,
-            // The driver granted fewer buffers than we asked for.
-            Err(e) if e.raw_os_error() == Some(EINVAL) && queued > 0 => break,
-            Err(e) => return Err(capture_error(path, "queue buffers on", e)),
-        }
+    for index in 0..stream.count() {
+        stream
+            .queue(index)
+            .map_err(|e| capture_error(path, "queue buffers on", e))?;
     }
     stream
         .start()
@@ -534,95 +522,108 @@ fn stream_frames(
         "{dev}: {}x{} YUYV @ {rate}, mmap, {} buffers",
         format.width,
         format.height,
-        queued + 1
+        stream.count()
     );
 
     let (width, height) = (format.width, format.height);
     let needed = format.frame_len;
-    let handle = stream.handle();
+    let handle = device.handle();
     let slice_ms = POLL_SLICE.as_millis() as i32;
-    let mut last_frame = Instant::now();
-    let mut holding = true;
-    let mut warned_short = false;
+    let mut watchdog = Watchdog::new(Instant::now(), cfg.timeout);
+    let mut warned_bad = false;
     loop {
         if capture.stop_requested() {
             return Ok(());
         }
+        if watchdog.expired(Instant::now()) {
+            return Err(End::Lost(CameraLost {
+                device: path.to_path_buf(),
+                reason: Loss::NoFrameFor {
+                    timeout: cfg.timeout,
+                },
+            }));
+        }
         match handle.poll(libc::POLLIN, slice_ms) {
-            Ok(0) => {
-                if last_frame.elapsed() >= cfg.timeout {
-                    return Err(End::Lost(CameraLost {
-                        device: path.to_path_buf(),
-                        reason: Loss::NoFrameFor {
-                            timeout: cfg.timeout,
-                        },
-                    }));
-                }
-                continue;
-            }
+            Ok(0) => continue,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(capture_error(path, "wait for a frame from", e)),
         }
-        if !holding {
-            // A dequeue failed after its buffer was requeued: take one back
-            // (its frame is lost) so `next` has a buffer to requeue.
-            match CaptureStream::dequeue(stream) {
-                Ok(_) => holding = true,
-                Err(e) if is_retryable(&e) => {}
-                Err(e) => return Err(capture_error(path, "dequeue a frame from", e)),
-            }
-            continue;
-        }
-        let (buf, meta) = match CaptureStream::next(stream) {
+        let frame = match stream.dequeue() {
             Ok(frame) => frame,
-            Err(e) if is_retryable(&e) => {
-                holding = false;
-                continue;
-            }
+            Err(e) if is_retryable(&e) => continue,
             Err(e) => return Err(capture_error(path, "dequeue a frame from", e)),
         };
         let captured = Instant::now();
-        last_frame = captured;
-        let used = (meta.bytesused as usize).min(buf.len());
-        if meta.flags.contains(Flags::ERROR) || used < needed {
-            if !warned_short {
+        // Copy the frame out (if it is worth it), then hand the buffer back
+        // to the driver at once.
+        let data = stream.data(&frame);
+        let used = data.len();
+        let kept = if !frame_is_good(frame.error, used, needed) {
+            if !warned_bad {
                 log::warn!(
                     "{dev}: dropping a short or corrupt frame ({used} of {needed} bytes); \
                      more are logged at debug level"
                 );
-                warned_short = true;
+                warned_bad = true;
             } else {
                 log::debug!("{dev}: dropping a short or corrupt frame ({used} of {needed} bytes)");
             }
-            capture.skip();
-            continue;
+            None
+        } else {
+            watchdog.good_frame(captured);
+            // Newest frame wins: if the driver already has a newer frame,
+            // this one is stale; skip the copy.
+            if matches!(handle.poll(libc::POLLIN, 0), Ok(1)) {
+                None
+            } else {
+                let mut buf = capture.buffer();
+                buf.extend_from_slice(&data[..needed]);
+                Some(buf)
+            }
+        };
+        stream
+            .queue(frame.index)
+            .map_err(|e| capture_error(path, "requeue a buffer on", e))?;
+        match kept {
+            Some(buf) => capture.publish(buf, width, height, format.stride, captured),
+            None => capture.skip(),
         }
-        // Newest frame wins: if the driver already has a newer frame, this
-        // one is stale; skip the copy.
-        if matches!(handle.poll(libc::POLLIN, 0), Ok(1)) {
-            capture.skip();
-            continue;
-        }
-        let mut data = capture.buffer();
-        data.extend_from_slice(&buf[..needed]);
-        capture.publish(data, width, height, format.stride, captured);
     }
 }
 
-/// Stops and releases the stream without letting `v4l`'s Drop panic (see
-/// the module doc).
-fn close_stream(mut stream: MmapStream, path: &Path) {
-    match stream.stop() {
-        Ok(()) => drop(stream),
-        Err(e) if e.raw_os_error() == Some(ENODEV) => drop(stream),
-        Err(e) => {
-            log::warn!(
-                "{}: stopping the stream failed ({e}); leaking its buffers rather than crashing",
-                path.display()
-            );
-            std::mem::forget(stream);
+/// A frame is worth encoding if the driver did not flag it corrupt and it
+/// holds a whole frame (`used` bytes of the `needed`).
+fn frame_is_good(error: bool, used: usize, needed: usize) -> bool {
+    !error && used >= needed
+}
+
+/// Decides when a camera counts as lost for silence: `--capture-timeout`
+/// after the last *good* frame. Frames we drop do not count, or a camera
+/// sending only broken frames would never be given up (and never restarted
+/// by systemd).
+#[derive(Debug)]
+struct Watchdog {
+    last_good: Instant,
+    timeout: Duration,
+}
+
+impl Watchdog {
+    /// Starts counting at `start` (streaming began).
+    fn new(start: Instant, timeout: Duration) -> Watchdog {
+        Watchdog {
+            last_good: start,
+            timeout,
         }
+    }
+
+    fn good_frame(&mut self, at: Instant) {
+        self.last_good = at;
+    }
+
+    /// True once no good frame came for the timeout.
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_good) >= self.timeout
     }
 }
 
@@ -631,7 +632,8 @@ const EIO: i32 = libc::EIO;
 const EINVAL: i32 = libc::EINVAL;
 const EBUSY: i32 = libc::EBUSY;
 
-/// Errors after which the same `next`/`dequeue` may simply be tried again.
+/// Errors after which a dequeue may simply be tried again (EAGAIN: poll
+/// woke us, but no buffer was ready after all).
 fn is_retryable(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -828,6 +830,44 @@ mod tests {
             stalled.what().to_string(),
             "no frame from /dev/video0 for 2.5 s"
         );
+    }
+
+    /// A camera that sent only broken frames reset the capture timeout with
+    /// each one, so the agent never exited with status 3.
+    #[test]
+    fn only_bad_frames_trip_the_capture_timeout() {
+        let timeout = Duration::from_secs(2);
+        let start = Instant::now();
+        let watchdog = Watchdog::new(start, timeout);
+        // Corrupt and short frames at 30 fps: each is dropped, none feeds it.
+        let mut at = start;
+        for i in 0..60 {
+            let (error, used) = if i % 2 == 0 {
+                (true, 614_400)
+            } else {
+                (false, 1000)
+            };
+            assert!(!frame_is_good(error, used, 614_400));
+            assert_eq!(watchdog.expired(at), at - start >= timeout);
+            at += Duration::from_millis(33);
+        }
+        assert!(watchdog.expired(start + timeout));
+    }
+
+    #[test]
+    fn a_good_frame_resets_the_capture_timeout() {
+        let timeout = Duration::from_secs(2);
+        let start = Instant::now();
+        let mut watchdog = Watchdog::new(start, timeout);
+        assert!(frame_is_good(false, 614_400, 614_400));
+        assert!(frame_is_good(false, 614_401, 614_400));
+        let good = start + Duration::from_millis(1900);
+        watchdog.good_frame(good);
+        assert!(!watchdog.expired(start + timeout));
+        assert!(!watchdog.expired(good + timeout - Duration::from_millis(1)));
+        assert!(watchdog.expired(good + timeout));
+        // A clock that looks backwards (an Instant from before) is not lost.
+        assert!(!watchdog.expired(start));
     }
 
     #[test]
