@@ -10,7 +10,8 @@
 //! main ─┬─ cli
 //!       └─ server ─┬─ conn ──── stats
 //!                  ├─ decode ── record
-//!                  └─ display
+//!                  ├─ display
+//!                  └─ peer_log
 //!
 //! allow: a leaf, used by main, cli and server (the --allow list)
 //! ConnId (here): the name the server gives a connection, and the one
@@ -28,6 +29,8 @@
 //!   only the newest frame of a camera is decoded.
 //! - [`record`]: `--record DIR` files.
 //! - [`display`]: minifb windows, all on the poll thread.
+//! - [`peer_log`]: refusal and disconnect log lines, one per peer per
+//!   window and then a count, in a bounded table.
 //! - [`allow`]: `--allow CIDR` matching.
 //!
 //! Guarantees: every byte from the network is untrusted. A broken, slow or
@@ -45,6 +48,7 @@ mod cli;
 mod conn;
 mod decode;
 mod display;
+mod peer_log;
 mod record;
 mod server;
 mod stats;

@@ -6,34 +6,47 @@
 //! - the listener;
 //! - every client that may be read now.
 //!
-//! poll is the only place this thread blocks. Its timeout is the nearest of
-//! the idle-timeout deadlines, the stats tick and the window event pump.
+//! Headless, poll is the only place this thread waits: sockets are
+//! non-blocking, and the decode workers are reached through a mutex they
+//! hold only to move a frame or a result (never while decoding or writing).
+//! Its timeout is the nearest of the idle-timeout deadlines, the stats tick,
+//! the end of a log line window and the window event pump.
+//!
+//! With windows, it also waits for the X server: every window call is
+//! synchronous Xlib (see `display`'s doc). Creating a window costs several
+//! round trips, each draw and each event pump (every window, at least every
+//! [`display::EVENT_INTERVAL`]) at least one, so a turn of the loop waits
+//! about (windows + 1) X round trips: microseconds with a local X server,
+//! without bound if the X server stops answering. Bounding that needs the
+//! windows on a display thread of their own; not built yet.
 //!
 //! The server owns the connections and asks them: each [`Conn`] keeps its
 //! state behind methods. Whatever ends a connection (the connection's own
-//! [`Close`], a frame that does not decode, a closed window) comes to
-//! `Server::close` as a [`Reason`], which logs it once. A connection's error
-//! closes that connection only.
+//! [`Close`], a frame that does not decode, a closed or failed window) comes
+//! to `Server::close` as a [`Reason`], which logs it once, rate-limited per
+//! peer and camera id (`peer_log`; refusals per peer). A connection's error,
+//! or its window's, closes that connection only.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use log::{debug, error, info, warn};
+use log::{debug, error, info, log, warn, Level};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::allow::AllowList;
 use crate::conn::{interrupted, would_block, Close, CloseError, Conn, Received, Status};
 use crate::decode::{self, DecodeError, Decoders, Done, Submitted};
-use crate::display::{self, Display, Picture};
+use crate::display::{self, Display, Picture, ShowError};
+use crate::peer_log::{self, PeerLog, Summary, Verdict};
 use crate::ConnId;
+use proto::wire::CameraId;
 
 /// Connections accepted per wake-up, so a connection flood cannot starve
 /// the cameras already streaming.
@@ -42,9 +55,6 @@ const ACCEPTS_PER_WAKE: usize = 32;
 /// How long to stop accepting after running out of file descriptors, which
 /// would otherwise leave the listener readable and spin the loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Refusal log lines per second; a flood is summed up instead.
-const REFUSALS_LOGGED_PER_SEC: u32 = 10;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -115,7 +125,8 @@ pub fn run(config: Config) -> Result<()> {
         conns: BTreeMap::new(),
         next_id: 0,
         accept_paused_until: None,
-        refusals: RefusalLog::new(now),
+        refusals: PeerLog::new(),
+        ends: PeerLog::new(),
         frames: Vec::new(),
         done: Vec::new(),
     };
@@ -135,7 +146,11 @@ struct Server {
     next_id: u64,
     accept_paused_until: Option<Instant>,
     next_stats: Option<Instant>,
-    refusals: RefusalLog,
+    /// Refusals, one line per peer per window (`peer_log`).
+    refusals: PeerLog<IpAddr, Refused>,
+    /// Disconnect and drop lines, one per peer and camera id per window: a
+    /// node runs several cameras, and each one's end is news.
+    ends: PeerLog<(IpAddr, Option<CameraId>), String>,
     /// Reused buffers.
     frames: Vec<Received>,
     done: Vec<Done>,
@@ -210,7 +225,7 @@ impl Server {
             }
             // Results first: a decode error closes its connection before more
             // of its bytes are read.
-            self.handle_done(now)?;
+            self.handle_done(now);
 
             for (i, &id) in polled.iter().enumerate() {
                 let ready = revents.get(FIRST_CONN + i).is_some_and(|r| !r.is_empty());
@@ -225,6 +240,7 @@ impl Server {
             }
 
             self.expire_idle(now);
+            self.flush_peer_logs(now);
 
             if let Some(display) = &mut self.display {
                 let conns = &mut self.conns;
@@ -234,7 +250,10 @@ impl Server {
                     }
                 });
                 for id in events.closed {
-                    self.close(id, Reason::WindowClosed);
+                    self.close(id, Reason::WindowClosed, now);
+                }
+                for (id, e) in events.failed {
+                    self.close(id, Reason::Window(e), now);
                 }
                 if events.quit {
                     info!("Esc pressed: shutting down");
@@ -248,7 +267,8 @@ impl Server {
         }
     }
 
-    /// The nearest deadline: idle timeouts, stats, window events, accept backoff.
+    /// The nearest deadline: idle timeouts, stats, window events, accept
+    /// backoff, the end of a log line window.
     fn poll_timeout(&self, now: Instant) -> PollTimeout {
         let mut next: Option<Instant> = self.next_stats;
         let mut consider = |t: Instant| {
@@ -260,6 +280,12 @@ impl Server {
             }
         }
         if let Some(t) = self.accept_paused_until {
+            consider(t);
+        }
+        for t in [self.refusals.next_flush(), self.ends.next_flush()]
+            .into_iter()
+            .flatten()
+        {
             consider(t);
         }
         if let Some(t) = self.display.as_ref().and_then(Display::next_pump) {
@@ -303,16 +329,12 @@ impl Server {
 
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
         if !self.config.allow.allows(peer.ip()) {
-            self.refusals
-                .refuse(now, || format!("refused {peer}: not in the --allow list"));
+            self.refuse(now, peer, Refused::NotAllowed);
             return; // Dropping the stream closes it.
         }
         if self.conns.len() >= self.config.max_clients {
             let n = self.conns.len();
-            let max = self.config.max_clients;
-            self.refusals.refuse(now, || {
-                format!("refused {peer}: already serving {n} clients (--max-clients {max})")
-            });
+            self.refuse(now, peer, Refused::Full { n });
             return;
         }
         let config = &self.config;
@@ -334,6 +356,57 @@ impl Server {
         );
     }
 
+    /// Logs a refusal: the first from its peer in a window; the rest are
+    /// summed up by [`Server::flush_peer_logs`].
+    fn refuse(&mut self, now: Instant, peer: SocketAddr, why: Refused) {
+        let max = self.config.max_clients;
+        let ip = peer.ip().to_canonical();
+        if self.refusals.line(now, &ip, || why) == Verdict::Log {
+            warn!("refused {peer}: {}", why.text(max));
+        }
+    }
+
+    /// Writes the summaries of the log line windows that ended.
+    fn flush_peer_logs(&mut self, now: Instant) {
+        let max = self.config.max_clients;
+        fn secs<D>(s: &Summary<D>) -> u64 {
+            s.window.as_secs()
+        }
+        self.refusals.flush(now, |ip, s| match ip {
+            Some(ip) => warn!(
+                "refused {ip} {} more times in the last {} s ({})",
+                s.count,
+                secs(&s),
+                s.last.short(max)
+            ),
+            None => warn!(
+                "refused {} more connections from other peers in the last {} s (more than {} peers refused at once; the last: {})",
+                s.count,
+                secs(&s),
+                peer_log::MAX_PEERS,
+                s.last.short(max)
+            ),
+        });
+        self.ends.flush(now, |key, s| match key {
+            Some((ip, camera_id)) => {
+                let camera = camera_id.map_or("?".to_owned(), |id| id.to_string());
+                warn!(
+                    "camera {camera} ({ip}): {} more connections ended in the last {} s, not logged one by one; the last: {}",
+                    s.count,
+                    secs(&s),
+                    s.last
+                )
+            }
+            None => warn!(
+                "{} more connections from other peers ended in the last {} s (more than {} peers at once); the last: {}",
+                s.count,
+                secs(&s),
+                peer_log::MAX_PEERS,
+                s.last
+            ),
+        });
+    }
+
     fn read_conn(&mut self, id: ConnId, now: Instant) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
@@ -348,12 +421,12 @@ impl Server {
         }
         match result {
             Ok(Status::Open) => {}
-            Ok(Status::Eof) => self.close(id, Reason::Conn(Close::Eof)),
-            Err(close) => self.close(id, Reason::Conn(close)),
+            Ok(Status::Eof) => self.close(id, Reason::Conn(Close::Eof), now),
+            Err(close) => self.close(id, Reason::Conn(close), now),
         }
     }
 
-    fn handle_done(&mut self, now: Instant) -> Result<()> {
+    fn handle_done(&mut self, now: Instant) {
         self.decoders.take_done(&mut self.done);
         let mut done = std::mem::take(&mut self.done);
         for Done { conn: id, outcome } in done.drain(..) {
@@ -368,7 +441,7 @@ impl Server {
             let decoded = match outcome {
                 Ok(decoded) => decoded,
                 Err(e) => {
-                    self.close(id, Reason::Decode(e));
+                    self.close(id, Reason::Decode(e), now);
                     continue;
                 }
             };
@@ -393,20 +466,22 @@ impl Server {
                 let camera_id = conn.camera_id().unwrap_or(0);
                 let title = display::title(camera_id, conn.peer(), conn.fps());
                 // Latency is counted when the pump draws it.
-                let old = display
-                    .show(
-                        id,
-                        title,
-                        Picture {
-                            width: decoded.width,
-                            height: decoded.height,
-                            pixels,
-                            received: decoded.received,
-                        },
-                        now,
-                    )
-                    .with_context(|| format!("cannot show camera {camera_id}"))?;
-                self.decoders.recycle_pixels(old);
+                let shown = display.show(
+                    id,
+                    title,
+                    Picture {
+                        width: decoded.width,
+                        height: decoded.height,
+                        pixels,
+                        received: decoded.received,
+                    },
+                    now,
+                );
+                match shown {
+                    Ok(old) => self.decoders.recycle_pixels(old),
+                    // This camera's window only: the others go on.
+                    Err(e) => self.close(id, Reason::Window(e), now),
+                }
             } else {
                 // Headless: this is where it would be shown (with --record,
                 // it is on disk by now).
@@ -414,7 +489,6 @@ impl Server {
             }
         }
         self.done = done;
-        Ok(())
     }
 
     /// Closes the connections that say they must go though their sockets
@@ -427,12 +501,13 @@ impl Server {
             .filter_map(|(&id, conn)| Some((id, conn.close_reason(now)?)))
             .collect();
         for (id, reason) in expired {
-            self.close(id, Reason::Conn(Close::Error(reason)));
+            self.close(id, Reason::Conn(Close::Error(reason)), now);
         }
     }
 
-    /// Closes one connection and its window, and says why.
-    fn close(&mut self, id: ConnId, reason: Reason) {
+    /// Closes one connection and its window, and says why: the first end
+    /// from its peer and camera id in a window; the rest are summed up.
+    fn close(&mut self, id: ConnId, reason: Reason, now: Instant) {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
@@ -444,16 +519,35 @@ impl Server {
         }
         let label = conn.label();
         let frames = conn.frames_received();
-        let dropped =
-            |why: &dyn fmt::Display| warn!("{label} dropped after {frames} frames: {why}");
-        match reason {
-            Reason::Conn(Close::Eof) => info!("{label} disconnected after {frames} frames"),
-            Reason::Conn(Close::Reset) => {
-                info!("{label} disconnected after {frames} frames (connection reset)")
-            }
-            Reason::Conn(Close::Error(e)) => dropped(&e),
-            Reason::Decode(e) => dropped(&e),
-            Reason::WindowClosed => dropped(&"its window was closed"),
+        let (level, line) = match reason {
+            Reason::Conn(Close::Eof) => (
+                Level::Info,
+                format!("{label} disconnected after {frames} frames"),
+            ),
+            Reason::Conn(Close::Reset) => (
+                Level::Info,
+                format!("{label} disconnected after {frames} frames (connection reset)"),
+            ),
+            Reason::Conn(Close::Error(e)) => (
+                Level::Warn,
+                format!("{label} dropped after {frames} frames: {e}"),
+            ),
+            Reason::Decode(e) => (
+                Level::Warn,
+                format!("{label} dropped after {frames} frames: {e}"),
+            ),
+            Reason::WindowClosed => (
+                Level::Warn,
+                format!("{label} dropped after {frames} frames: its window was closed"),
+            ),
+            Reason::Window(e) => (
+                Level::Warn,
+                format!("{label} dropped after {frames} frames: {e}"),
+            ),
+        };
+        let key = (conn.peer().ip().to_canonical(), conn.camera_id());
+        if self.ends.line(now, &key, || line.clone()) == Verdict::Log {
+            log!(level, "{line}");
         }
         // Dropping `conn` closes the socket.
     }
@@ -462,7 +556,6 @@ impl Server {
         if let Some(interval) = self.config.stats_interval {
             self.next_stats = Some(now + interval);
         }
-        self.refusals.flush(now);
         if self.conns.is_empty() {
             debug!("no cameras connected");
         }
@@ -491,6 +584,9 @@ enum Reason {
     Decode(DecodeError),
     /// The user closed its window.
     WindowClosed,
+    /// Its window could not be created or drawn, or its frame size changed
+    /// too often.
+    Window(ShowError),
 }
 
 /// EMFILE and friends: accepting again at once would fail the same way.
@@ -499,46 +595,30 @@ fn is_out_of_resources(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
 }
 
-/// Logs refused connections, but at most [`REFUSALS_LOGGED_PER_SEC`] lines a
-/// second, so a connection flood cannot flood the log too.
-struct RefusalLog {
-    window_start: Instant,
-    logged: u32,
-    suppressed: u64,
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// Its address is not in `--allow`.
+    NotAllowed,
+    /// `n` clients were connected, `--max-clients` of them.
+    Full { n: usize },
 }
 
-impl RefusalLog {
-    fn new(now: Instant) -> RefusalLog {
-        RefusalLog {
-            window_start: now,
-            logged: 0,
-            suppressed: 0,
+impl Refused {
+    fn text(self, max_clients: usize) -> String {
+        match self {
+            Refused::NotAllowed => "not in the --allow list".to_owned(),
+            Refused::Full { n } => {
+                format!("already serving {n} clients (--max-clients {max_clients})")
+            }
         }
     }
 
-    fn refuse(&mut self, now: Instant, line: impl FnOnce() -> String) {
-        self.flush(now);
-        if self.logged < REFUSALS_LOGGED_PER_SEC {
-            self.logged += 1;
-            warn!("{}", line());
-        } else {
-            self.suppressed += 1;
+    /// For a summary line: which option refused it.
+    fn short(self, max_clients: usize) -> String {
+        match self {
+            Refused::NotAllowed => "not in the --allow list".to_owned(),
+            Refused::Full { .. } => format!("--max-clients {max_clients}"),
         }
-    }
-
-    /// Starts a new second, summing up what was not logged in the last one.
-    fn flush(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.window_start) < Duration::from_secs(1) {
-            return;
-        }
-        if self.suppressed > 0 {
-            warn!(
-                "refused {} more connections (not logged one by one)",
-                self.suppressed
-            );
-        }
-        self.window_start = now;
-        self.logged = 0;
-        self.suppressed = 0;
     }
 }

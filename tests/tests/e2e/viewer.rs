@@ -910,6 +910,80 @@ fn connection_flood_is_refused_at_once() {
     });
 }
 
+/// Issue 16: a refused agent that came back 67 times in 10 s cost 67
+/// "refused" lines. Refusals are logged once per peer, then counted: 200
+/// connect/refuse cycles against `--max-clients 1` (one client holding the
+/// slot and streaming) cost one line and one summary per 10 s window, the
+/// summaries add up to every refusal, and the holder keeps streaming.
+#[test]
+fn refusals_are_logged_once_per_peer_then_counted() {
+    const CYCLES: usize = 200;
+    under_attack(&["--max-clients", "1"], |viewer| {
+        let mark = viewer.child.line_count();
+        let started = std::time::Instant::now();
+        let mut first = None;
+        for _ in 0..CYCLES {
+            let mut stream = TcpStream::connect(viewer.addr).expect("connect");
+            first.get_or_insert(stream.local_addr().unwrap());
+            assert!(closed_by_viewer(&mut stream), "not refused");
+        }
+        let cycles_took = started.elapsed();
+        // Every refusal is either logged or in a summary, which comes when
+        // the peer's window (10 s from its first line) ends.
+        let count_refusals = || {
+            let lines: Vec<String> = viewer
+                .lines_after(mark)
+                .into_iter()
+                .filter(|l| l.contains("refused"))
+                .collect();
+            let summed: usize = lines
+                .iter()
+                .filter_map(|l| {
+                    let rest = l.split("refused 127.0.0.1 ").nth(1)?;
+                    rest.split(" more times").next()?.parse::<usize>().ok()
+                })
+                .sum();
+            let logged = lines
+                .iter()
+                .filter(|l| l.contains("already serving"))
+                .count();
+            (lines, logged + summed)
+        };
+        let (lines, total) = wait_until(PATIENCE, || {
+            let (lines, total) = count_refusals();
+            (total >= CYCLES).then_some((lines, total))
+        })
+        .unwrap_or_else(|| panic!("refusals not all accounted for: {:?}", count_refusals()));
+        let all_took = started.elapsed();
+        for line in &lines {
+            println!("{line}");
+        }
+        println!(
+            "{CYCLES} refusals in {:.2} s cost {} log lines (all accounted for after {:.1} s)",
+            cycles_took.as_secs_f64(),
+            lines.len(),
+            all_took.as_secs_f64()
+        );
+        assert_eq!(total, CYCLES, "{lines:#?}");
+        // One line and one summary per started 10 s window.
+        let windows = all_took.as_secs() as usize / 10 + 1;
+        assert!(
+            lines.len() <= 2 * windows,
+            "{} refusal lines for {CYCLES} refusals in {windows} windows: {lines:#?}",
+            lines.len()
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("refused 127.0.0.1 ")
+                && l.contains("more times in the last 10 s (--max-clients 1)")),
+            "{lines:#?}"
+        );
+        vec![Refusal::new(
+            first.expect("one cycle at least"),
+            &["refused", "already serving 1 clients (--max-clients 1)"],
+        )]
+    });
+}
+
 // ---------------------------------------------------------------------------
 // With the real agent
 // ---------------------------------------------------------------------------
