@@ -8,6 +8,8 @@
 mod agent;
 #[path = "e2e/churn.rs"]
 mod churn;
+#[path = "e2e/dead_peer.rs"]
+mod dead_peer;
 #[path = "e2e/deploy.rs"]
 mod deploy;
 #[path = "e2e/faults.rs"]
