@@ -66,7 +66,7 @@ pub fn send_wm_delete(number: u32, cookie: &[u8], window: u32) -> Result<(), Str
 
 /// Connects to display `:number` through its Unix socket: connection setup,
 /// little-endian, protocol 11.0, with `cookie`.
-fn connect(number: u32, cookie: &[u8]) -> Result<UnixStream, String> {
+pub fn connect(number: u32, cookie: &[u8]) -> Result<UnixStream, String> {
     let path = format!("/tmp/.X11-unix/X{number}");
     let mut x = UnixStream::connect(&path).map_err(|e| format!("connect {path}: {e}"))?;
     x.set_read_timeout(Some(Duration::from_secs(10)))

@@ -29,6 +29,11 @@ impl Xvfb {
     /// Starts Xvfb with one `width`x`height` 24-bit screen on the first free
     /// display from 100 up, and waits until it accepts clients (`-displayfd`).
     pub fn start(width: u32, height: u32) -> Xvfb {
+        Xvfb::start_with(width, height, &[])
+    }
+
+    /// Like [`Xvfb::start`], with more Xvfb arguments (e.g. `-maxclients 64`).
+    pub fn start_with(width: u32, height: u32, extra: &[&str]) -> Xvfb {
         let dir = tempfile::tempdir().expect("temp dir for the X authority");
         let authority = dir.path().join("Xauthority");
         std::fs::File::create(&authority).expect("create the X authority file");
@@ -56,7 +61,8 @@ impl Xvfb {
                 .args(["-screen", "0", &format!("{width}x{height}x24")])
                 .arg("-auth")
                 .arg(&authority)
-                .args(["-nolisten", "tcp", "-noreset", "-displayfd", "1"]);
+                .args(["-nolisten", "tcp", "-noreset", "-displayfd", "1"])
+                .args(extra);
             let mut server = LoggedChild::spawn("Xvfb", cmd);
             // -displayfd 1 prints the display number once clients can connect.
             let ready = wait_until(Duration::from_secs(20), || {
@@ -128,6 +134,13 @@ impl Xvfb {
     pub fn screenshot(&self) -> Image {
         let xwd = self.run("xwd", &["-root", "-silent"]);
         x11::image_from_xwd(&xwd).unwrap_or_else(|e| panic!("cannot read xwd output: {e}"))
+    }
+
+    /// Opens one more X client connection (setup done, nothing else) and
+    /// keeps it open for as long as the stream lives; `Err` when the server
+    /// refuses it, e.g. past `-maxclients`.
+    pub fn hold_client(&self) -> Result<std::os::unix::net::UnixStream, String> {
+        x11::connect(self.number, &self.cookie)
     }
 
     /// Closes `window` as a window manager would: see [`x11::send_wm_delete`].

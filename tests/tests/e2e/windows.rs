@@ -1,15 +1,23 @@
 //! The viewer's windows under a real X server (Xvfb): what they show, closing
-//! one with WM_DELETE_WINDOW as a window manager would, and Esc.
+//! one with WM_DELETE_WINDOW as a window manager would, and Esc; and window
+//! faults (a client alternating frame sizes, a window the X server refuses)
+//! that must cost one camera, never the viewer or the other windows.
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use camstream_tests::bars::{BARS, LEVEL_75};
+use camstream_tests::bars::{self, BARS, LEVEL_75};
 use camstream_tests::image::channel_distance;
 use camstream_tests::{
     bin_path, pattern, start_pattern_agent, start_viewer_cmd, wait_until, Image, LoggedChild,
-    XWindow, Xvfb,
+    XWindow, Xvfb, PATIENCE,
 };
+use proto::{bmp, gzip, wire};
 
 /// The harness itself: Xvfb starts, xwininfo finds a window, xwd sees it,
 /// and our WM_DELETE_WINDOW message makes an ICCCM client (xlogo) quit. If
@@ -254,4 +262,195 @@ fn windows_show_bars_close_reopen_and_esc_quits() {
     assert!(viewer
         .wait_for_line("Esc pressed", Duration::ZERO)
         .is_some());
+}
+
+// ---------------------------------------------------------------------------
+// Window faults: one camera's, never the others'
+// ---------------------------------------------------------------------------
+
+/// A wire frame of the bars at `width`x`height`, as a sender would make it.
+fn bars_frame(camera_id: u8, (width, height): (u32, u32)) -> Vec<u8> {
+    let mut file = Vec::new();
+    bmp::encode_bgr24(&bars::bgr_image(width, height, 0), width, height, &mut file)
+        .expect("encode BMP");
+    let mut body = Vec::new();
+    gzip::Compressor::new(1)
+        .expect("gzip level 1")
+        .compress_append(&file, &mut body);
+    let mut out = Vec::new();
+    wire::encode_frame(camera_id, &body, &mut out).expect("encode frame");
+    out
+}
+
+/// A client sending frames of `sizes` in turn, one every 50 ms, until the
+/// viewer closes its connection (or it is stopped). Joining gives how many
+/// frames it sent and whether the viewer closed it.
+struct SizeClient {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<(usize, bool)>,
+}
+
+impl SizeClient {
+    fn start(addr: SocketAddr, camera_id: u8, sizes: &[(u32, u32)]) -> SizeClient {
+        let frames: Vec<Vec<u8>> = sizes.iter().map(|&s| bars_frame(camera_id, s)).collect();
+        let mut stream = TcpStream::connect(addr).expect("connect to the viewer");
+        stream.set_nonblocking(true).expect("non-blocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let handle = thread::spawn(move || {
+            let mut sent = 0;
+            while !stop2.load(Ordering::Relaxed) {
+                // The viewer never sends: EOF or an error means it closed us.
+                match stream.read(&mut [0u8; 16]) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    _ => return (sent, true),
+                }
+                let frame = &frames[sent % frames.len()];
+                stream.set_nonblocking(false).expect("blocking");
+                let written = stream.write_all(frame);
+                stream.set_nonblocking(true).expect("non-blocking");
+                if written.is_err() {
+                    return (sent, true);
+                }
+                sent += 1;
+                thread::sleep(Duration::from_millis(50));
+            }
+            (sent, false)
+        });
+        SizeClient { stop, handle }
+    }
+
+    /// Waits until the viewer closed it (at most `PATIENCE`); gives the
+    /// frames sent, or None if it was never closed.
+    fn wait_closed(self) -> Option<usize> {
+        let closed = wait_until(PATIENCE, || self.handle.is_finished().then_some(()));
+        self.stop.store(true, Ordering::Relaxed);
+        let (sent, by_viewer) = self.handle.join().expect("client thread");
+        (closed.is_some() && by_viewer).then_some(sent)
+    }
+}
+
+/// A windowed viewer under `x` with camera 2, a 640x480 pattern agent at 15
+/// fps, on screen at (400, 0) and showing its bars. Returns the viewer, its
+/// address, the agent, camera 2's window and the frame counter it shows.
+fn viewer_with_camera_2(x: &Xvfb) -> (LoggedChild, SocketAddr, LoggedChild, XWindow, u32) {
+    let mut cmd = Command::new(bin_path("viewer"));
+    cmd.args(["--listen", "127.0.0.1:0", "--stats-interval", "0"]);
+    x.env(&mut cmd);
+    let (viewer, addr) = start_viewer_cmd(cmd);
+    let agent = start_pattern_agent(addr, 2, "640x480", 15, &["--workers", "1"]);
+    wait_until(Duration::from_secs(60), || camera_window(x, 2))
+        .unwrap_or_else(|| panic!("no window for camera 2:\n{}", viewer.tail(20)));
+    let win = move_window(x, 2, (400, 0));
+    let shot = wait_for_bars(x, &win);
+    let counter = read_counter(&shot, &win).expect("camera 2's counter on screen");
+    (viewer, addr, agent, win, counter)
+}
+
+/// Camera 2's window is the same one and shows frames past `before`.
+fn camera_2_keeps_updating(x: &Xvfb, win: &XWindow, before: u32) -> u32 {
+    let still = camera_window(x, 2).expect("camera 2's window is still there");
+    assert_eq!(still.id, win.id, "camera 2 kept its window");
+    wait_until(Duration::from_secs(60), || {
+        let shot = x.screenshot();
+        check_bars(&shot, &still).ok()?;
+        read_counter(&shot, &still).filter(|&n| n > before)
+    })
+    .expect("camera 2's window keeps showing new frames")
+}
+
+/// No line after `mark` says camera 2 was dropped or disconnected.
+fn camera_2_never_dropped(viewer: &LoggedChild, mark: usize) {
+    let lines = viewer.lines();
+    let hurt = lines[mark..]
+        .iter()
+        .find(|l| l.contains("camera 2 ") && (l.contains("dropped") || l.contains("disconnected")));
+    assert!(hurt.is_none(), "camera 2 was dropped: {hurt:?}");
+}
+
+/// Issue 16: a client alternating two frame sizes made the poll thread
+/// create a new window, a new X connection, for every frame. The second
+/// size change within a second now drops that client, with its reason,
+/// while camera 2's window goes on updating.
+#[test]
+fn a_client_alternating_frame_sizes_is_dropped_and_other_windows_go_on() {
+    let x = Xvfb::start(1280, 1024);
+    let (mut viewer, addr, _agent, win2, before) = viewer_with_camera_2(&x);
+    let mark = viewer.line_count();
+
+    let client = SizeClient::start(addr, 5, &[(160, 120), (128, 96)]);
+    let sent = client.wait_closed().unwrap_or_else(|| {
+        panic!(
+            "the alternating client was not dropped:\n{}",
+            viewer.tail(20)
+        )
+    });
+    let line = viewer
+        .wait_for_line_after(mark, "frame size changed from", PATIENCE)
+        .expect("the viewer says why it dropped the client");
+    println!("after {sent} frames: {line}");
+    assert!(line.contains("camera 5 ("), "{line}");
+    assert!(line.contains("within 1 s of the last change"), "{line}");
+    assert!(
+        line.contains("160x120 to 128x96") || line.contains("128x96 to 160x120"),
+        "{line}"
+    );
+    assert!(viewer.try_status().is_none(), "the viewer stopped");
+    let after = camera_2_keeps_updating(&x, &win2, before);
+    camera_2_never_dropped(&viewer, mark);
+    println!("camera 2 went on from frame {before} to {after}");
+}
+
+/// Issue 16: `display.show(..)?` ended the whole viewer when one camera's
+/// window could not be created. Here the X server refuses it for real: it
+/// allows 64 clients (`-maxclients 64`) and the test holds every free slot.
+/// The new camera is dropped with a line naming it, the viewer keeps
+/// running, camera 2's window keeps updating, and once slots are free again
+/// a camera gets its window.
+#[test]
+fn a_window_the_x_server_refuses_costs_that_camera_only() {
+    let x = Xvfb::start_with(1280, 1024, &["-maxclients", "64"]);
+    let (mut viewer, addr, _agent, win2, before) = viewer_with_camera_2(&x);
+    let mark = viewer.line_count();
+
+    let mut held = Vec::new();
+    let refusal = loop {
+        match x.hold_client() {
+            Ok(stream) => held.push(stream),
+            Err(e) => break e,
+        }
+        assert!(held.len() < 4096, "the X server never refused a client");
+    };
+    println!(
+        "holding {} X clients; the next was refused: {refusal}",
+        held.len()
+    );
+
+    let client = SizeClient::start(addr, 6, &[(160, 120)]);
+    let closed = client.wait_closed();
+    let line = viewer
+        .wait_for_line_after(mark, "cannot open its window", PATIENCE)
+        .unwrap_or_else(|| panic!("no window failure logged:\n{}", viewer.tail(20)));
+    println!("{line}");
+    assert!(line.contains("camera 6 ("), "{line}");
+    assert!(line.contains("XOpenDisplay failed"), "{line}");
+    assert!(closed.is_some(), "camera 6's connection was not closed");
+    assert!(
+        viewer.try_status().is_none(),
+        "the viewer stopped:\n{}",
+        viewer.tail(20)
+    );
+
+    // Screenshots and xwininfo are X clients too: free the slots first.
+    drop(held);
+    let after = camera_2_keeps_updating(&x, &win2, before);
+    camera_2_never_dropped(&viewer, mark);
+    println!("camera 2 went on from frame {before} to {after}");
+
+    // With room again, a camera gets its window.
+    let again = SizeClient::start(addr, 6, &[(160, 120)]);
+    wait_until(Duration::from_secs(60), || camera_window(&x, 6))
+        .unwrap_or_else(|| panic!("camera 6 never got a window:\n{}", viewer.tail(20)));
+    again.stop.store(true, Ordering::Relaxed);
+    let _ = again.handle.join();
 }
