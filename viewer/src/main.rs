@@ -28,15 +28,18 @@
 //! - [`decode`]: worker threads that gunzip, decode the BMP and record;
 //!   only the newest frame of a camera is decoded.
 //! - [`record`]: `--record DIR` files.
-//! - [`display`]: minifb windows, all on the poll thread.
+//! - [`display`]: minifb windows, all on the poll thread; a window that
+//!   fails, or whose frame size churns, costs its camera only.
 //! - [`peer_log`]: refusal and disconnect log lines, one per peer per
 //!   window and then a count, in a bounded table.
 //! - [`allow`]: `--allow CIDR` matching.
 //!
 //! Guarantees: every byte from the network is untrusted. A broken, slow or
 //! hostile client is dropped with a log line naming its peer, camera id and
-//! reason, and never blocks the loop or the other cameras. Memory is bounded
-//! by the limits (`--max-clients`, `--max-frame-bytes`, `--max-bmp-bytes`).
+//! reason (rate-limited per peer), and never blocks the loop or the other
+//! cameras; a client silent for `--idle-timeout` is dropped too. Memory is
+//! bounded by the limits (`--max-clients`, `--max-frame-bytes`,
+//! `--max-bmp-bytes`).
 //! SIGINT and SIGTERM close everything, flush recordings and exit 0.
 //!
 //! Exit status: 0 after SIGINT, SIGTERM or Esc; 1 on a failure, whose cause

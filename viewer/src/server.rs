@@ -13,12 +13,13 @@
 //! the end of a log line window and the window event pump.
 //!
 //! With windows, it also waits for the X server: every window call is
-//! synchronous Xlib (see `display`'s doc). Creating a window costs several
-//! round trips, each draw and each event pump (every window, at least every
-//! [`display::EVENT_INTERVAL`]) at least one, so a turn of the loop waits
-//! about (windows + 1) X round trips: microseconds with a local X server,
-//! without bound if the X server stops answering. Bounding that needs the
-//! windows on a display thread of their own; not built yet.
+//! synchronous Xlib (see `display`'s doc). Creating a window (first frame,
+//! or a size change, at most one a second per camera) costs several round
+//! trips; each draw and each event pump (every window, at least every
+//! [`display::EVENT_INTERVAL`]) costs at least one. Each waits for the X
+//! server's reply: microseconds with a local X server, without bound if it
+//! stops answering. Bounding that needs the windows on a display thread of
+//! their own; not built yet.
 //!
 //! The server owns the connections and asks them: each [`Conn`] keeps its
 //! state behind methods. Whatever ends a connection (the connection's own
