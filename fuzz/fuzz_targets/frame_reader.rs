@@ -1,6 +1,8 @@
 //! Fuzzes `proto::wire::FrameReader`: the stream is fed whole, then in
-//! chunks split at fuzzer-chosen points (image-png's `buf_independent`), and
-//! both results must equal an independent reading of the same bytes.
+//! chunks split at fuzzer-chosen points (image-png's `buf_independent`), then
+//! read the viewer's way (bodies in place through `body_tail`/`commit`, each
+//! frame's body recycled into the reader), and all three results must equal
+//! an independent reading of the same bytes.
 //!
 //! Input layout:
 //! - byte 0: bits 0-1 pick the body-length limit, bits 2-5 give `n`, the
@@ -94,6 +96,41 @@ fn chunked(stream: &[u8], limit: u32, lens: &[u8]) -> Outcome {
     finish(&reader, out)
 }
 
+/// The viewer's way: headers (and whatever a chunk holds past a body) through
+/// `feed`, bodies in place through `body_tail` and `commit`, each frame's
+/// body offered back with `recycle`.
+fn in_place(stream: &[u8], limit: u32, lens: &[u8]) -> Outcome {
+    let mut reader = FrameReader::new(limit);
+    let mut out = Outcome::default();
+    let mut rest = stream;
+    let mut lens = lens.iter().copied().cycle();
+    while !rest.is_empty() {
+        let len = usize::from(lens.next().unwrap_or(1)).max(1);
+        if let Some(tail) = reader.body_tail() {
+            assert!(
+                !tail.is_empty(),
+                "an empty tail would spin the viewer's loop"
+            );
+            let n = tail.len().min(len).min(rest.len());
+            tail[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            out.frames.extend(reader.commit(n));
+        } else {
+            let (chunk, tail) = rest.split_at(len.min(rest.len()));
+            rest = tail;
+            if !feed_chunk(&mut reader, chunk, &mut out) {
+                break;
+            }
+        }
+        if reader.wants_buffer() {
+            if let Some(last) = out.frames.last() {
+                let _ = reader.recycle(last.body.clone());
+            }
+        }
+    }
+    finish(&reader, out)
+}
+
 /// The protocol read straight from its definition, without the reader.
 fn oracle(stream: &[u8], limit: u32) -> Outcome {
     let mut out = Outcome::default();
@@ -140,6 +177,11 @@ fuzz_target!(|data: &[u8]| {
     let expected = oracle(stream, limit);
     assert_eq!(whole(stream, limit), expected, "whole stream");
     assert_eq!(chunked(stream, limit, lens), expected, "chunks {lens:?}");
+    assert_eq!(
+        in_place(stream, limit, lens),
+        expected,
+        "in place, chunks {lens:?}"
+    );
 
     // Encoding the frames read gives back the bytes they were read from.
     let mut encoded = Vec::new();

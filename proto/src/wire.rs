@@ -167,14 +167,28 @@ pub struct Frame {
     pub body: Vec<u8>,
 }
 
+/// A fresh body buffer grows to at least this much past the bytes received
+/// when a caller asks for room to read into ([`FrameReader::body_tail`]):
+/// one socket read's worth, so a peer that announces a large body and sends
+/// one byte costs at most this.
+pub const BODY_READ_ROOM: usize = 64 << 10;
+
 /// An incremental frame reader: feed it bytes as they arrive, in chunks of any
 /// size, and it yields complete frames. It does no I/O.
 ///
+/// Two ways in, freely mixed: [`FrameReader::feed`] copies from a slice the
+/// caller read into; once a header is in, [`FrameReader::body_tail`] lends
+/// the body's unfilled room, the caller reads into it and
+/// [`FrameReader::commit`]s what it read, so a body is read in place.
+///
 /// The header is checked the moment its 5 bytes exist, so a hostile length is
-/// refused before any body byte is buffered. The body buffer grows with the
-/// bytes actually received (never more than twice them, and never past the
+/// refused before any body byte is buffered. A fresh body buffer grows with
+/// the bytes actually received (to at most twice them, or [`BODY_READ_ROOM`]
+/// past them when the caller asks for room to read into, and never past the
 /// announced length), so a peer that announces 32 MiB and sends nothing costs
-/// nothing.
+/// nothing. A buffer handed back with [`FrameReader::recycle`] keeps its
+/// capacity, so a stream of frames reuses one allocation instead of growing
+/// a new one per frame.
 #[derive(Debug)]
 pub struct FrameReader {
     max_body_len: u32,
@@ -182,7 +196,11 @@ pub struct FrameReader {
     header_filled: usize,
     /// The checked header of the frame being read, once all 5 bytes are in.
     current: Option<Header>,
+    /// `body[..body_filled]` is the current frame's body so far; the rest of
+    /// `body` is initialized room (zeros, or a recycled frame's old bytes)
+    /// that reads may land in.
     body: Vec<u8>,
+    body_filled: usize,
 }
 
 impl FrameReader {
@@ -195,6 +213,7 @@ impl FrameReader {
             header_filled: 0,
             current: None,
             body: Vec::new(),
+            body_filled: 0,
         }
     }
 
@@ -219,30 +238,81 @@ impl FrameReader {
             header.check(self.max_body_len)?;
             self.current = Some(header);
         }
-        let Some(header) = self.current else {
-            return Ok((used, None));
-        };
-        let body_len = header.body_len as usize;
         let rest = &input[used..];
-        let take = (body_len - self.body.len()).min(rest.len());
-        let want = self.body.len() + take;
-        if want > self.body.capacity() {
-            // Grow geometrically for speed, but never past the announced length.
-            let new_cap = want.max((self.body.capacity() * 2).min(body_len));
-            self.body.reserve_exact(new_cap - self.body.len());
-        }
-        self.body.extend_from_slice(&rest[..take]);
+        let take = self.body_remaining_len().min(rest.len());
+        let filled = self.body_filled;
+        self.make_room(filled + take);
+        self.body[filled..filled + take].copy_from_slice(&rest[..take]);
         used += take;
-        if self.body.len() < body_len {
-            return Ok((used, None));
+        Ok((used, self.commit(take)))
+    }
+
+    /// The unfilled room of the current frame's body, for the caller to read
+    /// into and then [`commit`](FrameReader::commit); `None` until a header
+    /// is complete. Never empty: a buffer without room grows by at most
+    /// [`BODY_READ_ROOM`] or the bytes received so far, whichever is more,
+    /// and never past the announced length.
+    pub fn body_tail(&mut self) -> Option<&mut [u8]> {
+        let body_len = self.current?.body_len as usize;
+        let filled = self.body_filled;
+        if self.body.len() == filled {
+            self.make_room(filled + (body_len - filled).min(BODY_READ_ROOM));
+        }
+        let end = self.body.len().min(body_len);
+        Some(&mut self.body[filled..end])
+    }
+
+    /// Takes `n` bytes just written at the start of
+    /// [`body_tail`](FrameReader::body_tail) as received, and returns the
+    /// frame they complete, if any.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is larger than the tail last lent (a bug in the caller, never
+    /// the input's doing).
+    pub fn commit(&mut self, n: usize) -> Option<Frame> {
+        let header = self.current?;
+        let body_len = header.body_len as usize;
+        let room = self.body.len().min(body_len) - self.body_filled;
+        assert!(n <= room, "committed {n} bytes into {room} bytes of room");
+        self.body_filled += n;
+        if self.body_filled < body_len {
+            return None;
         }
         self.current = None;
         self.header_filled = 0;
-        let frame = Frame {
+        self.body_filled = 0;
+        let mut body = std::mem::take(&mut self.body);
+        body.truncate(body_len);
+        Some(Frame {
             camera_id: header.camera_id,
-            body: std::mem::take(&mut self.body),
-        };
-        Ok((used, Some(frame)))
+            body,
+        })
+    }
+
+    /// Offers a used body buffer (a [`Frame::body`] whose frame is done
+    /// with) for the reader to read the next body into. The reader keeps
+    /// the larger of it and its own buffer while it holds no body bytes, and
+    /// gives back the other one if that has any capacity.
+    pub fn recycle(&mut self, body: Vec<u8>) -> Option<Vec<u8>> {
+        if self.body_filled > 0 || body.capacity() <= self.body.capacity() {
+            return Some(body);
+        }
+        let old = std::mem::replace(&mut self.body, body);
+        (old.capacity() > 0).then_some(old)
+    }
+
+    /// True when the reader has no body buffer of its own (it handed the
+    /// last one out with a frame): the moment to [`recycle`](FrameReader::recycle) one.
+    pub fn wants_buffer(&self) -> bool {
+        self.body.capacity() == 0
+    }
+
+    /// Body bytes of the current frame still to come; 0 until a header is
+    /// complete.
+    pub fn body_remaining_len(&self) -> usize {
+        self.current
+            .map_or(0, |h| h.body_len as usize - self.body_filled)
     }
 
     /// True when part of a frame has been received but not all of it: an EOF
@@ -258,7 +328,21 @@ impl FrameReader {
 
     /// Bytes of the current frame received so far (header included).
     pub fn buffered_len(&self) -> usize {
-        self.header_filled + self.body.len()
+        self.header_filled + self.body_filled
+    }
+
+    /// Makes `body[..want]` initialized room. A buffer that must grow grows
+    /// to `want`, or to twice the bytes received if that is more, never past
+    /// the announced length (`want` never is: callers ask for bytes in hand,
+    /// or [`BODY_READ_ROOM`] at most).
+    fn make_room(&mut self, want: usize) {
+        if want <= self.body.len() {
+            return;
+        }
+        let body_len = self.current.map_or(0, |h| h.body_len as usize);
+        let new_len = want.max((2 * self.body_filled).min(body_len));
+        self.body.reserve_exact(new_len - self.body.len());
+        self.body.resize(new_len, 0);
     }
 }
 
@@ -376,6 +460,113 @@ mod tests {
         r.feed(&header).unwrap();
         r.feed(&[0; 10]).unwrap();
         assert!(r.body.capacity() < 1024, "capacity {}", r.body.capacity());
+    }
+
+    /// Reads `stream` the way the viewer does: bodies in place through
+    /// `body_tail`/`commit` in chunks of at most `chunk` bytes, everything
+    /// else through `feed`, recycling each frame's body into the reader.
+    fn read_in_place(stream: &[u8], chunk: usize) -> Vec<Frame> {
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut rest = stream;
+        while !rest.is_empty() {
+            if let Some(tail) = r.body_tail() {
+                let n = tail.len().min(chunk).min(rest.len());
+                tail[..n].copy_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                frames.extend(r.commit(n));
+            } else {
+                let n = chunk.min(rest.len());
+                let (used, frame) = r.feed(&rest[..n]).unwrap();
+                rest = &rest[used..];
+                frames.extend(frame);
+            }
+            if r.wants_buffer() {
+                if let Some(last) = frames.last() {
+                    r.recycle(last.body.clone());
+                }
+            }
+        }
+        assert!(!r.is_mid_frame());
+        frames
+    }
+
+    #[test]
+    fn reading_in_place_gives_the_frames_feed_gives() {
+        let mut stream = Vec::new();
+        for (id, len) in [(1u8, 3usize), (2, 200_000), (3, 1), (4, 70_000), (5, 9)] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ id).collect();
+            encode_frame(id, &body, &mut stream).unwrap();
+        }
+        let mut expected = Vec::new();
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            let (used, frame) = r.feed(rest).unwrap();
+            rest = &rest[used..];
+            expected.extend(frame);
+        }
+        assert_eq!(expected.len(), 5);
+        for chunk in [1, 2, 5, 7, 4096, 1 << 20] {
+            assert_eq!(read_in_place(&stream, chunk), expected, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn body_tail_does_not_preallocate_the_announced_length() {
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        assert!(r.body_tail().is_none(), "no room before a header");
+        let mut header = [0u8; HEADER_LEN];
+        Header {
+            camera_id: 1,
+            body_len: MAX_BODY_LEN,
+        }
+        .write(&mut header);
+        r.feed(&header).unwrap();
+        assert_eq!(r.body_tail().unwrap().len(), BODY_READ_ROOM);
+        assert!(r.body.capacity() <= BODY_READ_ROOM);
+        // Room grows with what arrives: twice the bytes received at most.
+        assert_eq!(r.commit(BODY_READ_ROOM), None);
+        assert_eq!(r.body_tail().unwrap().len(), BODY_READ_ROOM);
+        assert!(r.body.capacity() <= 2 * BODY_READ_ROOM);
+        assert_eq!(r.buffered_len(), HEADER_LEN + BODY_READ_ROOM);
+        // Never past the announced length.
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        r.feed(&[1, 0, 0, 0, 10]).unwrap();
+        assert_eq!(r.body_tail().unwrap().len(), 10);
+        assert_eq!(r.body_remaining_len(), 10);
+    }
+
+    #[test]
+    fn a_recycled_buffer_is_read_into_without_growing() {
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        let spare = Vec::with_capacity(4096);
+        let ptr = spare.as_ptr();
+        assert!(r.wants_buffer());
+        assert_eq!(r.recycle(spare), None);
+        assert!(!r.wants_buffer());
+        // A smaller one is handed back; so is any while a body is half in.
+        assert_eq!(r.recycle(Vec::with_capacity(16)).unwrap().capacity(), 16);
+        r.feed(&[3, 0, 0, 0x0b, 0xb8]).unwrap(); // 3000 bytes
+        let tail = r.body_tail().unwrap();
+        assert_eq!(tail.len(), 3000, "the whole body in one read");
+        tail[..2].copy_from_slice(b"hi");
+        assert_eq!(r.commit(2), None);
+        let bigger = r.recycle(Vec::with_capacity(1 << 20)).unwrap();
+        assert_eq!(bigger.capacity(), 1 << 20, "refused mid-body");
+        let frame = r.commit(2998).unwrap();
+        assert_eq!((frame.body.len(), &frame.body[..2]), (3000, &b"hi"[..]));
+        assert_eq!(frame.body.as_ptr(), ptr, "the same allocation");
+        assert!(r.wants_buffer());
+    }
+
+    #[test]
+    #[should_panic(expected = "committed 11 bytes into 10 bytes of room")]
+    fn committing_more_than_the_tail_is_a_caller_bug() {
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        r.feed(&[1, 0, 0, 0, 10]).unwrap();
+        let _ = r.body_tail();
+        r.commit(11);
     }
 
     #[test]
