@@ -90,14 +90,22 @@ pub struct Decoded {
 pub struct Done {
     pub conn: ConnId,
     pub outcome: Result<Decoded, DecodeError>,
+    /// The frame's body, done with: a buffer for the next frame to be read
+    /// into.
+    pub body: Vec<u8>,
 }
 
-/// What [`Decoders::submit`] did with a frame.
+/// What [`Decoders::submit`] did with a frame. The variants that did not
+/// keep it hand its body back, a buffer to read another frame into.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Submitted {
     Queued,
-    /// It replaced an older frame that had not been decoded yet.
-    ReplacedStale,
+    /// It replaced an older frame that had not been decoded yet; this is
+    /// that frame's body.
+    ReplacedStale(Vec<u8>),
+    /// The connection is closed or failed: nothing of it is decoded any
+    /// more; this is the frame's body.
+    Discarded(Vec<u8>),
 }
 
 struct Job {
@@ -237,10 +245,10 @@ impl Decoders {
         let recording = self.queue.config.record_dir.is_some();
         let mut state = self.queue.lock();
         let Some(slot) = state.slots.get_mut(&conn) else {
-            return Submitted::Queued;
+            return Submitted::Discarded(frame.body);
         };
         if slot.closed || slot.failed {
-            return Submitted::Queued;
+            return Submitted::Discarded(frame.body);
         }
         let job = Job {
             seq,
@@ -249,8 +257,8 @@ impl Decoders {
         };
         if !recording {
             if let Some(stale) = slot.waiting.front_mut() {
-                *stale = job;
-                return Submitted::ReplacedStale;
+                let stale = std::mem::replace(stale, job);
+                return Submitted::ReplacedStale(stale.frame.body);
             }
         }
         slot.waiting.push_back(job);
@@ -381,7 +389,12 @@ fn worker(queue: &Queue) {
                 }
             }
             if report {
-                state.done.push(Done { conn, outcome });
+                let body = job.frame.body;
+                state.done.push(Done {
+                    conn,
+                    outcome,
+                    body,
+                });
             }
             report
         };
@@ -484,7 +497,9 @@ mod tests {
             decoders.submit(ConnId(1), 2, frame(8, 8), Instant::now()),
         ];
         assert!(
-            submitted.contains(&Submitted::ReplacedStale),
+            submitted
+                .iter()
+                .any(|s| matches!(s, Submitted::ReplacedStale(_))),
             "{submitted:?}"
         );
         let done = collect(&decoders, |d| {

@@ -53,6 +53,13 @@ use proto::wire::CameraId;
 /// the cameras already streaming.
 const ACCEPTS_PER_WAKE: usize = 32;
 
+/// Bodies of frames done with, kept for connections to read the next
+/// frames into (the poll thread's only per-frame buffers). Few, because each
+/// may be as large as `--max-frame-bytes` (memory bound): every frame read
+/// takes one and every frame decoded or skipped gives one back, so a few
+/// cover the jitter between the two.
+const SPARE_BODIES: usize = 4;
+
 /// How long to stop accepting after running out of file descriptors, which
 /// would otherwise leave the listener readable and spin the loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -130,6 +137,7 @@ pub fn run(config: Config) -> Result<()> {
         ends: PeerLog::new(),
         frames: Vec::new(),
         done: Vec::new(),
+        spare_bodies: Vec::with_capacity(SPARE_BODIES),
     };
     let result = server.run_loop();
     server.shutdown();
@@ -155,6 +163,8 @@ struct Server {
     /// Reused buffers.
     frames: Vec<Received>,
     done: Vec<Done>,
+    /// At most [`SPARE_BODIES`] frame bodies, for connections to read into.
+    spare_bodies: Vec<Vec<u8>>,
 }
 
 /// Indices of the fixed entries in the poll set; clients follow.
@@ -414,10 +424,15 @@ impl Server {
         };
         let max_frames = self.decoders.room(id);
         self.frames.clear();
-        let result = conn.read_some(now, max_frames, &mut self.frames);
+        let result = conn.read_some(now, max_frames, &mut self.frames, &mut self.spare_bodies);
         for Received { seq, frame, at } in self.frames.drain(..) {
-            if self.decoders.submit(id, seq, frame, at) == Submitted::ReplacedStale {
-                conn.frame_skipped();
+            match self.decoders.submit(id, seq, frame, at) {
+                Submitted::Queued => {}
+                Submitted::ReplacedStale(body) => {
+                    conn.frame_skipped();
+                    spare_body(&mut self.spare_bodies, body);
+                }
+                Submitted::Discarded(body) => spare_body(&mut self.spare_bodies, body),
             }
         }
         match result {
@@ -430,7 +445,13 @@ impl Server {
     fn handle_done(&mut self, now: Instant) {
         self.decoders.take_done(&mut self.done);
         let mut done = std::mem::take(&mut self.done);
-        for Done { conn: id, outcome } in done.drain(..) {
+        for Done {
+            conn: id,
+            outcome,
+            body,
+        } in done.drain(..)
+        {
+            spare_body(&mut self.spare_bodies, body);
             let Some(conn) = self.conns.get_mut(&id) else {
                 if let Ok(decoded) = outcome {
                     if let Some(pixels) = decoded.pixels {
@@ -588,6 +609,14 @@ enum Reason {
     /// Its window could not be created or drawn, or its frame size changed
     /// too often.
     Window(ShowError),
+}
+
+/// Keeps a body done with for a connection to read into, if fewer than
+/// [`SPARE_BODIES`] are kept.
+fn spare_body(spares: &mut Vec<Vec<u8>>, body: Vec<u8>) {
+    if spares.len() < SPARE_BODIES && body.capacity() > 0 {
+        spares.push(body);
+    }
 }
 
 /// EMFILE and friends: accepting again at once would fail the same way.
