@@ -28,7 +28,11 @@ const MAX_DEFAULT_WORKERS: usize = 4;
     about,
     after_help = "\
 Stats: every --stats-interval seconds one line is logged, e.g.
-  camera 3: 29.8 fps captured, 29.8 sent, 0 dropped, 21.4 Mbit/s, ratio 1.24, encode p50 14 ms, latency p50 20 ms p99 31 ms
+  camera 3: 29.8 fps captured, 15.8 sent, 140 skipped before encoding, 0 after, 95.1 Mbit/s, ratio 1.23, encode p50 18 ms p99 27 ms, latency p50 104 ms p99 137 ms
+(frames per second captured and carried by the link; frames in the interval
+skipped before encoding and after; capture to on the wire latency). When the
+link carries fewer frames than the camera makes, one line says so, at most
+once a minute, and only frames the link can carry are encoded.
 
 Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more detail.
 

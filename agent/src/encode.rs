@@ -105,7 +105,8 @@ pub fn run(encoder: &mut Encoder, links: &Links) {
         let started = Instant::now();
         let mut wire = links.wire_pool.get_dirty();
         let result = encoder.encode(&frame, &mut wire);
-        links.stats.encoded(started.elapsed());
+        let encode_time = started.elapsed();
+        links.stats.encoded(encode_time);
         let captured = frame.captured;
         links.raw_pool.put(frame.data);
         match result {
@@ -116,10 +117,11 @@ pub fn run(encoder: &mut Encoder, links: &Links) {
                     bmp_len,
                     wire,
                     wire_len,
+                    encode_time,
                 };
                 if let Some(refused) = links.outbox.finish(encoded) {
                     links.wire_pool.put(refused.wire);
-                    links.stats.dropped(1);
+                    links.stats.skipped_after_encoding(1);
                 }
             }
             Err(e) => {
@@ -140,6 +142,6 @@ pub fn run(encoder: &mut Encoder, links: &Links) {
 
 /// Drops frame `seq` unencoded, freeing its outbox place.
 fn skip(links: &Links, seq: u64) {
-    links.stats.dropped(1);
+    links.stats.skipped_before_encoding(1);
     links.outbox.skip(seq);
 }

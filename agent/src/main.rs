@@ -5,8 +5,10 @@
 //! One thread per stage: capture (`source`) puts the newest frame in a
 //! one-slot `mailbox`; `--workers` encoders (`encode`) compress frames in
 //! parallel; the `outbox` releases them in capture order, never a frame
-//! older than one sent; the sender (`send`) writes each with one write and
-//! reconnects with backoff. `pipeline` owns every part, starts the threads
+//! older than one sent; the sender (`send`) waits until the link can take
+//! a frame, writes it with one write, and reconnects with backoff. On a link
+//! narrower than the camera, the sender's pace gates when the encoders start
+//! a frame, so only frames the link can carry are encoded. `pipeline` owns every part, starts the threads
 //! and logs the `stats` line every `--stats-interval`.
 //!
 //! # Module tree

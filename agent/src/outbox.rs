@@ -35,6 +35,20 @@
 //! the newest frame would give (the price of never discarding finished
 //! work).
 //!
+//! **Paced by the link.** When the link carries fewer frames than the
+//! camera makes, a place alone would let an encoder start the next frame
+//! the moment the sender takes one, so every frame would wait a whole
+//! transmit time, encoded, for the link. Instead, admission also waits for
+//! the frame's turn ([`Pace`]): the sender reports when it took the frame
+//! it is writing and how long the link took per frame (from taking a frame
+//! to the socket wanting more), the encoders how long an encode takes, and
+//! an encoder starts a frame only when it will be done about when the link
+//! can take it. Meanwhile the capture side keeps replacing the raw frame in
+//! the mailbox (free): frames the link cannot carry are never encoded, and
+//! the one that is, is the newest. `--fps` stays the upper bound: pacing
+//! only ever delays a start. On a free link (or while the sender waits for
+//! a frame) the turn has already come, and admission is places only.
+//!
 //! With a frame limit (`--frames N`), no frame is started beyond the N the
 //! sender still needs, so the last ones are not encoded just to be thrown
 //! away at exit.
@@ -63,6 +77,8 @@ pub struct Encoded {
     /// `wire_len` is left over from earlier frames.
     pub wire: Vec<u8>,
     pub wire_len: usize,
+    /// How long its encode took, wall time, for [`Pace`].
+    pub encode_time: Duration,
 }
 
 impl Encoded {
@@ -87,6 +103,7 @@ struct State {
     sending: bool,
     /// Frames fully written, for the frame limit.
     written: u64,
+    pace: Pace,
 }
 
 impl State {
@@ -94,6 +111,60 @@ impl State {
     /// the one being written, those waiting, encoding or about to be taken.
     fn pending(&self) -> usize {
         usize::from(self.sending) + self.ready.len() + self.in_flight.len() + self.reserved
+    }
+}
+
+/// Weight of a new measurement in the link and encode time averages: the
+/// estimate follows a change of link rate within a few frames.
+const EWMA_WEIGHT: f64 = 0.25;
+
+/// An encode is started this much (at least [`MIN_MARGIN`]) before its turn
+/// by the estimate, for the encode that runs slower than average and for
+/// wake-up delays: a late frame idles the link, an early one only waits.
+const MARGIN_SHARE: f64 = 0.25;
+const MIN_MARGIN: Duration = Duration::from_millis(4);
+
+/// What admission knows of the link and the encoders: when a frame started
+/// now would be encoded, and when the link could take it.
+#[derive(Default)]
+struct Pace {
+    /// When the sender took the frame it is writing; None while it waits
+    /// for a frame (the link is idle: any frame is welcome at once).
+    writing_since: Option<Instant>,
+    /// Link time per frame: from the sender taking a frame to the socket
+    /// wanting the next one (average).
+    link_time: Option<Duration>,
+    /// Wall time of one encode (average).
+    encode_time: Option<Duration>,
+}
+
+impl Pace {
+    /// When to start encoding a frame that has `ahead` frames before it
+    /// (waiting, encoding or reserved), at `now`: its turn on the link,
+    /// minus an encode and a margin. None: at once.
+    ///
+    /// The link is free for the first frame ahead when the one being written
+    /// is through (or now, if the sender waits for a frame: that frame goes
+    /// the moment it is encoded); each frame ahead takes one link time.
+    fn start_at(&self, ahead: usize, now: Instant) -> Option<Instant> {
+        let link = self.link_time?;
+        let free = match self.writing_since {
+            Some(since) => since.checked_add(link)?,
+            None if ahead == 0 => return None,
+            None => now,
+        };
+        let encode = self.encode_time.unwrap_or_default();
+        let margin = encode.mul_f64(MARGIN_SHARE).max(MIN_MARGIN);
+        let turn = free.checked_add(link.checked_mul(u32::try_from(ahead).ok()?)?)?;
+        turn.checked_sub(encode + margin)
+    }
+}
+
+/// The average of `old` and `new`, `new` weighing [`EWMA_WEIGHT`].
+fn average(old: Option<Duration>, new: Duration) -> Duration {
+    match old {
+        Some(old) => old.mul_f64(1.0 - EWMA_WEIGHT) + new.mul_f64(EWMA_WEIGHT),
+        None => new,
     }
 }
 
@@ -120,18 +191,38 @@ impl Outbox {
     /// returns false once a stop is requested. The caller then takes a frame
     /// and [`claim`](Outbox::claim)s it, or gives the place back with
     /// [`unreserve`](Outbox::unreserve).
+    ///
+    /// A place is taken only once it is the frame's turn by the link's pace
+    /// (see the module doc): the caller then takes the newest raw frame.
     pub fn wait_for_room(&self, stop: &Stop) -> bool {
         let mut state = self.state.lock();
         loop {
             if stop.is_requested() {
                 return false;
             }
+            let mut wait = WAIT_SLICE;
             if self.has_room(&state) {
-                state.reserved += 1;
-                return true;
+                let now = Instant::now();
+                match self.start_at(&state, now) {
+                    Some(at) if at > now => wait = wait.min(at - now),
+                    _ => {
+                        state.reserved += 1;
+                        return true;
+                    }
+                }
             }
-            state = self.state.wait(state, WAIT_SLICE);
+            state = self.state.wait(state, wait);
         }
+    }
+
+    /// When a frame admitted now should start encoding, if not at once:
+    /// only while connected, behind the frames already in the pipeline.
+    fn start_at(&self, state: &State, now: Instant) -> Option<Instant> {
+        if !state.connected {
+            return None;
+        }
+        let ahead = state.ready.len() + state.in_flight.len() + state.reserved;
+        state.pace.start_at(ahead, now)
     }
 
     /// True if one more frame fits: a free place, and (with a frame limit)
@@ -188,6 +279,10 @@ impl Outbox {
     /// counts it dropped.
     #[must_use = "a refused frame is a dropped frame: recycle its buffer and count it"]
     pub fn finish(&self, encoded: Encoded) -> Option<Encoded> {
+        {
+            let mut state = self.state.lock();
+            state.pace.encode_time = Some(average(state.pace.encode_time, encoded.encode_time));
+        }
         self.done(encoded.seq, Some(encoded))
     }
 
@@ -215,9 +310,14 @@ impl Outbox {
         refused
     }
 
-    /// The sender connected: frames are worth encoding again.
+    /// The sender connected: frames are worth encoding again. A new
+    /// connection's link is measured anew.
     pub fn on_connect(&self) {
-        self.state.lock().connected = true;
+        let mut state = self.state.lock();
+        state.connected = true;
+        state.pace.writing_since = None;
+        state.pace.link_time = None;
+        drop(state);
         self.state.notify_all();
     }
 
@@ -241,28 +341,65 @@ impl Outbox {
     /// Waits for the next frame to send, or returns None once a stop is
     /// requested. Call [`written`](Outbox::written) once it is sent.
     pub fn next(&self, stop: &Stop) -> Option<Encoded> {
+        self.take(stop, None).map(|(e, _)| e)
+    }
+
+    /// Like [`next`](Outbox::next), for a link that had to be waited for:
+    /// the newest frame that may go (none older is still encoding) is taken,
+    /// and the older ready ones, stale now, go back to `pool`; their number
+    /// is returned for the caller to count.
+    pub fn next_newest(&self, stop: &Stop, pool: &BufferPool) -> Option<(Encoded, usize)> {
+        self.take(stop, Some(pool))
+    }
+
+    fn take(&self, stop: &Stop, stale_to: Option<&BufferPool>) -> Option<(Encoded, usize)> {
         let mut state = self.state.lock();
         state.sending = false;
+        // The link is idle until a frame comes: the next one is due now.
+        state.pace.writing_since = None;
+        self.state.notify_all();
         loop {
             if stop.is_requested() {
                 return None;
             }
             let oldest_in_flight = state.in_flight.iter().min().copied();
-            // The oldest ready frame goes first, unless an older one is
-            // still being encoded.
-            if let Some(first) = state.ready.first() {
-                if oldest_in_flight.map_or(true, |f| first.seq < f) {
-                    let e = state.ready.remove(0);
-                    state.last_sent = Some(e.seq);
-                    state.sending = true;
-                    drop(state);
-                    // Its place is free: an encoder may start the next frame.
-                    self.state.notify_all();
-                    return Some(e);
-                }
+            // Frames older than every one still encoding may go, oldest
+            // first (or only the newest of them); the rest wait, so none
+            // leaves after a newer one.
+            let may_go = state
+                .ready
+                .partition_point(|r| oldest_in_flight.map_or(true, |f| r.seq < f));
+            if may_go > 0 {
+                let stale = match stale_to {
+                    Some(pool) => {
+                        for e in state.ready.drain(..may_go - 1) {
+                            pool.put(e.wire);
+                        }
+                        may_go - 1
+                    }
+                    None => 0,
+                };
+                let e = state.ready.remove(0);
+                state.last_sent = Some(e.seq);
+                state.sending = true;
+                state.pace.writing_since = Some(Instant::now());
+                drop(state);
+                // Its place is free: an encoder may start the next frame.
+                self.state.notify_all();
+                return Some((e, stale));
             }
             state = self.state.wait(state, WAIT_SLICE);
         }
+    }
+
+    /// The link took `link_time` for the frame last taken, from
+    /// [`next`](Outbox::next) to the socket wanting more: the pace that
+    /// admission follows.
+    pub fn link_drained(&self, link_time: Duration) {
+        let mut state = self.state.lock();
+        state.pace.link_time = Some(average(state.pace.link_time, link_time));
+        drop(state);
+        self.state.notify_all();
     }
 
     /// The frame last returned by [`next`](Outbox::next) was fully written.
@@ -289,6 +426,7 @@ mod tests {
             bmp_len: 0,
             wire: vec![seq as u8],
             wire_len: 1,
+            encode_time: Duration::ZERO,
         }
     }
 
@@ -449,5 +587,83 @@ mod tests {
         assert!(outbox.state.lock().ready.is_empty());
         assert!(room(&outbox), "dropped frames give their places back");
         assert!(!outbox.wait_connected(&stop, Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn pace_starts_an_encode_so_it_is_done_at_the_links_turn() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let pace = Pace {
+            writing_since: Some(t0),
+            link_time: Some(ms(100)),
+            encode_time: Some(ms(20)),
+        };
+        // Turn at 100 ms, minus the encode, minus a margin of 5 ms (a quarter).
+        assert_eq!(pace.start_at(0, t0), Some(t0 + ms(75)));
+        // One frame ahead: the turn after its turn.
+        assert_eq!(pace.start_at(1, t0), Some(t0 + ms(175)));
+        // A sender waiting for a frame: at once, unless one is on its way
+        // (the one an encoder is late with): then one link time after it.
+        // Starting at once made that frame wait a whole link time, encoded.
+        let idle = Pace {
+            writing_since: None,
+            ..pace
+        };
+        assert_eq!(idle.start_at(0, t0), None);
+        assert_eq!(idle.start_at(1, t0), Some(t0 + ms(75)));
+        // Nothing measured yet: at once.
+        let fresh = Pace {
+            writing_since: Some(t0),
+            link_time: None,
+            encode_time: None,
+        };
+        assert_eq!(fresh.start_at(0, t0), None);
+    }
+
+    #[test]
+    fn slow_link_holds_the_next_encode_until_its_turn() {
+        let (outbox, stop) = setup(2, 0);
+        start(&outbox, &stop, 1);
+        let mut e = encoded(1);
+        e.encode_time = Duration::from_millis(10);
+        assert!(outbox.finish(e).is_none());
+        outbox.link_drained(Duration::from_millis(150));
+        let taken = Instant::now();
+        assert_eq!(next_seq(&outbox, &stop), Some(1));
+        // Its turn: 150 ms after the sender took frame 1, less 10 ms of
+        // encode and a 4 ms margin.
+        assert!(outbox.wait_for_room(&stop));
+        let waited = taken.elapsed();
+        assert!(
+            waited >= Duration::from_millis(130),
+            "admitted after {waited:?}"
+        );
+        outbox.unreserve();
+        // The sender waiting for a frame admits the next one at once.
+        outbox.on_disconnect(&BufferPool::default());
+        outbox.on_connect();
+        let before = Instant::now();
+        assert!(outbox.wait_for_room(&stop));
+        assert!(before.elapsed() < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn link_that_was_waited_for_gets_the_newest_sendable_frame() {
+        let (outbox, stop) = setup(4, 0);
+        let pool = BufferPool::default();
+        for seq in 1..=4 {
+            start(&outbox, &stop, seq);
+        }
+        assert!(finish(&outbox, 1));
+        assert!(finish(&outbox, 2));
+        assert!(finish(&outbox, 4));
+        // 3 is still encoding: 2 is the newest that may go; 1 is stale.
+        let (e, stale) = outbox.next_newest(&stop, &pool).unwrap();
+        assert_eq!((e.seq, stale), (2, 1));
+        assert!(finish(&outbox, 3));
+        let (e, stale) = outbox.next_newest(&stop, &pool).unwrap();
+        assert_eq!((e.seq, stale), (4, 1));
+        // The stale frames' buffers were recycled.
+        assert!(!pool.get_dirty().is_empty() && !pool.get_dirty().is_empty());
     }
 }

@@ -215,10 +215,12 @@ pub fn run(args: &Args) -> Result<()> {
     join_bounded(threads);
     let totals = parts.stats.totals();
     log::info!(
-        "stopped: {} frames captured, {} sent, {} dropped",
+        "stopped: {} frames captured, {} sent, {} dropped ({} skipped before encoding, {} after)",
         totals.captured,
         totals.sent,
-        totals.dropped
+        totals.skipped_before + totals.skipped_after,
+        totals.skipped_before,
+        totals.skipped_after
     );
     outcome
 }

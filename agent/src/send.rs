@@ -12,6 +12,19 @@
 //!   keepalive probes a connection with nothing to send (a stalled camera).
 //!   Small frames fill the socket buffer slowly, so a blocked write alone
 //!   could take minutes to notice.
+//! - **Almost nothing queues in the kernel.** `TCP_NOTSENT_LOWAT` =
+//!   [`NOTSENT_LOWAT`]: a write blocks while that many bytes are still
+//!   unsent, and the socket polls writable (POLLOUT) only below half of it.
+//!   The sender waits for POLLOUT before taking each frame, so the frame it
+//!   takes is the newest one at the moment the link can carry it, and the
+//!   kernel never holds more than the tail of one frame plus
+//!   `NOTSENT_LOWAT` (the default send buffer grew to hold 2.4 frames of a
+//!   100 Mbit/s link, 0.1 s of delay). The time from taking a frame to the
+//!   next POLLOUT is the link's time for it: the outbox paces encoding by it,
+//!   and it ends the frame's latency sample (capture to on the wire).
+//! - When the sender spends most of its time waiting for the link, not for
+//!   frames, the link limits the frame rate: said once ([`LinkWatch`]), and
+//!   again at most every [`LINK_REPORT_EVERY`].
 //! - While disconnected, frames are dropped, so memory stays flat.
 //! - The backoff is reset only by a connection that stayed up for
 //!   [`HEALTHY_AFTER`]: a viewer that accepts and then refuses us
@@ -25,17 +38,19 @@
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use log::Level;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{setsockopt, sockopt};
 use proto::stats::XorShift64;
 
 use crate::outbox::Outbox;
 use crate::pool::BufferPool;
 use crate::stats::Stats;
-use crate::sync::{lock, Stop};
+use crate::sync::{lock, Stop, WAIT_SLICE};
 
 /// First reconnect delay.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -66,6 +81,23 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// the first probe after `--send-timeout` of silence: with the defaults
 /// about 6 s after the last packet from the viewer.
 const KEEPALIVE_PROBES: u32 = 5;
+
+/// `TCP_NOTSENT_LOWAT`: unsent bytes above which a write blocks; POLLOUT
+/// comes below half of it. Half of it is the link's work left when the
+/// sender is woken to take the next frame: 32 KiB is 2.6 ms at 100 Mbit/s,
+/// 13 ms at 20 Mbit/s, ample for a wake-up. On a free link (loopback, a
+/// reading viewer) nothing stays unsent and this changes nothing.
+pub const NOTSENT_LOWAT: u32 = 64 * 1024;
+
+/// The sender is link-limited over a window when at least this share of its
+/// time went to waiting for the link (the rest to waiting for frames).
+const LINK_LIMITED_SHARE: f64 = 0.9;
+
+/// Window over which [`LinkWatch`] judges who limits the frame rate.
+const LINK_WINDOW: Duration = Duration::from_secs(2);
+
+/// A "the link limits the frame rate" line is logged at most this often.
+const LINK_REPORT_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Config<'a> {
     pub server: &'a str,
@@ -155,7 +187,7 @@ pub fn run(cfg: &Config, links: &Links) -> Finished {
         };
         let result = stream_frames(cfg, links, &stream, &mut sent, connected, &mut on_healthy);
         let dropped = links.outbox.on_disconnect(links.wire_pool);
-        links.stats.dropped(dropped as u64);
+        links.stats.skipped_after_encoding(dropped as u64);
         links.socket.set(None);
         drop(stream);
         match result {
@@ -182,6 +214,11 @@ pub fn run(cfg: &Config, links: &Links) -> Finished {
 }
 
 /// Sends frames until a stop, the frame limit or a broken connection (Err).
+///
+/// Each round: wait until the socket wants more (the frame before is all
+/// but [`NOTSENT_LOWAT`]` / 2` bytes on the wire: its latency sample, and
+/// the link's time for it), take the frame to send (the newest one, if the
+/// link made us wait), write it.
 fn stream_frames(
     cfg: &Config,
     links: &Links,
@@ -191,19 +228,72 @@ fn stream_frames(
     on_healthy: &mut dyn FnMut(),
 ) -> io::Result<Finished> {
     let mut healthy = false;
-    while let Some(frame) = links.outbox.next(links.stop) {
+    let mut watch = LinkWatch::new(connected);
+    // The frame last written: when it was captured and taken.
+    let mut on_the_way: Option<(Instant, Instant)> = None;
+    loop {
+        let polled = Instant::now();
+        let waited = wait_writable(stream, cfg.send_timeout, links.stop)?;
+        let writable = Instant::now();
+        if let Some((captured, taken)) = on_the_way.take() {
+            links.stats.on_wire(writable - captured);
+            links.outbox.link_drained(writable - taken);
+            log::trace!(
+                "on the wire {:?} after capture, link {:?}",
+                writable - captured,
+                writable - taken
+            );
+        }
+        let taken = if waited {
+            links
+                .outbox
+                .next_newest(links.stop, links.wire_pool)
+                .map(|(frame, stale)| {
+                    links.stats.skipped_after_encoding(stale as u64);
+                    frame
+                })
+        } else {
+            links.outbox.next(links.stop)
+        };
+        let Some(frame) = taken else {
+            return Ok(Finished::Stopped);
+        };
+        let took = Instant::now();
+        log::trace!(
+            "frame {} taken {:?} after capture, {:?} after POLLOUT (waited {waited})",
+            frame.seq,
+            took - frame.captured,
+            took - writable
+        );
         let result = write_frame(stream, frame.frame_bytes(), cfg.send_timeout);
+        let written = Instant::now();
         let wire_len = frame.frame_bytes().len();
+        let captured = frame.captured;
         links.wire_pool.put(frame.wire);
         if let Err(e) = result {
-            links.stats.dropped(1);
+            links.stats.skipped_after_encoding(1);
             return Err(e);
         }
         links.outbox.written();
+        on_the_way = Some((captured, took));
         let body_len = wire_len - proto::wire::HEADER_LEN;
-        links
-            .stats
-            .sent(wire_len, frame.bmp_len, body_len, frame.captured.elapsed());
+        links.stats.sent(wire_len, frame.bmp_len, body_len);
+        let link = (writable - polled) + (written - took);
+        if let Some(report) = watch.frame(written, link, took - writable, wire_len) {
+            log::log!(
+                if report.first_in_a_while {
+                    Level::Info
+                } else {
+                    Level::Debug
+                },
+                "the link to {} limits the frame rate: it carries {:.1} frames/s, \
+                 {:.1} Mbit/s of {:.0} KB frames; encoding only the frames it can carry",
+                cfg.server,
+                report.fps,
+                report.mbit_per_s,
+                report.frame_kb
+            );
+        }
         // Not at the first frame: a refusing viewer lets that one through.
         if !healthy && connected.elapsed() >= HEALTHY_AFTER {
             healthy = true;
@@ -215,7 +305,35 @@ fn stream_frames(
             return Ok(Finished::FrameLimit);
         }
     }
-    Ok(Finished::Stopped)
+}
+
+/// Waits until the socket wants more data (POLLOUT: fewer than half of
+/// [`NOTSENT_LOWAT`] bytes unsent), a stop is requested, or `timeout`
+/// passes (an error: the viewer stopped reading). Returns true if it had to
+/// wait, i.e. the link, not the frames, was what the sender waited for. An
+/// error or hang-up on the socket returns at once: the write reports it.
+fn wait_writable(stream: &TcpStream, timeout: Duration, stop: &Stop) -> io::Result<bool> {
+    let started = Instant::now();
+    let mut waited = false;
+    loop {
+        let slice = if waited { WAIT_SLICE } else { Duration::ZERO };
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLOUT)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(slice).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(n) if n > 0 => return Ok(waited),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if stop.is_requested() {
+            return Ok(waited);
+        }
+        if waited && started.elapsed() >= timeout {
+            return Err(blocked(timeout));
+        }
+        waited = true;
+    }
 }
 
 fn connect(server: &str, timeout: Duration) -> io::Result<TcpStream> {
@@ -252,7 +370,31 @@ fn configure(stream: &TcpStream, send_timeout: Duration) -> io::Result<()> {
         sockopt::TcpUserTimeout,
         &user_timeout_ms(send_timeout),
     )?;
-    Ok(())
+    set_notsent_lowat(stream, NOTSENT_LOWAT)
+}
+
+/// Sets `TCP_NOTSENT_LOWAT` (Linux 3.12+), which nix 0.30 has no sockopt
+/// for.
+fn set_notsent_lowat(stream: &TcpStream, bytes: u32) -> io::Result<()> {
+    use nix::libc::{c_int, c_void, socklen_t, IPPROTO_TCP, TCP_NOTSENT_LOWAT};
+    let value = c_int::try_from(bytes).unwrap_or(c_int::MAX);
+    // SAFETY: the fd is the open socket `stream` borrows for the whole call;
+    // the option value points at a live c_int, and its length says so; the
+    // kernel only reads it.
+    let rc = unsafe {
+        nix::libc::setsockopt(
+            stream.as_raw_fd(),
+            IPPROTO_TCP,
+            TCP_NOTSENT_LOWAT,
+            (&value as *const c_int).cast::<c_void>(),
+            std::mem::size_of::<c_int>() as socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn whole_secs(d: Duration) -> u32 {
@@ -309,6 +451,88 @@ fn unacknowledged(timeout: Duration) -> io::Error {
             timeout.as_secs_f64()
         ),
     )
+}
+
+/// Tells when the link, not the encoders or the camera, limits the frame
+/// rate: over each [`LINK_WINDOW`], the share of the sender's time spent
+/// waiting for the link (POLLOUT and writes) against waiting for frames.
+/// Pure, so its tests need no socket.
+struct LinkWatch {
+    window_start: Instant,
+    link: Duration,
+    idle: Duration,
+    frames: u32,
+    bytes: u64,
+    limited: bool,
+    last_report: Option<Instant>,
+}
+
+/// What a link-limited window carried, for the log line.
+#[derive(Debug, PartialEq)]
+struct LinkReport {
+    fps: f64,
+    mbit_per_s: f64,
+    frame_kb: f64,
+    /// No such line in the last [`LINK_REPORT_EVERY`]: log it at info.
+    first_in_a_while: bool,
+}
+
+impl LinkWatch {
+    fn new(now: Instant) -> LinkWatch {
+        LinkWatch {
+            window_start: now,
+            link: Duration::ZERO,
+            idle: Duration::ZERO,
+            frames: 0,
+            bytes: 0,
+            limited: false,
+            last_report: None,
+        }
+    }
+
+    /// A frame of `len` bytes was written at `now`, after `link` spent on
+    /// the link and `idle` waiting for it. At the end of a window that
+    /// turned the sender link-limited, returns what to report.
+    fn frame(
+        &mut self,
+        now: Instant,
+        link: Duration,
+        idle: Duration,
+        len: usize,
+    ) -> Option<LinkReport> {
+        self.link += link;
+        self.idle += idle;
+        self.frames += 1;
+        self.bytes += len as u64;
+        let span = now.saturating_duration_since(self.window_start);
+        if span < LINK_WINDOW {
+            return None;
+        }
+        let busy = (self.link + self.idle).as_secs_f64();
+        let limited = busy > 0.0 && self.link.as_secs_f64() >= LINK_LIMITED_SHARE * busy;
+        let secs = span.as_secs_f64();
+        let report = (limited && !self.limited).then(|| {
+            let first_in_a_while = self.last_report.map_or(true, |at| {
+                now.saturating_duration_since(at) >= LINK_REPORT_EVERY
+            });
+            if first_in_a_while {
+                self.last_report = Some(now);
+            }
+            LinkReport {
+                fps: f64::from(self.frames) / secs,
+                mbit_per_s: self.bytes as f64 * 8.0 / secs / 1e6,
+                frame_kb: self.bytes as f64 / f64::from(self.frames) / 1e3,
+                first_in_a_while,
+            }
+        });
+        *self = LinkWatch {
+            window_start: now,
+            limited,
+            last_report: self.last_report,
+            ..LinkWatch::new(now)
+        };
+        report
+    }
 }
 
 /// Decides how loudly to log each connection event, so that a run of the
@@ -468,6 +692,93 @@ mod tests {
         assert_eq!(getsockopt(&stream, sockopt::TcpUserTimeout).unwrap(), 2500);
         assert!(getsockopt(&stream, sockopt::TcpNoDelay).unwrap());
         assert_eq!(stream.write_timeout().unwrap(), Some(send_timeout));
+    }
+
+    #[test]
+    fn connected_socket_keeps_at_most_notsent_lowat_unsent() {
+        use nix::libc::{c_int, c_void, socklen_t, IPPROTO_TCP, TCP_NOTSENT_LOWAT};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = connect(
+            &listener.local_addr().unwrap().to_string(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let mut value: c_int = 0;
+        let mut len = std::mem::size_of::<c_int>() as socklen_t;
+        // SAFETY: value and len are live locals of the sizes given.
+        let rc = unsafe {
+            nix::libc::getsockopt(
+                stream.as_raw_fd(),
+                IPPROTO_TCP,
+                TCP_NOTSENT_LOWAT,
+                (&mut value as *mut c_int).cast::<c_void>(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(value as u32, NOTSENT_LOWAT);
+    }
+
+    /// A viewer that stops reading: the sender waits for the link, not for
+    /// ever, and not past --send-timeout.
+    #[test]
+    fn wait_writable_gives_up_after_the_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut stream = connect(
+            &listener.local_addr().unwrap().to_string(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let _peer = listener.accept().unwrap();
+        let stop = Stop::default();
+        assert!(!wait_writable(&stream, Duration::from_millis(300), &stop).unwrap());
+        stream.set_nonblocking(true).unwrap();
+        let chunk = vec![0u8; 1 << 16];
+        while stream.write(&chunk).is_ok() {}
+        let started = Instant::now();
+        let err = wait_writable(&stream, Duration::from_millis(300), &stop).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[test]
+    fn link_watch_reports_a_link_limited_window_once() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut watch = LinkWatch::new(t0);
+        // 16 frames/s of 780 KB, the sender waiting on the link 95% of the time.
+        let mut report = None;
+        for i in 1..=40u32 {
+            let r = watch.frame(t0 + ms(62) * i, ms(59), ms(3), 780_000);
+            report = report.or(r);
+        }
+        let report = report.expect("a link-limited window is reported");
+        assert!(report.first_in_a_while);
+        assert!((report.fps - 16.1).abs() < 0.5, "{report:?}");
+        assert!((report.mbit_per_s - 100.0).abs() < 5.0, "{report:?}");
+        // Still limited: nothing more.
+        for i in 41..=80u32 {
+            assert_eq!(watch.frame(t0 + ms(62) * i, ms(59), ms(3), 780_000), None);
+        }
+        // Free for a window, limited again within a minute: at debug.
+        let t1 = t0 + ms(62) * 80;
+        for i in 1..=100u32 {
+            let _ = watch.frame(t1 + ms(33) * i, ms(1), ms(32), 780_000);
+        }
+        let t2 = t1 + ms(3300);
+        let again = (1..=80u32).find_map(|i| watch.frame(t2 + ms(62) * i, ms(59), ms(3), 780_000));
+        assert_eq!(again.map(|r| r.first_in_a_while), Some(false));
+    }
+
+    /// A camera (or the encoders) slower than the link is not the link's fault.
+    #[test]
+    fn link_watch_is_quiet_when_the_sender_waits_for_frames() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut watch = LinkWatch::new(t0);
+        for i in 1..=200u32 {
+            assert_eq!(watch.frame(t0 + ms(33) * i, ms(2), ms(31), 780_000), None);
+        }
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! Counters and timing samples for the periodic stats line:
 //!
 //! ```text
-//! camera 3: 29.8 fps captured, 29.8 sent, 0 dropped, 21.4 Mbit/s, ratio 1.24, encode p50 14 ms, latency p50 20 ms p99 31 ms
+//! camera 3: 29.8 fps captured, 15.8 sent, 140 skipped before encoding, 0 after, 99.6 Mbit/s, ratio 1.20, encode p50 14 ms p99 17 ms, latency p50 80 ms p99 98 ms
 //! ```
 //!
 //! - `captured`: frames taken from the source per second;
-//! - `sent`: frames fully written to the viewer per second;
-//! - `dropped`: frames dropped in the interval (replaced by a newer one,
-//!   stale, short, or the viewer was away);
+//! - `sent`: frames the link carried (fully written to the viewer) per second;
+//! - `skipped before encoding`: frames in the interval that cost no encode
+//!   (replaced in the mailbox by a newer one while the encoders waited for
+//!   the link or the CPU, short or corrupt, or the viewer was away);
+//! - `after`: frames encoded but not sent (a newer one went first, or the
+//!   connection broke): CPU spent for nothing, near 0 in steady state;
 //! - `Mbit/s`: bytes written to the socket, headers included;
 //! - `ratio`: BMP bytes / gzip bytes of the frames sent;
-//! - `encode p50`: median YUYV→BGR→BMP→gzip time of one frame;
-//! - `latency p50/p99`: capture to fully written, per frame.
+//! - `encode p50/p99`: YUYV→BGR→BMP→gzip time of one frame;
+//! - `latency p50/p99`: capture to on the wire, per frame: until the
+//!   kernel has all of it but at most `send::NOTSENT_LOWAT / 2` bytes out
+//!   of the socket (on a free link, simply until it is written).
 //!
 //! **What p50 and p99 mean.** The durations of an interval go into a
 //! [`Reservoir`] of [`SAMPLES`]: all of them while they fit, then a uniform
@@ -38,7 +43,8 @@ const SAMPLES: usize = 4096;
 struct Counters {
     captured: AtomicU64,
     sent: AtomicU64,
-    dropped: AtomicU64,
+    skipped_before: AtomicU64,
+    skipped_after: AtomicU64,
     wire_bytes: AtomicU64,
     bmp_bytes: AtomicU64,
     body_bytes: AtomicU64,
@@ -57,7 +63,10 @@ pub struct Stats {
 pub struct Totals {
     pub captured: u64,
     pub sent: u64,
-    pub dropped: u64,
+    /// Frames skipped before encoding.
+    pub skipped_before: u64,
+    /// Frames encoded but not sent.
+    pub skipped_after: u64,
 }
 
 impl Stats {
@@ -75,8 +84,14 @@ impl Stats {
         add(&self.interval.captured, &self.total.captured, 1);
     }
 
-    pub fn dropped(&self, n: u64) {
-        add(&self.interval.dropped, &self.total.dropped, n);
+    /// `n` frames will not be sent and cost no encode.
+    pub fn skipped_before_encoding(&self, n: u64) {
+        add(&self.interval.skipped_before, &self.total.skipped_before, n);
+    }
+
+    /// `n` frames were encoded but will not be sent.
+    pub fn skipped_after_encoding(&self, n: u64) {
+        add(&self.interval.skipped_after, &self.total.skipped_after, n);
     }
 
     pub fn encoded(&self, took: Duration) {
@@ -84,9 +99,8 @@ impl Stats {
     }
 
     /// A frame of `wire_len` bytes (header included), whose BMP was
-    /// `bmp_len` bytes and gzip body `body_len` bytes, was fully written
-    /// `latency` after capture.
-    pub fn sent(&self, wire_len: usize, bmp_len: usize, body_len: usize, latency: Duration) {
+    /// `bmp_len` bytes and gzip body `body_len` bytes, was fully written.
+    pub fn sent(&self, wire_len: usize, bmp_len: usize, body_len: usize) {
         add(&self.interval.sent, &self.total.sent, 1);
         add(
             &self.interval.wire_bytes,
@@ -103,6 +117,10 @@ impl Stats {
             &self.total.body_bytes,
             body_len as u64,
         );
+    }
+
+    /// A frame was on the wire `latency` after its capture.
+    pub fn on_wire(&self, latency: Duration) {
         lock(&self.latency).push(latency);
     }
 
@@ -110,7 +128,8 @@ impl Stats {
         Totals {
             captured: self.total.captured.load(Ordering::Relaxed),
             sent: self.total.sent.load(Ordering::Relaxed),
-            dropped: self.total.dropped.load(Ordering::Relaxed),
+            skipped_before: self.total.skipped_before.load(Ordering::Relaxed),
+            skipped_after: self.total.skipped_after.load(Ordering::Relaxed),
         }
     }
 
@@ -121,7 +140,8 @@ impl Stats {
         let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
         let captured = take(&self.interval.captured);
         let sent = take(&self.interval.sent);
-        let dropped = take(&self.interval.dropped);
+        let skipped_before = take(&self.interval.skipped_before);
+        let skipped_after = take(&self.interval.skipped_after);
         let wire_bytes = take(&self.interval.wire_bytes);
         let bmp_bytes = take(&self.interval.bmp_bytes);
         let body_bytes = take(&self.interval.body_bytes);
@@ -131,18 +151,20 @@ impl Stats {
         } else {
             "-".into()
         };
-        let [encode_p50] = ms(lock(&self.encode).take_percentiles([50]));
+        let [encode_p50, encode_p99] = ms(lock(&self.encode).take_percentiles([50, 99]));
         let [latency_p50, latency_p99] = ms(lock(&self.latency).take_percentiles([50, 99]));
         format!(
-            "camera {}: {:.1} fps captured, {:.1} sent, {} dropped, {:.1} Mbit/s, ratio {}, \
-             encode p50 {}, latency p50 {} p99 {}",
+            "camera {}: {:.1} fps captured, {:.1} sent, {} skipped before encoding, {} after, \
+             {:.1} Mbit/s, ratio {}, encode p50 {} p99 {}, latency p50 {} p99 {}",
             self.camera_id,
             captured as f64 / secs,
             sent as f64 / secs,
-            dropped,
+            skipped_before,
+            skipped_after,
             wire_bytes as f64 * 8.0 / secs / 1e6,
             ratio,
             encode_p50,
+            encode_p99,
             latency_p50,
             latency_p99,
         )
@@ -174,22 +196,24 @@ mod tests {
         }
         for i in 0..10u64 {
             stats.encoded(Duration::from_millis(10 + i));
-            stats.sent(1005, 2000, 1000, Duration::from_millis(20));
+            stats.sent(1005, 2000, 1000);
+            stats.on_wire(Duration::from_millis(20));
         }
-        stats.dropped(20);
+        stats.skipped_before_encoding(19);
+        stats.skipped_after_encoding(1);
         let line = stats.line(Duration::from_secs(1));
         // Nearest-rank: p50 of the ten encode times 10..=19 ms is the 5th, 14 ms.
         assert_eq!(
             line,
-            "camera 3: 30.0 fps captured, 10.0 sent, 20 dropped, 0.1 Mbit/s, ratio 2.00, \
-             encode p50 14 ms, latency p50 20 ms p99 20 ms"
+            "camera 3: 30.0 fps captured, 10.0 sent, 19 skipped before encoding, 1 after, \
+             0.1 Mbit/s, ratio 2.00, encode p50 14 ms p99 19 ms, latency p50 20 ms p99 20 ms"
         );
         let line = stats.line(Duration::from_secs(1));
         assert!(
-            line.contains("0.0 fps captured, 0.0 sent, 0 dropped"),
+            line.contains("0.0 fps captured, 0.0 sent, 0 skipped before encoding, 0 after"),
             "{line}"
         );
-        assert!(line.contains("ratio -, encode p50 -"), "{line}");
+        assert!(line.contains("ratio -, encode p50 - p99 -"), "{line}");
         assert_eq!(stats.totals().sent, 10);
     }
 }

@@ -70,7 +70,7 @@ impl<'a> Capture<'a> {
         self.next_seq += 1;
         self.links.stats.captured();
         if let Some(replaced) = self.links.mailbox.put(frame) {
-            self.links.stats.dropped(1);
+            self.links.stats.skipped_before_encoding(1);
             self.links.raw_pool.put(replaced.data);
         }
     }
@@ -79,7 +79,7 @@ impl<'a> Capture<'a> {
     /// already superseded by a newer one).
     pub fn skip(&self) {
         self.links.stats.captured();
-        self.links.stats.dropped(1);
+        self.links.stats.skipped_before_encoding(1);
     }
 
     /// True once the agent is stopping: the source should return.
