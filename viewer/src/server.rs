@@ -54,11 +54,16 @@ use proto::wire::CameraId;
 const ACCEPTS_PER_WAKE: usize = 32;
 
 /// Bodies of frames done with, kept for connections to read the next
-/// frames into (the poll thread's only per-frame buffers). Few, because each
-/// may be as large as `--max-frame-bytes` (memory bound): every frame read
+/// frames into, so that reading a frame allocates nothing. Every frame read
 /// takes one and every frame decoded or skipped gives one back, so a few
-/// cover the jitter between the two.
-const SPARE_BODIES: usize = 4;
+/// cover the jitter between the two: at most [`SPARE_BODIES`] of them, and
+/// at most [`SPARE_BODY_LEN`] bytes of capacity in all, so the spares add a
+/// fixed 8 MiB to the memory bound whatever `--max-frame-bytes` is (a body
+/// larger than that is freed, not kept).
+const SPARE_BODIES: usize = 16;
+
+/// Most bytes of capacity the spare bodies hold together.
+const SPARE_BODY_LEN: usize = 8 << 20;
 
 /// How long to stop accepting after running out of file descriptors, which
 /// would otherwise leave the listener readable and spin the loop.
@@ -163,7 +168,7 @@ struct Server {
     /// Reused buffers.
     frames: Vec<Received>,
     done: Vec<Done>,
-    /// At most [`SPARE_BODIES`] frame bodies, for connections to read into.
+    /// Frame bodies for connections to read into ([`SPARE_BODY_LEN`]).
     spare_bodies: Vec<Vec<u8>>,
 }
 
@@ -611,10 +616,14 @@ enum Reason {
     Window(ShowError),
 }
 
-/// Keeps a body done with for a connection to read into, if fewer than
-/// [`SPARE_BODIES`] are kept.
+/// Keeps a body done with for a connection to read into, within
+/// [`SPARE_BODIES`] and [`SPARE_BODY_LEN`]; frees it otherwise.
 fn spare_body(spares: &mut Vec<Vec<u8>>, body: Vec<u8>) {
-    if spares.len() < SPARE_BODIES && body.capacity() > 0 {
+    let kept: usize = spares.iter().map(Vec::capacity).sum();
+    if spares.len() < SPARE_BODIES
+        && body.capacity() > 0
+        && kept + body.capacity() <= SPARE_BODY_LEN
+    {
         spares.push(body);
     }
 }
@@ -650,5 +659,29 @@ impl Refused {
             Refused::NotAllowed => "not in the --allow list".to_owned(),
             Refused::Full { .. } => format!("--max-clients {max_clients}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spare_bodies_stay_within_their_count_and_bytes() {
+        let mut spares = Vec::new();
+        for _ in 0..2 * SPARE_BODIES {
+            spare_body(&mut spares, Vec::with_capacity(1000));
+        }
+        assert_eq!(spares.len(), SPARE_BODIES);
+
+        let mut spares = Vec::new();
+        spare_body(&mut spares, Vec::with_capacity(SPARE_BODY_LEN + 1));
+        assert!(spares.is_empty(), "a body over the byte limit is freed");
+        for _ in 0..3 {
+            spare_body(&mut spares, Vec::with_capacity(3 << 20));
+        }
+        assert_eq!(spares.len(), 2, "8 MiB holds two 3 MiB bodies");
+        spare_body(&mut spares, Vec::new());
+        assert_eq!(spares.len(), 2, "an empty one is not worth keeping");
     }
 }
