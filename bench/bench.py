@@ -66,6 +66,29 @@ def proc_cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def thread_cpu_s(pid):
+    """{thread name: [user, system] CPU seconds} of a live process, threads of
+    one name summed (/proc/PID/task/TID/stat): the viewer's poll thread is
+    `viewer`, its decode workers `decode-N`."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        name = "decode" if name.startswith("decode-") else name
+        cpu = out.setdefault(name, [0.0, 0.0])
+        cpu[0] += int(fields[11]) / CLK_TCK
+        cpu[1] += int(fields[12]) / CLK_TCK
+    return out
+
+
 def proc_hwm_kib(pid):
     """Peak RSS (VmHWM) of a live process, in KiB."""
     try:
@@ -398,6 +421,17 @@ def camera_fps_from_viewer(stderr, seconds):
     return result
 
 
+def received_fps_from_viewer(stderr):
+    """Received fps per camera from the viewer's stats lines (median of the
+    steady intervals, as camera_fps_from_viewer)."""
+    per_cam = {}
+    for line in stderr.splitlines():
+        m = re.search(r"(camera \d+ \([^)]*\)): ([0-9.]+) fps received", line)
+        if m:
+            per_cam.setdefault(m.group(1), []).append(float(m.group(2)))
+    return {cam: statistics.median(v[1:-1] if len(v) >= 4 else v) for cam, v in per_cam.items()}
+
+
 def server_run(kind, py, n, fps, seconds, frame, tag, cfg):
     if kind == "py":
         server = Proc(f"pyserver-{tag}", [py, HERE / "ref_server.py", "--listen", "127.0.0.1:0"])
@@ -410,11 +444,13 @@ def server_run(kind, py, n, fps, seconds, frame, tag, cfg):
     # Wait until every client is connected (the generator connects all, then starts).
     time.sleep(0.2)
     cpu0 = proc_cpu_s(server.pid)
+    threads0 = thread_cpu_s(server.pid) if kind == "ours" else {}
     machine = Machine()
     t0 = time.monotonic()
     gres = gen.wait(seconds + 60)
     wall = time.monotonic() - t0
     cpu1 = proc_cpu_s(server.pid)
+    threads1 = thread_cpu_s(server.pid) if kind == "ours" else {}
     busy = machine.busy_cores()
     hwm = proc_hwm_kib(server.pid)
     # Let the server drain what the kernel still holds, as a viewer would.
@@ -444,6 +480,20 @@ def server_run(kind, py, n, fps, seconds, frame, tag, cfg):
     # CPU per delivered frame does not depend on how much CPU others left us.
     total = sum(delivered)
     cpu_per_frame = (cpu1 - cpu0) / (total * gsec) * 1e3 if server_cpu is not None and total > 0 else None
+    # Where the viewer's CPU goes: the poll thread per frame received (read
+    # path; it reads every frame), the decode workers per frame decoded.
+    split = None
+    if kind == "ours" and threads0 and threads1:
+        received = sum(received_fps_from_viewer(server.stderr()).values()) * gsec
+        def delta(name, i):
+            return threads1.get(name, [0, 0])[i] - threads0.get(name, [0, 0])[i]
+        if received > 0 and total > 0:
+            split = {
+                "received_fps": received / gsec,
+                "poll_user_us_per_received": delta("viewer", 0) / received * 1e6,
+                "poll_sys_us_per_received": delta("viewer", 1) / received * 1e6,
+                "decode_us_per_decoded": (delta("decode", 0) + delta("decode", 1)) / (total * gsec) * 1e6,
+            }
     return {
         "per_cam_min": min(delivered) if delivered else None,
         "per_cam_med": statistics.median(delivered) if delivered else None,
@@ -452,6 +502,7 @@ def server_run(kind, py, n, fps, seconds, frame, tag, cfg):
         "source": source,
         "server_cpu_cores": server_cpu,
         "server_cpu_ms_per_frame": cpu_per_frame,
+        "split": split,
         "server_rss_mib": (hwm or sres["maxrss_kib"]) / 1024,
         "gen_cpu_cores": gres["cpu_s"] / gres["wall_s"],
         "machine_busy_cores": busy,
@@ -711,6 +762,15 @@ def report(cfg, agent, viewer, stages, latency, load_before, load_after, elapsed
                               f"{fmt(pr, 2)}x", goal(pr and pr >= 3)))
                 goals.append((f"viewer CPU per decoded frame (unpaced, {n} cameras; all threads)",
                               f"{fmt(our_ms, 2)} ms vs {fmt(py_ms, 2)} ms", "(reported)"))
+                splits = [r["ours"]["split"] for r in rounds if r["ours"].get("split")]
+                if splits:
+                    def ms(key):
+                        return med([x[key] for x in splits])
+                    L.append(f"| {n} | unpaced | where the viewer's CPU goes | | received "
+                             f"{fmt(ms('received_fps'))} frames/s, decoded {fmt(med([r['ours']['total_fps'] for r in rounds]))} | "
+                             f"poll thread {fmt(ms('poll_user_us_per_received'), 0)} µs user + "
+                             f"{fmt(ms('poll_sys_us_per_received'), 0)} µs system per frame received; decode workers "
+                             f"{fmt(ms('decode_us_per_decoded'), 0)} µs per frame decoded | | | | | |")
             if fps:
                 rss = med([r["ours"]["server_rss_mib"] for r in rounds])
                 goals.append((f"viewer peak RSS, {n} cameras ≤ {10 + 4 * n} MiB", f"{fmt(rss)} MiB",
