@@ -9,7 +9,11 @@
 //! - With `--record`, every frame must reach the disk, so frames queue up to
 //!   [`RECORD_QUEUE_LEN`]; then [`Decoders::room`] is 0 and the server stops
 //!   reading that socket until a worker catches up (TCP flow control pushes
-//!   back on the agent, which drops frames at its end).
+//!   back on the agent, which drops frames at its end). A connection that
+//!   closes keeps its queued frames until they are written; while it does, it
+//!   is [`Decoders::draining`], and the server counts it toward
+//!   `--max-clients`, so closed and open connections together never hold
+//!   more than `--max-clients` queues.
 //!
 //! A connection is worked on by one worker at a time, so its frames are
 //! decoded and recorded in order. Workers reuse their buffers. Results come
@@ -286,6 +290,20 @@ impl Decoders {
         }
     }
 
+    /// Closed connections whose frames still wait to be decoded and
+    /// recorded (only with `--record`; otherwise a closed connection's
+    /// frames are dropped). The server counts them toward `--max-clients`,
+    /// so that a churn of connections cannot pile up frames: each one holds
+    /// up to [`RECORD_QUEUE_LEN`] frames until the workers get to it.
+    pub fn draining(&self) -> usize {
+        let state = self.queue.lock();
+        state
+            .slots
+            .values()
+            .filter(|slot| slot.closed && !slot.waiting.is_empty())
+            .count()
+    }
+
     /// Moves the finished results into `out`.
     pub fn take_done(&self, out: &mut Vec<Done>) {
         let mut state = self.queue.lock();
@@ -550,6 +568,53 @@ mod tests {
         let conn_dir = dir.join("cam4-127.0.0.1-9");
         assert_eq!(std::fs::read_dir(&conn_dir).unwrap().count(), 6);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 16: with --record, a closed connection kept its queued frames
+    /// while the server admitted new clients, so churn piled frames up
+    /// beyond what --max-clients bounds. `draining` lets the server count it.
+    #[test]
+    fn a_closed_connection_with_frames_to_record_is_draining_until_written() {
+        let dir = tempfile_dir("draining");
+        let decoders = Decoders::new(config(Some(dir.clone()))).unwrap();
+        decoders.open(ConnId(1), "127.0.0.1:9".parse().unwrap());
+        // A big frame keeps the only worker busy while two more queue.
+        for (seq, size) in [(0, 1500), (1, 8), (2, 8)] {
+            decoders.submit(ConnId(1), seq, frame(size, size), Instant::now());
+        }
+        assert_eq!(decoders.draining(), 0, "open connections are not draining");
+        decoders.close(ConnId(1));
+        assert_eq!(decoders.draining(), 1, "closed with frames still queued");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while decoders.draining() > 0 {
+            assert!(Instant::now() < deadline, "never drained");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        decoders.shutdown();
+        let written = std::fs::read_dir(dir.join("cam4-127.0.0.1-9"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            written, 3,
+            "every received frame of the recording was written"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // Without --record a closed connection's frames are dropped at once.
+        let decoders = Decoders::new(config(None)).unwrap();
+        decoders.open(ConnId(1), "127.0.0.1:9".parse().unwrap());
+        decoders.submit(ConnId(1), 0, frame(1500, 1500), Instant::now());
+        decoders.submit(ConnId(1), 1, frame(8, 8), Instant::now());
+        decoders.close(ConnId(1));
+        assert_eq!(decoders.draining(), 0);
+        decoders.shutdown();
+    }
+
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("viewer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

@@ -348,9 +348,16 @@ impl Server {
             self.refuse(now, peer, Refused::NotAllowed);
             return; // Dropping the stream closes it.
         }
-        if self.conns.len() >= self.config.max_clients {
+        // With --record, a closed connection's frames still queued for the
+        // disk hold a client's place until written (memory bound).
+        let draining = if self.conns.len() < self.config.max_clients {
+            self.decoders.draining()
+        } else {
+            0
+        };
+        if self.conns.len() + draining >= self.config.max_clients {
             let n = self.conns.len();
-            self.refuse(now, peer, Refused::Full { n });
+            self.refuse(now, peer, Refused::Full { n, draining });
             return;
         }
         let config = &self.config;
@@ -639,17 +646,21 @@ fn is_out_of_resources(e: &io::Error) -> bool {
 enum Refused {
     /// Its address is not in `--allow`.
     NotAllowed,
-    /// `n` clients were connected, `--max-clients` of them.
-    Full { n: usize },
+    /// `n` clients were connected and `draining` closed ones still had
+    /// frames queued for `--record`: `--max-clients` of them together.
+    Full { n: usize, draining: usize },
 }
 
 impl Refused {
     fn text(self, max_clients: usize) -> String {
         match self {
             Refused::NotAllowed => "not in the --allow list".to_owned(),
-            Refused::Full { n } => {
+            Refused::Full { n, draining: 0 } => {
                 format!("already serving {n} clients (--max-clients {max_clients})")
             }
+            Refused::Full { n, draining } => format!(
+                "already serving {n} clients, and {draining} that left still have frames being recorded (--max-clients {max_clients} counts both)"
+            ),
         }
     }
 
