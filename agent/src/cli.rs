@@ -28,9 +28,9 @@ const MAX_DEFAULT_WORKERS: usize = 4;
     about,
     after_help = "\
 Stats: every --stats-interval seconds one line is logged, e.g.
-  camera 3: 29.8 fps captured, 15.8 sent, 140 skipped before encoding, 0 after, 95.1 Mbit/s, ratio 1.23, encode p50 18 ms p99 27 ms, latency p50 104 ms p99 137 ms
-(frames per second captured and carried by the link; frames in the interval
-skipped before encoding and after; capture to on the wire latency). When the
+  camera 3: 29.8 fps captured, 15.8 sent, 140 dropped, 140 before encoding + 0 after, 95.1 Mbit/s, ratio 1.23, encode p50 18 ms p99 27 ms, latency p50 104 ms p99 137 ms
+(frames per second captured and carried by the link; frames dropped in the
+interval, before encoding and after; capture to on the wire latency). When the
 link carries fewer frames than the camera makes, one line says so, at most
 once a minute, and only frames the link can carry are encoded.
 

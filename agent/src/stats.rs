@@ -1,16 +1,17 @@
 //! Counters and timing samples for the periodic stats line:
 //!
 //! ```text
-//! camera 3: 29.8 fps captured, 15.8 sent, 140 skipped before encoding, 0 after, 99.6 Mbit/s, ratio 1.20, encode p50 14 ms p99 17 ms, latency p50 80 ms p99 98 ms
+//! camera 3: 29.8 fps captured, 15.8 sent, 140 dropped, 140 before encoding + 0 after, 99.6 Mbit/s, ratio 1.20, encode p50 14 ms p99 17 ms, latency p50 80 ms p99 98 ms
 //! ```
 //!
 //! - `captured`: frames taken from the source per second;
 //! - `sent`: frames the link carried (fully written to the viewer) per second;
-//! - `skipped before encoding`: frames in the interval that cost no encode
+//! - `dropped`: frames captured in the interval but not sent, split into
+//!   `before encoding`: frames that cost no encode
 //!   (replaced in the mailbox by a newer one while the encoders waited for
 //!   the link or the CPU, short or corrupt, or the viewer was away);
-//! - `after`: frames encoded but not sent (a newer one went first, or the
-//!   connection broke): CPU spent for nothing, near 0 in steady state;
+//!   and `after`: frames encoded but not sent (a newer one went first, or
+//!   the connection broke): CPU spent for nothing, near 0 in steady state;
 //! - `Mbit/s`: bytes written to the socket, headers included;
 //! - `ratio`: BMP bytes / gzip bytes of the frames sent;
 //! - `encode p50/p99`: YUYV→BGR→BMP→gzip time of one frame;
@@ -154,11 +155,12 @@ impl Stats {
         let [encode_p50, encode_p99] = ms(lock(&self.encode).take_percentiles([50, 99]));
         let [latency_p50, latency_p99] = ms(lock(&self.latency).take_percentiles([50, 99]));
         format!(
-            "camera {}: {:.1} fps captured, {:.1} sent, {} skipped before encoding, {} after, \
+            "camera {}: {:.1} fps captured, {:.1} sent, {} dropped, {} before encoding + {} after, \
              {:.1} Mbit/s, ratio {}, encode p50 {} p99 {}, latency p50 {} p99 {}",
             self.camera_id,
             captured as f64 / secs,
             sent as f64 / secs,
+            skipped_before + skipped_after,
             skipped_before,
             skipped_after,
             wire_bytes as f64 * 8.0 / secs / 1e6,
@@ -205,12 +207,12 @@ mod tests {
         // Nearest-rank: p50 of the ten encode times 10..=19 ms is the 5th, 14 ms.
         assert_eq!(
             line,
-            "camera 3: 30.0 fps captured, 10.0 sent, 19 skipped before encoding, 1 after, \
+            "camera 3: 30.0 fps captured, 10.0 sent, 20 dropped, 19 before encoding + 1 after, \
              0.1 Mbit/s, ratio 2.00, encode p50 14 ms p99 19 ms, latency p50 20 ms p99 20 ms"
         );
         let line = stats.line(Duration::from_secs(1));
         assert!(
-            line.contains("0.0 fps captured, 0.0 sent, 0 skipped before encoding, 0 after"),
+            line.contains("0.0 fps captured, 0.0 sent, 0 dropped, 0 before encoding + 0 after"),
             "{line}"
         );
         assert!(line.contains("ratio -, encode p50 - p99 -"), "{line}");
