@@ -16,6 +16,8 @@ mod deploy;
 mod faults;
 #[path = "e2e/interop.rs"]
 mod interop;
+#[path = "e2e/memory.rs"]
+mod memory;
 #[path = "e2e/viewer.rs"]
 mod viewer;
 #[path = "e2e/vm.rs"]
