@@ -20,6 +20,10 @@
 //!   while a test panics. A test process killed outright (Ctrl+C on `cargo
 //!   test`) cannot clean up; the next fixture deletes the namespaces of test
 //!   processes that no longer exist.
+//! - **Shaped.** [`NetNs::set_ns_qdisc`] and [`NetNs::set_host_qdisc`] put a
+//!   `tc` qdisc (a `tbf` token bucket, say) on either end's egress, and
+//!   replace it while traffic flows: a link narrower than the camera, or one
+//!   whose rate changes.
 //! - **Needs root** (CAP_SYS_ADMIN and CAP_NET_ADMIN) and iproute2's `ip`.
 //!   Without them [`NetNs::create`] panics saying what is missing: a test that
 //!   cannot cut a link must fail, never pass without checking anything.
@@ -143,6 +147,29 @@ impl NetNs {
                 self.veth.host_dev, self.veth.ns_dev, self.ns.name
             )
         });
+    }
+
+    /// Sets the root qdisc of the namespace's end, which shapes what the
+    /// namespace sends, to `qdisc` (`tc` words, e.g. `["tbf", "rate",
+    /// "100mbit", "burst", "64kb", "latency", "20ms"]`), replacing the one
+    /// there at once, also while traffic flows. Panics with tc's error.
+    pub fn set_ns_qdisc(&self, qdisc: &[&str]) {
+        tc_ok(Some(&self.ns.name), &self.veth.ns_dev, qdisc);
+    }
+
+    /// Like [`set_ns_qdisc`](NetNs::set_ns_qdisc), for the host's end: what
+    /// the host sends into the namespace.
+    pub fn set_host_qdisc(&self, qdisc: &[&str]) {
+        tc_ok(None, &self.veth.host_dev, qdisc);
+    }
+
+    /// True if `tc` accepts `qdisc` on the namespace's end (a kernel may
+    /// lack a scheduler, e.g. `netem`: CONFIG_NET_SCH_NETEM). When it does,
+    /// the qdisc is set, as by [`set_ns_qdisc`](NetNs::set_ns_qdisc).
+    pub fn try_ns_qdisc(&self, qdisc: &[&str]) -> bool {
+        tc(Some(&self.ns.name), &self.veth.ns_dev, qdisc)
+            .status
+            .success()
     }
 
     /// `ip -n NAME ARGS`: `ip` inside the namespace.
@@ -303,6 +330,32 @@ fn ip_ok(args: &[&str]) {
         out.status.success(),
         "`ip {}` failed: {}",
         args.join(" "),
+        stderr(&out).trim()
+    );
+}
+
+/// `tc [-n NS] qdisc replace dev DEV root QDISC...`; panics only if `tc`
+/// cannot be run at all.
+fn tc(ns: Option<&str>, dev: &str, qdisc: &[&str]) -> Output {
+    let mut cmd = Command::new("tc");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    cmd.args(["qdisc", "replace", "dev", dev, "root"])
+        .args(qdisc);
+    cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {cmd:?}: {e} (the slow-link tests need iproute2's tc: apt-get install iproute2)")
+    })
+}
+
+/// Like [`tc`]; panics with its stderr if it fails.
+fn tc_ok(ns: Option<&str>, dev: &str, qdisc: &[&str]) {
+    let out = tc(ns, dev, qdisc);
+    assert!(
+        out.status.success(),
+        "`tc qdisc replace dev {dev} root {}` failed: {} (is that scheduler in this kernel? \
+         zcat /proc/config.gz | grep NET_SCH)",
+        qdisc.join(" "),
         stderr(&out).trim()
     );
 }

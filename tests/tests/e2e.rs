@@ -18,6 +18,8 @@ mod faults;
 mod interop;
 #[path = "e2e/memory.rs"]
 mod memory;
+#[path = "e2e/slow_link.rs"]
+mod slow_link;
 #[path = "e2e/viewer.rs"]
 mod viewer;
 #[path = "e2e/vm.rs"]
