@@ -49,7 +49,7 @@ fn bound_bytes() -> u64 {
 }
 
 const WIDTH: u32 = 2048;
-/// 54 + 1024 + 2048 x 2047 = 4 193 382 bytes, under B = 4 194 304.
+/// 54 + 1024 + 2048 x 2047 = 4 193 334 bytes, under B = 4 194 304.
 const GRAY_HEIGHT: u32 = 2047;
 /// 2048 x 2048 = 4 194 304 pixels: exactly the pixel cap for B.
 const BITS_HEIGHT: u32 = 2048;
