@@ -48,6 +48,8 @@ impl LoggedChild {
         // child inherits that, and bash cannot trap a signal ignored on
         // entry: the demo's Ctrl+C test then failed for the way the suite
         // was launched, not for the demo. Children start as from a terminal.
+        // Its own process group, so that Drop can end whatever it started.
+        cmd.process_group(0);
         // SAFETY: sigaction is async-signal-safe, as pre_exec requires.
         unsafe {
             cmd.pre_exec(|| {
@@ -195,8 +197,13 @@ impl LoggedChild {
 impl Drop for LoggedChild {
     fn drop(&mut self) {
         if self.try_status().is_none() {
-            // SIGCONT first: a stopped child cannot be reaped until it runs.
-            let _ = kill("CONT", self.pid());
+            // The whole process group, not just the child: a demo whose test
+            // failed left its viewer recording into a temp dir for hours
+            // (73 GB), because only the demo's shell was killed. SIGCONT
+            // first: a stopped child cannot be reaped until it runs.
+            let group = nix::unistd::Pid::from_raw(self.pid() as i32);
+            let _ = signal::killpg(group, Signal::SIGCONT);
+            let _ = signal::killpg(group, Signal::SIGKILL);
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
