@@ -197,7 +197,7 @@ fn parse_size(s: &str) -> Result<Size, String> {
             "size {width}x{height} is out of range: each side must be 1-{MAX_SIDE}"
         ));
     }
-    if width % 2 != 0 {
+    if !width.is_multiple_of(2) {
         return Err(format!(
             "width {width} is odd; YUYV needs an even width (two pixels share their colour)"
         ));

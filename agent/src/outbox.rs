@@ -298,7 +298,7 @@ impl Outbox {
         let mut state = self.state.lock();
         state.in_flight.retain(|&s| s != seq);
         let refused = match encoded {
-            Some(e) if state.connected && state.last_sent.map_or(true, |last| e.seq > last) => {
+            Some(e) if state.connected && state.last_sent.is_none_or(|last| e.seq > last) => {
                 let at = state.ready.partition_point(|r| r.seq < e.seq);
                 state.ready.insert(at, e);
                 None
@@ -368,7 +368,7 @@ impl Outbox {
             // leaves after a newer one.
             let may_go = state
                 .ready
-                .partition_point(|r| oldest_in_flight.map_or(true, |f| r.seq < f));
+                .partition_point(|r| oldest_in_flight.is_none_or(|f| r.seq < f));
             if may_go > 0 {
                 let stale = match stale_to {
                     Some(pool) => {

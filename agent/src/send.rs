@@ -532,9 +532,9 @@ impl LinkWatch {
         let limited = busy > 0.0 && self.link.as_secs_f64() >= LINK_LIMITED_SHARE * busy;
         let secs = span.as_secs_f64();
         let report = (limited && !self.limited).then(|| {
-            let first_in_a_while = self.last_report.map_or(true, |at| {
-                now.saturating_duration_since(at) >= LINK_REPORT_EVERY
-            });
+            let first_in_a_while = self
+                .last_report
+                .is_none_or(|at| now.saturating_duration_since(at) >= LINK_REPORT_EVERY);
             if first_in_a_while {
                 self.last_report = Some(now);
             }

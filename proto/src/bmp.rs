@@ -578,7 +578,7 @@ fn read_dimensions(bmp: &[u8], max_pixels: usize) -> Result<(u32, u32, bool), Bm
     let width = raw_width.unsigned_abs();
     let height = raw_height.unsigned_abs();
     let pixels = (width as usize).checked_mul(height as usize);
-    if pixels.map_or(true, |pixels| pixels > max_pixels) {
+    if pixels.is_none_or(|pixels| pixels > max_pixels) {
         return Err(BmpError::TooManyPixels {
             width,
             height,

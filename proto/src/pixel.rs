@@ -145,7 +145,7 @@ pub(crate) fn yuyv_rows(
     height: u32,
     stride: usize,
 ) -> Result<impl DoubleEndedIterator<Item = &[u8]> + ExactSizeIterator, PixelError> {
-    if width % 2 != 0 {
+    if !width.is_multiple_of(2) {
         return Err(PixelError::OddWidth { width });
     }
     let row_in = checked_len(width, 1, 2)?;

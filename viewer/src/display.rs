@@ -127,7 +127,7 @@ pub struct Display {
 /// Checks that a display is reachable, so a missing one is reported at
 /// startup rather than when the first camera connects.
 pub fn probe() -> Result<()> {
-    if std::env::var_os("DISPLAY").map_or(true, |d| d.is_empty()) {
+    if std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
         return Err(anyhow!(
             "no display: DISPLAY is not set (set DISPLAY to an X server, e.g. DISPLAY=:0, or run with --headless)"
         ));

@@ -205,7 +205,7 @@ impl Server {
 
             revents.clear();
             {
-                let accepting = self.accept_paused_until.map_or(true, |t| now >= t);
+                let accepting = self.accept_paused_until.is_none_or(|t| now >= t);
                 let mut fds = Vec::with_capacity(FIRST_CONN + polled.len());
                 fds.push(PollFd::new(self.signal_rx.as_fd(), PollFlags::POLLIN));
                 fds.push(PollFd::new(self.decoders.wake_fd(), PollFlags::POLLIN));

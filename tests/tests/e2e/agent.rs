@@ -200,7 +200,7 @@ fn pattern_frames_decode_with_bars_size_and_increasing_counter() {
             // Frames leave in capture order.
             let counter = pattern::counter(image).expect("the counter lane is inside the frame");
             assert!(
-                last_counter.map_or(true, |last| counter > last),
+                last_counter.is_none_or(|last| counter > last),
                 "frame counter {counter} after {last_counter:?}"
             );
             last_counter = Some(counter);

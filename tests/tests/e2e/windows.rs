@@ -77,7 +77,7 @@ fn check_bars(shot: &Image, win: &XWindow) -> Result<(), String> {
         for y in 1..pattern::bars_height(h) - 1 {
             for x in x0..x1 {
                 let got = frame.get(x, y);
-                if !got.is_some_and(|p| channel_distance(p, colour) <= BAR_TOLERANCE) {
+                if got.is_none_or(|p| channel_distance(p, colour) > BAR_TOLERANCE) {
                     return Err(format!(
                         "{:?}: pixel ({x}, {y}) is {got:06x?}, bar {k} should be {colour:06x}",
                         win.name
