@@ -14,7 +14,7 @@
 //! viewer ──► child, record, wait, workspace     start the viewer; RecordingViewer
 //! xvfb ────► child, image, wait, x11            a real X server and its tools
 //! vm ──────► workspace                          the vivid VM (QEMU guest)
-//! netns ───► wait                               a namespace behind a veth pair, to cut links
+//! netns ───► wait                               a namespace behind a veth pair: cut it, shape it (tc)
 //! child ───► wait                               a process and its log lines
 //! x11 ─────► image                              the X11 wire client, xwininfo, xwd
 //! bars ────► image                              the colour bars, defined once
