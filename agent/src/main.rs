@@ -8,8 +8,9 @@
 //! older than one sent; the sender (`send`) waits until the link can take
 //! a frame, writes it with one write, and reconnects with backoff. On a link
 //! narrower than the camera, the sender's pace gates when the encoders start
-//! a frame, so only frames the link can carry are encoded. `pipeline` owns every part, starts the threads
-//! and logs the `stats` line every `--stats-interval`.
+//! a frame, so only frames the link can carry are encoded. `pipeline` owns
+//! every part, starts the threads and logs the `stats` line every
+//! `--stats-interval`.
 //!
 //! # Module tree
 //!
