@@ -448,15 +448,21 @@ mod tests {
         assert_eq!(r.buffered_len(), HEADER_LEN);
     }
 
-    #[test]
-    fn announced_length_does_not_preallocate() {
-        let mut r = FrameReader::new(MAX_BODY_LEN);
+    /// Camera 1 announcing the largest body the limit allows.
+    fn largest_header() -> [u8; HEADER_LEN] {
         let mut header = [0u8; HEADER_LEN];
         Header {
             camera_id: 1,
             body_len: MAX_BODY_LEN,
         }
         .write(&mut header);
+        header
+    }
+
+    #[test]
+    fn announced_length_does_not_preallocate() {
+        let mut r = FrameReader::new(MAX_BODY_LEN);
+        let header = largest_header();
         r.feed(&header).unwrap();
         r.feed(&[0; 10]).unwrap();
         assert!(r.body.capacity() < 1024, "capacity {}", r.body.capacity());
@@ -516,12 +522,7 @@ mod tests {
     fn body_tail_does_not_preallocate_the_announced_length() {
         let mut r = FrameReader::new(MAX_BODY_LEN);
         assert!(r.body_tail().is_none(), "no room before a header");
-        let mut header = [0u8; HEADER_LEN];
-        Header {
-            camera_id: 1,
-            body_len: MAX_BODY_LEN,
-        }
-        .write(&mut header);
+        let header = largest_header();
         r.feed(&header).unwrap();
         assert_eq!(r.body_tail().unwrap().len(), BODY_READ_ROOM);
         assert!(r.body.capacity() <= BODY_READ_ROOM);
