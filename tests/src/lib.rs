@@ -14,7 +14,8 @@
 //! viewer ──► child, record, wait, workspace     start the viewer; RecordingViewer
 //! xvfb ────► child, image, wait, x11            a real X server and its tools
 //! vm ──────► workspace                          the vivid VM (QEMU guest)
-//! netns ───► wait                               a namespace behind a veth pair: cut it, shape it (tc)
+//! netns ───► delay_line, wait                   a namespace behind a veth pair: cut it, shape it (tc)
+//! delay_line                                    TUN devices joined with a delay (no netem here)
 //! child ───► wait                               a process and its log lines
 //! x11 ─────► image                              the X11 wire client, xwininfo, xwd
 //! bars ────► image                              the colour bars, defined once
@@ -28,6 +29,7 @@
 pub mod agent;
 pub mod bars;
 pub mod child;
+pub mod delay_line;
 pub mod image;
 pub mod netns;
 pub mod pattern;

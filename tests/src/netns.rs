@@ -24,6 +24,9 @@
 //!   `tc` qdisc (a `tbf` token bucket, say) on either end's egress, and
 //!   replace it while traffic flows: a link narrower than the camera, or one
 //!   whose rate changes.
+//! - **Delayed.** [`NetNs::create_delayed`] joins the two ends with TUN
+//!   devices and a [`DelayLine`] in this process instead of a veth pair: a
+//!   long round trip where the kernel has no netem qdisc.
 //! - **Needs root** (CAP_SYS_ADMIN and CAP_NET_ADMIN) and iproute2's `ip`.
 //!   Without them [`NetNs::create`] panics saying what is missing: a test that
 //!   cannot cut a link must fail, never pass without checking anything.
@@ -32,7 +35,9 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
+use crate::delay_line::{open_tun, open_tun_in, DelayLine};
 use crate::wait::{wait_until, PATIENCE};
 
 /// Prefix of the namespaces this module creates: `camtest-<pid>-<n>`.
@@ -46,11 +51,34 @@ pub struct NetNs {
     ns: Namespace,
 }
 
+/// How the two ends are joined.
+enum Kind {
+    /// A veth pair: packets cross at once.
+    Veth,
+    /// Two TUN devices joined by this process, which holds each packet for
+    /// a while ([`DelayLine`]); dropping it deletes both devices.
+    Delayed { _line: DelayLine },
+}
+
 impl NetNs {
     /// Creates the namespace and the pair, with both ends and the
     /// namespace's `lo` up, and waits until the link carries packets.
     /// Panics, saying what is missing, if this machine or user cannot.
     pub fn create() -> NetNs {
+        NetNs::create_with(None)
+    }
+
+    /// Like [`create`](NetNs::create), but the link holds every packet the
+    /// namespace sends for `delay` before the host gets it (and the host's
+    /// for `delay_back`): a long round trip, on kernels without netem. The
+    /// ends are TUN devices joined by a [`DelayLine`] thread pair in this
+    /// process; everything else (addresses, qdiscs, cutting) is as with a
+    /// veth pair.
+    pub fn create_delayed(delay: Duration, delay_back: Duration) -> NetNs {
+        NetNs::create_with(Some((delay, delay_back)))
+    }
+
+    fn create_with(delay: Option<(Duration, Duration)>) -> NetNs {
         static SERIAL: AtomicU32 = AtomicU32::new(0);
         // `ip netns add` sets up /run/netns on first use; two at once in one
         // process could race on that mount.
@@ -61,7 +89,7 @@ impl NetNs {
         let pid = std::process::id();
         let name = format!("{NS_PREFIX}{pid}-{}", SERIAL.fetch_add(1, Ordering::SeqCst));
         let ns = Namespace::add(name);
-        let veth = Veth::add(&ns, pid);
+        let veth = Veth::add(&ns, pid, delay);
         let net = NetNs { veth, ns };
         ip_ok(&[
             "addr",
@@ -223,12 +251,15 @@ struct Veth {
     subnet: u8,
     host_dev: String,
     ns_dev: String,
+    kind: Kind,
 }
 
 impl Veth {
     /// Claims the first free X, starting from one picked by `pid` so that
     /// parallel test processes rarely try the same ones.
-    fn add(ns: &Namespace, pid: u32) -> Veth {
+    /// With `delay`, the pair is two TUN devices joined by a [`DelayLine`]
+    /// (namespace to host, host to namespace) instead of a veth pair.
+    fn add(ns: &Namespace, pid: u32, delay: Option<(Duration, Duration)>) -> Veth {
         let first = pid.wrapping_mul(37) % 256;
         for subnet in (0..256u32).map(|i| ((first + i) % 256) as u8) {
             // A subnet someone configured by hand is not ours to shadow.
@@ -241,6 +272,27 @@ impl Veth {
             }
             let host_dev = format!("camt{subnet}h");
             let ns_dev = format!("camt{subnet}n");
+            if let Some((there, back)) = delay {
+                // The host's device claims the name, as `ip link add` does
+                // for a veth: TUNSETIFF on a name in use fails.
+                let Ok(host_tun) = open_tun(&host_dev) else {
+                    continue;
+                };
+                let ns_tun = open_tun_in(&ns.name, &ns_dev).unwrap_or_else(|e| {
+                    panic!(
+                        "cannot create TUN device {ns_dev} in namespace {}: {e}",
+                        ns.name
+                    )
+                });
+                let line = DelayLine::start(ns_tun, host_tun, there, back)
+                    .unwrap_or_else(|e| panic!("cannot start the delay line: {e}"));
+                return Veth {
+                    subnet,
+                    host_dev,
+                    ns_dev,
+                    kind: Kind::Delayed { _line: line },
+                };
+            }
             let out = ip(&[
                 "link", "add", &host_dev, "type", "veth", "peer", "name", &ns_dev, "netns",
                 &ns.name,
@@ -250,6 +302,7 @@ impl Veth {
                     subnet,
                     host_dev,
                     ns_dev,
+                    kind: Kind::Veth,
                 };
             }
             if !stderr(&out).contains("File exists") {
@@ -266,6 +319,10 @@ impl Veth {
 
 impl Drop for Veth {
     fn drop(&mut self) {
+        // TUN devices go with their files, when `kind` drops.
+        if matches!(self.kind, Kind::Delayed { .. }) {
+            return;
+        }
         let out = ip(&["link", "del", &self.host_dev]);
         if !out.status.success() {
             eprintln!(
