@@ -92,6 +92,13 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
     pub stats_interval: Seconds,
 
+    /// Serve the node's counters for Prometheus at http://ADDR:PORT/metrics
+    /// (frames captured, sent and dropped, encode times, reconnects, camera
+    /// losses). Off by default. No authentication: bind it to an address
+    /// only your monitoring can reach, e.g. the management interface's.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     /// A camera that delivers no frame for this long counts as lost.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_positive_seconds)]
     pub capture_timeout: Seconds,

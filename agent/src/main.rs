@@ -20,7 +20,7 @@
 //!
 //! ```text
 //! main      cli pipeline source(CameraLost, for the exit status)
-//! pipeline  cli source encode send mailbox outbox pool stats sync
+//! pipeline  cli source encode send mailbox outbox pool stats sync metrics
 //! ├─ source (capture thread)   cli mailbox outbox pool stats sync
 //! │    file, pattern, v4l2     cli source(Capture)
 //! │    └─ v4l2::mmap           (none: mmap streaming over v4l's ioctls)
@@ -29,6 +29,7 @@
 //! ├─ mailbox  newest raw frame, one slot            sync
 //! ├─ outbox   encoded frames, in order              pool sync
 //! ├─ stats    counters, nearest-rank percentiles    sync
+//! ├─ metrics  --metrics: stats as Prometheus text   stats (exposition serves it)
 //! ├─ pool     recycled byte buffers                 sync
 //! └─ sync     lock, Monitor (the one condvar wait), WAIT_SLICE, Stop
 //! cli       the command line (uses no other module)
@@ -50,6 +51,7 @@
 mod cli;
 mod encode;
 mod mailbox;
+mod metrics;
 mod outbox;
 mod pipeline;
 mod pool;

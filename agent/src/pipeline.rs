@@ -29,6 +29,7 @@ use proto::{bmp, gzip, wire};
 use crate::cli::{Args, Source};
 use crate::encode::{self, Encoder};
 use crate::mailbox::Mailbox;
+use crate::metrics;
 use crate::outbox::Outbox;
 use crate::pool::BufferPool;
 use crate::send::{self, CurrentSocket};
@@ -141,6 +142,10 @@ pub fn run(args: &Args) -> Result<()> {
 
     let parts = Arc::new(Parts::new(args, workers));
     prefill_pools(&parts, args, workers)?;
+    if let Some(addr) = args.metrics {
+        let parts = Arc::clone(&parts);
+        metrics::serve(addr, move || metrics::render(&parts.stats))?;
+    }
     let (events, inbox) = mpsc::channel();
     let mut threads = Vec::new();
 

@@ -175,6 +175,7 @@ pub fn run(cfg: &Config, links: &Links) -> Finished {
             .peer_addr()
             .map_or_else(|_| server.to_string(), |a| a.to_string());
         log::log!(reports.connected(), "connected to {peer}");
+        links.stats.connected();
         // Let the supervisor shut the socket down to unblock a write at exit.
         links.socket.set(stream.try_clone().ok());
         links.outbox.on_connect();

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use exposition::text::{Histogram, LATENCY_BOUNDS};
 use proto::stats::Reservoir;
 use proto::wire::CameraId;
 
@@ -58,6 +59,11 @@ pub struct Stats {
     /// Behind mutexes: every encoder pushes encode times.
     encode: Mutex<Reservoir>,
     latency: Mutex<Reservoir>,
+    /// Since start, for `--metrics`: every encode time, connections made,
+    /// cameras lost.
+    encode_total: Mutex<Histogram>,
+    connections: AtomicU64,
+    camera_losses: AtomicU64,
 }
 
 /// Totals since start, for the last log line.
@@ -68,6 +74,12 @@ pub struct Totals {
     pub skipped_before: u64,
     /// Frames encoded but not sent.
     pub skipped_after: u64,
+    /// Bytes written to the socket, headers included.
+    pub wire_bytes: u64,
+    /// Connections to the viewer made (the first, then each reconnect).
+    pub connections: u64,
+    /// Times the camera was lost (`--reopen` then opens it again).
+    pub camera_losses: u64,
 }
 
 impl Stats {
@@ -78,6 +90,9 @@ impl Stats {
             total: Counters::default(),
             encode: Mutex::new(Reservoir::new(SAMPLES)),
             latency: Mutex::new(Reservoir::new(SAMPLES)),
+            encode_total: Mutex::new(Histogram::new(LATENCY_BOUNDS)),
+            connections: AtomicU64::new(0),
+            camera_losses: AtomicU64::new(0),
         }
     }
 
@@ -97,6 +112,26 @@ impl Stats {
 
     pub fn encoded(&self, took: Duration) {
         lock(&self.encode).push(took);
+        lock(&self.encode_total).observe(took);
+    }
+
+    /// A connection to the viewer was made.
+    pub fn connected(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The camera was lost (and will be reopened).
+    pub fn camera_lost(&self) {
+        self.camera_losses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every encode time since start.
+    pub fn encode_times(&self) -> Histogram {
+        lock(&self.encode_total).clone()
+    }
+
+    pub fn camera_id(&self) -> CameraId {
+        self.camera_id
     }
 
     /// A frame of `wire_len` bytes (header included), whose BMP was
@@ -131,6 +166,9 @@ impl Stats {
             sent: self.total.sent.load(Ordering::Relaxed),
             skipped_before: self.total.skipped_before.load(Ordering::Relaxed),
             skipped_after: self.total.skipped_after.load(Ordering::Relaxed),
+            wire_bytes: self.total.wire_bytes.load(Ordering::Relaxed),
+            connections: self.connections.load(Ordering::Relaxed),
+            camera_losses: self.camera_losses.load(Ordering::Relaxed),
         }
     }
 

@@ -82,6 +82,11 @@ impl<'a> Capture<'a> {
         self.links.stats.skipped_before_encoding(1);
     }
 
+    /// The camera was lost; the source will try to open it again.
+    pub fn camera_lost(&self) {
+        self.links.stats.camera_lost();
+    }
+
     /// True once the agent is stopping: the source should return.
     pub fn stop_requested(&self) -> bool {
         self.links.stop.is_requested()

@@ -150,6 +150,7 @@ pub fn run(cfg: &Config, capture: &mut Capture) -> Result<()> {
             // Not logged here: `main` prints the error it ends with.
             End::Lost(lost) if !cfg.reopen => return Err(lost.into()),
             End::Lost(lost) => {
+                capture.camera_lost();
                 log::warn!(
                     "{}; retrying {dev} every {} s (--reopen)",
                     lost.what(),
