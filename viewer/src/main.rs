@@ -30,8 +30,8 @@
 //! - [`record`]: `--record DIR` files.
 //! - [`display`]: minifb windows, all on the poll thread; a window that
 //!   fails, or whose frame size churns, costs its camera only.
-//! - [`peer_log`]: refusal and disconnect log lines, one per peer per
-//!   window and then a count, in a bounded table.
+//! - [`peer_log`]: refusal, connection and disconnect log lines, one per
+//!   peer per window and then a count, in a bounded table.
 //! - [`allow`]: `--allow CIDR` matching.
 //!
 //! Guarantees: every byte from the network is untrusted. A broken, slow or

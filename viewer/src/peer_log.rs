@@ -2,7 +2,9 @@
 //! peer is logged, the next ones within [`WINDOW`] are only counted, and the
 //! count is summed up in one line when the window ends. An agent refused by
 //! `--max-clients` that comes back 67 times in 10 s then costs two lines,
-//! not 67, and the README's "state changes are logged once" stays true.
+//! not 67, and the README's "state changes are logged once" stays true. The
+//! server keeps one table each for refusals (per address), connections and
+//! ends (per address and camera id).
 //!
 //! It decides and counts; the server writes the lines. No clock, no I/O: a
 //! test drives it with explicit `Instant`s.

@@ -25,8 +25,11 @@
 //! state behind methods. Whatever ends a connection (the connection's own
 //! [`Close`], a frame that does not decode, a closed or failed window) comes
 //! to `Server::close` as a [`Reason`], which logs it once, rate-limited per
-//! peer and camera id (`peer_log`; refusals per peer). A connection's error,
-//! or its window's, closes that connection only.
+//! peer and camera id (`peer_log`; refusals per peer). The `connection from`
+//! line waits for the first header, so that it too is limited per peer and
+//! camera id: a camera reconnecting in a loop costs a line and a count, not a
+//! line per connection. A connection's error, or its window's, closes that
+//! connection only.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -140,6 +143,7 @@ pub fn run(config: Config) -> Result<()> {
         accept_paused_until: None,
         refusals: PeerLog::new(),
         ends: PeerLog::new(),
+        arrivals: PeerLog::new(),
         frames: Vec::new(),
         done: Vec::new(),
         spare_bodies: Vec::with_capacity(SPARE_BODIES),
@@ -165,6 +169,10 @@ struct Server {
     /// Disconnect and drop lines, one per peer and camera id per window: a
     /// node runs several cameras, and each one's end is news.
     ends: PeerLog<(IpAddr, Option<CameraId>), String>,
+    /// `connection from` lines, logged when the first header names the
+    /// camera: one per peer and camera id per window, like `ends`; the
+    /// detail is the last unlogged connection's peer address.
+    arrivals: PeerLog<(IpAddr, CameraId), SocketAddr>,
     /// Reused buffers.
     frames: Vec<Received>,
     done: Vec<Done>,
@@ -298,9 +306,13 @@ impl Server {
         if let Some(t) = self.accept_paused_until {
             consider(t);
         }
-        for t in [self.refusals.next_flush(), self.ends.next_flush()]
-            .into_iter()
-            .flatten()
+        for t in [
+            self.refusals.next_flush(),
+            self.ends.next_flush(),
+            self.arrivals.next_flush(),
+        ]
+        .into_iter()
+        .flatten()
         {
             consider(t);
         }
@@ -372,11 +384,8 @@ impl Server {
         self.next_id += 1;
         self.decoders.open(id, peer);
         self.conns.insert(id, conn);
-        info!(
-            "connection from {peer} ({} of at most {} clients)",
-            self.conns.len(),
-            self.config.max_clients
-        );
+        // Logged at info once its first header names the camera (read_conn).
+        debug!("accepted {peer}");
     }
 
     /// Logs a refusal: the first from its peer in a window; the rest are
@@ -410,6 +419,21 @@ impl Server {
                 s.last.short(max)
             ),
         });
+        self.arrivals.flush(now, |key, s| match key {
+            Some((ip, camera_id)) => info!(
+                "camera {camera_id} ({ip}): {} more connections in the last {} s, not logged one by one; the last from {}",
+                s.count,
+                secs(&s),
+                s.last
+            ),
+            None => info!(
+                "{} more connections from other peers in the last {} s (more than {} peers at once); the last from {}",
+                s.count,
+                secs(&s),
+                peer_log::MAX_PEERS,
+                s.last
+            ),
+        });
         self.ends.flush(now, |key, s| match key {
             Some((ip, camera_id)) => {
                 let camera = camera_id.map_or("?".to_owned(), |id| id.to_string());
@@ -431,12 +455,24 @@ impl Server {
     }
 
     fn read_conn(&mut self, id: ConnId, now: Instant) {
+        let clients = self.conns.len();
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
         let max_frames = self.decoders.room(id);
         self.frames.clear();
+        let named = conn.camera_id().is_some();
         let result = conn.read_some(now, max_frames, &mut self.frames, &mut self.spare_bodies);
+        if let (false, Some(camera_id)) = (named, conn.camera_id()) {
+            let peer = conn.peer();
+            let key = (peer.ip().to_canonical(), camera_id);
+            if self.arrivals.line(now, &key, || peer) == Verdict::Log {
+                info!(
+                    "connection from {peer} (camera {camera_id}, {clients} of at most {} clients)",
+                    self.config.max_clients
+                );
+            }
+        }
         for Received { seq, frame, at } in self.frames.drain(..) {
             match self.decoders.submit(id, seq, frame, at) {
                 Submitted::Queued => {}

@@ -216,3 +216,86 @@ fn the_bound_follows_the_schedule() {
     assert_eq!(max_attempts(Duration::from_millis(74)), 1);
     assert_eq!(max_attempts(Duration::from_millis(75)), 2);
 }
+
+/// One small gray frame for camera `camera_id`, as a sender would make it.
+fn gray_frame(camera_id: u8) -> Vec<u8> {
+    let (width, height) = (16u32, 8u32);
+    let mut file = Vec::new();
+    proto::bmp::encode_bgr24(
+        &vec![0x80; (width * height * 3) as usize],
+        width,
+        height,
+        &mut file,
+    )
+    .expect("encode BMP");
+    let mut body = Vec::new();
+    proto::gzip::Compressor::new(1)
+        .expect("gzip level 1")
+        .compress_append(&file, &mut body);
+    let mut out = Vec::new();
+    proto::wire::encode_frame(camera_id, &body, &mut out).expect("encode frame");
+    out
+}
+
+/// A camera that connects, sends a frame and leaves, 30 times in a row, is
+/// one `connection from` line and then a count, like its refusal and
+/// disconnect lines: a line per connection would let a flapping camera
+/// (or anyone allowed to connect) flood the log.
+#[test]
+fn connection_lines_are_rate_limited_per_peer_and_camera() {
+    use std::io::{Read, Write};
+    const CONNECTIONS: usize = 30;
+    let (viewer, addr) = start_viewer(&[
+        "--headless",
+        "--listen",
+        "127.0.0.1:0",
+        "--stats-interval",
+        "0",
+    ]);
+    let mark = viewer.line_count();
+    let frame = gray_frame(9);
+    let started = std::time::Instant::now();
+    for _ in 0..CONNECTIONS {
+        let mut client = std::net::TcpStream::connect(addr).expect("connect to the viewer");
+        client.write_all(&frame).expect("send a frame");
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shut down the sending side");
+        // The viewer closes its end once it has read the frame and our FIN:
+        // one connection at a time, and each one's header was read.
+        client
+            .set_read_timeout(Some(PATIENCE))
+            .expect("read timeout");
+        let mut rest = Vec::new();
+        client
+            .read_to_end(&mut rest)
+            .expect("the viewer closes the connection");
+    }
+    let elapsed = started.elapsed();
+    // All within one log window (10 s), or the count below would be split.
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "{CONNECTIONS} connections took {elapsed:?}; the test needs them within one 10 s window"
+    );
+    let summary = viewer
+        .wait_for_line_after(mark, "more connections in the last", PATIENCE)
+        .unwrap_or_else(|| panic!("no summary of the connections\n{}", viewer.tail(20)));
+    let lines = viewer.lines();
+    let logged: Vec<&String> = lines[mark..]
+        .iter()
+        .filter(|l| l.contains("connection from 127.0.0.1:"))
+        .collect();
+    assert_eq!(
+        logged.len(),
+        1,
+        "{CONNECTIONS} connections from one camera: one line, then a count\n{logged:#?}"
+    );
+    assert!(logged[0].contains("camera 9,"), "{}", logged[0]);
+    assert!(
+        summary.contains(&format!(
+            "camera 9 (127.0.0.1): {} more connections in the last 10 s",
+            CONNECTIONS - 1
+        )),
+        "{summary}"
+    );
+}
