@@ -1,5 +1,6 @@
 //! camstream's protocol and pixel library: the wire format, the frame
-//! reader, gzip with limits, BMP encode/decode, YUYV→BGR, and the
+//! reader, gzip with limits, BMP encode/decode, JPEG check/decode/encode
+//! with limits, YUYV→BGR, and the
 //! percentiles of the stats lines. It does no I/O (no sockets, files, clocks
 //! or threads), so every part is a pure function over byte slices (or, for
 //! `stats`, over durations the caller measured) that tests and fuzzers can
@@ -10,6 +11,8 @@
 //! ```text
 //! wire    frame header (camera id, body length) and the sans-IO FrameReader
 //! gzip    one gzip member per frame; decompression capped before allocating
+//! jpeg    the other body kind: structural check, standard Huffman tables,
+//!         decoding capped before allocating (zune-jpeg), encoding (jpeg-encoder)
 //! bmp     24-bit BMP encoding (from BGR or straight from YUYV), checked decoding
 //!  └──▶ pixel   YUYV→BGR (SSSE3/AVX2 on x86-64) and BGR→0RGB, row by row
 //! stats   reservoir sample and nearest-rank percentiles for the stats lines
@@ -17,12 +20,15 @@
 //!
 //! The one edge between modules is `bmp → pixel`: the BMP encoder converts
 //! YUYV rows straight into the file, and the decoder turns BGR rows into
-//! 0RGB. No module uses `bmp`, and `wire`, `gzip`, `stats` and `pixel` use no
-//! other module, so each can be read, tested and changed alone. The
+//! 0RGB. No module uses `bmp`, and `wire`, `gzip`, `jpeg`, `stats` and `pixel`
+//! use no other module, so each can be read, tested and changed alone. The
 //! binaries compose them in the order a frame travels: the agent runs
 //! `bmp::encode_yuyv`, then `gzip::Compressor`, then `wire::finish_frame`;
 //! the viewer runs `wire::FrameReader`, then `gzip::Decompressor`, then
-//! `bmp::decode_0rgb_capped`.
+//! `bmp::decode_0rgb_capped`. A body is gzip-BMP (`1F 8B`) or JPEG
+//! ([`jpeg::MAGIC`], `FF D8 FF`); for JPEG the agent runs
+//! `jpeg::Encoder` (or passes a camera's JPEG through `jpeg::complete`) and
+//! the viewer `jpeg::Decoder::decode_0rgb`.
 //!
 //! # Wire format
 //!
@@ -31,7 +37,8 @@
 //! ```text
 //! offset 0  u8      camera id (0-255)
 //! offset 1  u32 BE  body length in bytes, network byte order, > 0
-//! offset 5  body    gzip stream (RFC 1952) of a complete BMP file
+//! offset 5  body    gzip stream (RFC 1952) of a complete BMP file,
+//!                   or a JPEG file (starts FF D8 FF)
 //! ```
 //!
 //! This is Python's `struct.pack('!BI', camera_id, len(body))` followed by the
@@ -44,6 +51,9 @@
 //! - decompressed BMP: at most [`gzip::MAX_DECOMPRESSED_LEN`] (64 MiB), and
 //!   never more than the gzip trailer announces;
 //! - BMP width and height: 1..=[`bmp::MAX_DIMENSION`] (16384).
+//! - JPEG: the same sides ([`jpeg::MAX_DIMENSION`]); pixels capped by the
+//!   caller's [`jpeg::Decoder`] from the frame header before allocating,
+//!   and at least one bit of entropy-coded data per 8x8 block.
 //! - decoded BMP pixels: at most the caller's cap with
 //!   [`bmp::decode_0rgb_capped`] (checked as soon as the dimensions are
 //!   read), [`bmp::MAX_PIXELS`] with `decode_0rgb`.
@@ -84,6 +94,7 @@
 
 pub mod bmp;
 pub mod gzip;
+pub mod jpeg;
 pub mod pixel;
 pub mod stats;
 pub mod wire;
