@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use proto::format::PixelFormat;
 use proto::wire::CameraId;
 
 /// Exit status when the camera was lost (ENODEV, EIO, or no frame within
@@ -52,16 +53,32 @@ pub struct Args {
     pub id: CameraId,
 
     /// Where frames come from: `v4l2` (the camera at --device), `pattern`
-    /// (moving 75% colour bars, no camera needed) or `file:PATH` (raw YUYV
-    /// frames of --size, looped).
+    /// (moving 75% colour bars, no camera needed) or `file:PATH` (frames of
+    /// --format and --size back to back, looped; for MJPG, JPEG files
+    /// concatenated).
     #[arg(long, value_name = "v4l2|pattern|file:PATH", default_value = "v4l2", value_parser = parse_source)]
     pub source: Source,
 
-    /// The V4L2 capture device, used by `--source v4l2`.
+    /// The V4L2 capture device, used by `--source v4l2` and --list-formats.
     #[arg(long, value_name = "PATH", default_value = "/dev/video0")]
     pub device: PathBuf,
 
-    /// Frame size in pixels; the width must be even (YUYV packs pixel pairs).
+    /// Pixel format to capture, a V4L2 fourcc in any case: YUYV, UYVY,
+    /// YVYU, NV12, NV21, YU12, YV12, GREY, RGB3, BGR3 or MJPG. `auto` picks,
+    /// among what the camera offers at --size, a raw format that reaches
+    /// --fps (colour formats first), else MJPG, and logs which and why. For
+    /// a file source, `auto` goes by the file's extension (`.nv12`, `.mjpg`,
+    /// `.jpg`, ...), else YUYV; the pattern source is always YUYV.
+    #[arg(long, value_name = "FOURCC|auto", default_value = "auto", value_parser = parse_format)]
+    pub format: FormatChoice,
+
+    /// Print the formats, frame sizes and frame rates the camera at
+    /// --device offers, marking the ones the agent cannot take, and exit.
+    #[arg(long)]
+    pub list_formats: bool,
+
+    /// Frame size in pixels. YUYV, UYVY and YVYU need an even width; NV12,
+    /// NV21, YU12 and YV12 an even width and height.
     #[arg(long, value_name = "WxH", default_value = "640x480", value_parser = parse_size)]
     pub size: Size,
 
@@ -111,6 +128,32 @@ pub struct Args {
 }
 
 impl Args {
+    /// Checks what clap cannot check option by option: the size must fit
+    /// the format (and the pattern source draws only YUYV).
+    pub fn check(&self) -> Result<(), String> {
+        if self.source == Source::Pattern {
+            if let FormatChoice::Fixed(f) = self.format {
+                if f != PixelFormat::Yuyv {
+                    return Err(format!(
+                        "--format {f}: the pattern source draws YUYV only; \
+                         use --format auto or YUYV, or a file source for other formats"
+                    ));
+                }
+            }
+        }
+        let fixed = match (&self.source, self.format) {
+            (_, FormatChoice::Fixed(f)) => Some(f),
+            (Source::Pattern, FormatChoice::Auto) => Some(PixelFormat::Yuyv),
+            (Source::File(path), FormatChoice::Auto) => Some(file_format(path)),
+            (Source::V4l2, FormatChoice::Auto) => None,
+        };
+        if let Some(f) = fixed {
+            f.check_size(self.size.width, self.size.height)
+                .map_err(|e| format!("--size {}: {e}", self.size))?;
+        }
+        Ok(())
+    }
+
     /// The number of encoder threads: the flag, or cores capped at 4.
     pub fn worker_count(&self) -> usize {
         match self.workers {
@@ -140,19 +183,46 @@ impl fmt::Display for Source {
     }
 }
 
-/// A frame size in pixels. The width is even, both sides are 1..=16384.
+/// Which pixel format to capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatChoice {
+    /// The best the camera offers at the size and rate (see `--help`).
+    Auto,
+    /// Exactly this one, or fail naming what the camera offers.
+    Fixed(PixelFormat),
+}
+
+impl fmt::Display for FormatChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormatChoice::Auto => write!(f, "auto"),
+            FormatChoice::Fixed(format) => write!(f, "{format}"),
+        }
+    }
+}
+
+/// The format `--format auto` means for a frame file: its extension if
+/// that names a format (`.nv12`, `.GREY`; `.jpg`, `.jpeg` and `.mjpeg` are
+/// MJPG), else YUYV, the format of `testdata/frames/*.yuyv`.
+pub fn file_format(path: &std::path::Path) -> PixelFormat {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "jpg" | "jpeg" | "mjpeg" => PixelFormat::Mjpg,
+        "i420" => PixelFormat::Yu12,
+        _ => PixelFormat::parse(&ext).unwrap_or(PixelFormat::Yuyv),
+    }
+}
+
+/// A frame size in pixels, both sides 1..=16384. Whether a side must be
+/// even depends on the format ([`Args::check`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size {
     pub width: u32,
     pub height: u32,
-}
-
-impl Size {
-    /// Bytes of one tightly packed YUYV frame (2 bytes per pixel).
-    pub fn yuyv_len(&self) -> usize {
-        // Both sides are at most 16384, so this fits in usize on 32-bit too.
-        self.width as usize * self.height as usize * 2
-    }
 }
 
 impl fmt::Display for Size {
@@ -204,12 +274,16 @@ fn parse_size(s: &str) -> Result<Size, String> {
             "size {width}x{height} is out of range: each side must be 1-{MAX_SIDE}"
         ));
     }
-    if !width.is_multiple_of(2) {
-        return Err(format!(
-            "width {width} is odd; YUYV needs an even width (two pixels share their colour)"
-        ));
-    }
     Ok(Size { width, height })
+}
+
+fn parse_format(s: &str) -> Result<FormatChoice, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(FormatChoice::Auto);
+    }
+    PixelFormat::parse(s)
+        .map(FormatChoice::Fixed)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_seconds(s: &str) -> Result<Seconds, String> {
@@ -242,9 +316,67 @@ mod tests {
                 height: 480
             })
         );
-        for bad in ["641x480", "0x480", "640x16385", "640", "axb"] {
+        for bad in ["0x480", "640x16385", "640", "axb"] {
             assert!(parse_size(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn formats_are_fourccs_in_any_case_or_auto() {
+        assert_eq!(parse_format("AUTO"), Ok(FormatChoice::Auto));
+        assert_eq!(
+            parse_format("nv12"),
+            Ok(FormatChoice::Fixed(PixelFormat::Nv12))
+        );
+        assert_eq!(
+            parse_format("Mjpg"),
+            Ok(FormatChoice::Fixed(PixelFormat::Mjpg))
+        );
+        let err = parse_format("H264").unwrap_err();
+        assert!(err.contains("YUYV") && err.contains("auto"), "{err}");
+    }
+
+    #[test]
+    fn sizes_are_checked_against_the_format() {
+        let args = |extra: &[&str]| {
+            let mut all = vec!["agent"];
+            all.extend_from_slice(extra);
+            Args::try_parse_from(all).unwrap()
+        };
+        let odd = args(&["--size", "641x480", "--format", "yuyv"]).check();
+        assert!(odd.unwrap_err().contains("even width"));
+        assert!(args(&["--size", "640x481", "--format", "NV12"])
+            .check()
+            .is_err());
+        assert!(args(&["--size", "641x481", "--format", "grey"])
+            .check()
+            .is_ok());
+        // auto with a camera: the camera's formats decide.
+        assert!(args(&["--size", "641x481"]).check().is_ok());
+        assert!(args(&["--size", "641x480", "--source", "pattern"])
+            .check()
+            .is_err());
+        assert!(args(&["--source", "pattern", "--format", "NV12"])
+            .check()
+            .is_err());
+        assert!(args(&["--source", "file:x.grey", "--size", "3x3"])
+            .check()
+            .is_ok());
+        assert!(args(&["--source", "file:x.yuyv", "--size", "3x3"])
+            .check()
+            .is_err());
+    }
+
+    #[test]
+    fn file_formats_follow_the_extension() {
+        let f = |p: &str| file_format(std::path::Path::new(p));
+        assert_eq!(f("a/bars.NV21"), PixelFormat::Nv21);
+        assert_eq!(f("frames.jpg"), PixelFormat::Mjpg);
+        assert_eq!(f("frames.mjpg"), PixelFormat::Mjpg);
+        assert_eq!(f("x.i420"), PixelFormat::Yu12);
+        assert_eq!(f("testdata/frames/coffee.yuyv"), PixelFormat::Yuyv);
+        assert_eq!(f("frames.raw"), PixelFormat::Yuyv);
+        assert_eq!(f("frames"), PixelFormat::Yuyv);
     }
 
     #[test]

@@ -9,18 +9,20 @@
 
 use std::time::Instant;
 
+use proto::format::Layout;
+
 use crate::sync::{Monitor, Stop, WAIT_SLICE};
 
-/// One raw YUYV frame, copied out of the capture buffer.
+/// One frame as the camera delivered it (raw pixels in any capture format,
+/// or a JPEG), copied out of the capture buffer.
 pub struct RawFrame {
     /// Capture order, starting at 0 and increasing by 1 per captured frame.
     pub seq: u64,
     /// When it was captured; the sender measures latency from here.
     pub captured: Instant,
-    pub width: u32,
-    pub height: u32,
-    /// Bytes per row in `data` (V4L2's `bytesperline`), at least `2 * width`.
-    pub stride: usize,
+    /// Its format, size and planes (strides from V4L2's `bytesperline`).
+    /// A raw frame's `data` holds at least `layout.frame_len()` bytes.
+    pub layout: Layout,
     pub data: Vec<u8>,
 }
 
@@ -90,9 +92,7 @@ mod tests {
         RawFrame {
             seq,
             captured: Instant::now(),
-            width: 2,
-            height: 1,
-            stride: 4,
+            layout: Layout::new(proto::format::PixelFormat::Yuyv, 2, 1, 4).unwrap(),
             data: vec![0; 4],
         }
     }

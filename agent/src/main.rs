@@ -1,6 +1,8 @@
-//! camstream's edge agent: captures a V4L2 camera (or a synthetic source),
-//! converts each frame YUYV → BGR → 24-bit BMP → gzip, and streams it to the
-//! viewer over TCP as `[u8 camera id][u32 BE length][gzip body]`.
+//! camstream's edge agent: captures a V4L2 camera (or a synthetic source)
+//! in any of the formats webcams offer (`--format`: YUYV and the other raw
+//! formats, or MJPG), converts each frame to a 24-bit BMP → gzip, and
+//! streams it to the viewer over TCP as `[u8 camera id][u32 BE length][gzip body]`.
+//! `--list-formats` prints what the camera offers and exits.
 //!
 //! One thread per stage: capture (`source`) puts the newest frame in a
 //! one-slot `mailbox`; `--workers` encoders (`encode`) compress frames in
@@ -19,11 +21,12 @@
 //! one drawn above it, so there are no cycles.
 //!
 //! ```text
-//! main      cli pipeline source(CameraLost, for the exit status)
+//! main      cli pipeline source(CameraLost, for the exit status; list_formats)
 //! pipeline  cli source encode send mailbox outbox pool stats sync metrics
 //! ├─ source (capture thread)   cli mailbox outbox pool stats sync
 //! │    file, pattern, v4l2     cli source(Capture)
-//! │    └─ v4l2::mmap           (none: mmap streaming over v4l's ioctls)
+//! │    ├─ v4l2::mmap           (none: mmap streaming over v4l's ioctls)
+//! │    └─ v4l2::modes          cli v4l2(names): what a camera offers, auto's pick
 //! ├─ encode (encoder threads)  mailbox outbox pool stats sync
 //! ├─ send   (sender thread)    outbox pool stats sync
 //! ├─ mailbox  newest raw frame, one slot            sync
@@ -79,7 +82,25 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
         }
     };
+    if let Err(msg) = args.check() {
+        use clap::CommandFactory;
+        let err = cli::Args::command().error(clap::error::ErrorKind::ValueValidation, msg);
+        let _ = err.print();
+        return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+    }
     init_logger();
+    if args.list_formats {
+        return match source::v4l2::list_formats(&args.device, args.size) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("agent: error: {err:#}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        };
+    }
     match pipeline::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -24,9 +24,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use proto::format::{Layout, PixelFormat};
 use proto::{bmp, gzip, wire};
 
-use crate::cli::{Args, Source};
+use crate::cli::{self, Args, FormatChoice, Source};
 use crate::encode::{self, Encoder};
 use crate::mailbox::Mailbox;
 use crate::metrics;
@@ -164,10 +165,17 @@ pub fn run(args: &Args) -> Result<()> {
             let mut capture = Capture::new(parts.capture());
             match &args.source {
                 Source::Pattern => source::pattern::run(args.size, args.fps, &mut capture)?,
-                Source::File(path) => source::file::run(path, args.size, args.fps, &mut capture)?,
+                Source::File(path) => {
+                    let format = match args.format {
+                        FormatChoice::Fixed(format) => format,
+                        FormatChoice::Auto => cli::file_format(path),
+                    };
+                    source::file::run(path, format, args.size, args.fps, &mut capture)?
+                }
                 Source::V4l2 => {
                     let cfg = source::v4l2::Config {
                         device: &args.device,
+                        format: args.format,
                         size: args.size,
                         fps: args.fps,
                         timeout: args.capture_timeout.0,
@@ -235,10 +243,17 @@ pub fn run(args: &Args) -> Result<()> {
 /// encoder) and `workers + 1` wire buffers (one outbox place per encoder,
 /// plus the one being written). Memory is then flat from the first frame,
 /// instead of stepping up the first time a rare interleaving needs one more
-/// buffer (the 5-minute soak saw a 1.5 MB step after 4 minutes). A
-/// camera whose stride exceeds `2 * width` grows its raw buffers once.
+/// buffer (the 5-minute soak saw a 1.5 MB step after 4 minutes). Raw
+/// buffers are sized for the format if it is fixed and raw, else for YUYV
+/// (2 bytes a pixel, what `auto` picks on most cameras); a camera whose
+/// frames are larger (RGB3, padded strides) grows them once.
 fn prefill_pools(parts: &Parts, args: &Args, workers: usize) -> Result<()> {
-    let raw_len = args.size.yuyv_len();
+    let format = match args.format {
+        FormatChoice::Fixed(f) if !f.is_compressed() => f,
+        _ => PixelFormat::Yuyv,
+    };
+    let raw_len =
+        Layout::new(format, args.size.width, args.size.height, 0).map_or(0, |l| l.frame_len());
     let bmp_len = bmp::encoded_len(args.size.width, args.size.height).context("frame size")?;
     let wire_len = wire::HEADER_LEN
         + gzip::Compressor::new(args.level)

@@ -389,6 +389,32 @@ pub fn encode_yuyv(
     Ok(())
 }
 
+/// Replaces `out` with a 24-bit BMP whose rows `fill(row, pixels)` writes:
+/// `row` counts top-down, `pixels` is that row's `3 * width` bytes of BGR
+/// (the padding is written here). The raw converters of every capture
+/// format (`convert::to_bmp`) write the file through it; like
+/// [`encode_yuyv`], it zero-fills nothing `out` already had.
+pub(crate) fn encode_rows(
+    width: u32,
+    height: u32,
+    out: &mut Vec<u8>,
+    mut fill: impl FnMut(usize, &mut [u8]),
+) -> Result<(), BmpError> {
+    let file_len = encoded_len(width, height)?;
+    let pixels_len = width as usize * 3;
+    out.truncate(file_len);
+    out.resize(file_len, 0);
+    out[..HEADER_LEN].copy_from_slice(&header_bgr24(width, height, file_len));
+    // BMP rows run bottom-up.
+    let rows = out[HEADER_LEN..].chunks_exact_mut(row_len(width, 24));
+    for (row, dst) in rows.rev().enumerate() {
+        let (pixels, padding) = dst.split_at_mut(pixels_len);
+        fill(row, pixels);
+        padding.fill(0);
+    }
+    Ok(())
+}
+
 fn read_u16(bmp: &[u8], range: Range<usize>) -> u16 {
     let mut b = [0; 2];
     b.copy_from_slice(&bmp[range]);

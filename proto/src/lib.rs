@@ -1,6 +1,7 @@
 //! camstream's protocol and pixel library: the wire format, the frame
 //! reader, gzip with limits, BMP encode/decode, JPEG check/decode/encode
-//! with limits, YUYV→BGR, and the
+//! with limits, the capture pixel formats and their conversion to BGR
+//! (exact to OpenCV), and the
 //! percentiles of the stats lines. It does no I/O (no sockets, files, clocks
 //! or threads), so every part is a pure function over byte slices (or, for
 //! `stats`, over durations the caller measured) that tests and fuzzers can
@@ -13,17 +14,23 @@
 //! gzip    one gzip member per frame; decompression capped before allocating
 //! jpeg    the other body kind: structural check, standard Huffman tables,
 //!         decoding capped before allocating (zune-jpeg), encoding (jpeg-encoder)
-//! bmp     24-bit BMP encoding (from BGR or straight from YUYV), checked decoding
+//! format  capture pixel formats (V4L2 fourccs, MJPG included) and frame layouts
+//! convert every raw format → BGR, or straight into a BMP
+//!  ├──▶ format
+//!  ├──▶ bmp     24-bit BMP encoding (from BGR or straight from YUYV), checked decoding
+//!  │     └──▶ pixel
 //!  └──▶ pixel   YUYV→BGR (SSSE3/AVX2 on x86-64) and BGR→0RGB, row by row
 //! stats   reservoir sample and nearest-rank percentiles for the stats lines
 //! ```
 //!
-//! The one edge between modules is `bmp → pixel`: the BMP encoder converts
-//! YUYV rows straight into the file, and the decoder turns BGR rows into
-//! 0RGB. No module uses `bmp`, and `wire`, `gzip`, `jpeg`, `stats` and `pixel`
-//! use no other module, so each can be read, tested and changed alone. The
-//! binaries compose them in the order a frame travels: the agent runs
-//! `bmp::encode_yuyv`, then `gzip::Compressor`, then `wire::finish_frame`;
+//! `bmp → pixel`: the BMP encoder converts YUYV rows straight into the
+//! file, and the decoder turns BGR rows into 0RGB. `convert` gathers every
+//! other YUV layout into YUYV rows for `pixel`'s kernel and writes them
+//! into a BMP through `bmp`. Only `convert` uses `bmp`, and `wire`, `gzip`,
+//! `jpeg`, `stats`, `format` and `pixel` use no other module, so each can be
+//! read, tested and changed alone. The binaries compose them in the order a
+//! frame travels: the agent runs `convert::to_bmp` (an MJPG frame goes to
+//! the agent's JPEG hook instead), then `gzip::Compressor`, then `wire::finish_frame`;
 //! the viewer runs `wire::FrameReader`, then `gzip::Decompressor`, then
 //! `bmp::decode_0rgb_capped`. A body is gzip-BMP (`1F 8B`) or JPEG
 //! ([`jpeg::MAGIC`], `FF D8 FF`); for JPEG the agent runs
@@ -93,6 +100,8 @@
 #![deny(unsafe_code)] // one exception: `pixel::x86` (YUYV→BGR intrinsics), justified by a measured speed-up there
 
 pub mod bmp;
+pub mod convert;
+pub mod format;
 pub mod gzip;
 pub mod jpeg;
 pub mod pixel;

@@ -11,8 +11,8 @@ pub mod v4l2;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use proto::format::Layout;
 
-use crate::cli::Size;
 use crate::mailbox::{Mailbox, RawFrame};
 use crate::outbox::Outbox;
 use crate::pool::BufferPool;
@@ -51,20 +51,11 @@ impl<'a> Capture<'a> {
     }
 
     /// Publishes a filled buffer as the newest frame.
-    pub fn publish(
-        &mut self,
-        data: Vec<u8>,
-        width: u32,
-        height: u32,
-        stride: usize,
-        captured: Instant,
-    ) {
+    pub fn publish(&mut self, data: Vec<u8>, layout: Layout, captured: Instant) {
         let frame = RawFrame {
             seq: self.next_seq,
             captured,
-            width,
-            height,
-            stride,
+            layout,
             data,
         };
         self.next_seq += 1;
@@ -100,10 +91,10 @@ impl<'a> Capture<'a> {
 }
 
 /// Runs a synthetic source until a stop is requested or `fill` fails: at
-/// each frame time (see [`Pacer`]), `fill` writes the next tightly packed
-/// YUYV frame of `size` into an empty recycled buffer, which is published.
+/// each frame time (see [`Pacer`]), `fill` writes the next frame of
+/// `layout` into an empty recycled buffer, which is published.
 pub fn run_paced(
-    size: Size,
+    layout: Layout,
     fps: u32,
     capture: &mut Capture,
     mut fill: impl FnMut(&mut Vec<u8>) -> Result<()>,
@@ -112,13 +103,7 @@ pub fn run_paced(
     while pacer.wait(capture) {
         let mut buf = capture.buffer();
         fill(&mut buf)?;
-        capture.publish(
-            buf,
-            size.width,
-            size.height,
-            size.width as usize * 2,
-            Instant::now(),
-        );
+        capture.publish(buf, layout, Instant::now());
     }
     Ok(())
 }

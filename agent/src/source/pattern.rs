@@ -9,7 +9,8 @@
 //! last 1/8 h          frame counter: 32 cells, most significant bit first, white = 1
 //! ```
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use proto::format::{Layout, PixelFormat};
 
 use super::Capture;
 use crate::cli::Size;
@@ -53,7 +54,7 @@ impl Pattern {
         let lane_height = band_height / 2;
         let bars: Vec<[u8; 3]> = BARS_RGB.iter().map(|&rgb| rgb_to_yuv(rgb)).collect();
 
-        let mut template = Vec::with_capacity(size.yuyv_len());
+        let mut template = Vec::with_capacity(width * height * 2);
         for row in 0..height {
             for pair in 0..width / 2 {
                 let yuv = if row < bars_height {
@@ -129,10 +130,12 @@ pub fn rgb_to_yuv([r, g, b]: [u8; 3]) -> [u8; 3] {
 
 /// Runs the pattern source until a stop is requested.
 pub fn run(size: Size, fps: u32, capture: &mut Capture) -> Result<()> {
+    let layout =
+        Layout::new(PixelFormat::Yuyv, size.width, size.height, 0).context("pattern size")?;
     let pattern = Pattern::new(size);
     log::info!("pattern: {size} YUYV @ {fps} fps (0 = as fast as the encoders go)");
     let mut n = 0u64;
-    super::run_paced(size, fps, capture, |buf| {
+    super::run_paced(layout, fps, capture, |buf| {
         pattern.render(n, buf);
         n += 1;
         Ok(())
@@ -166,7 +169,7 @@ mod tests {
         pattern.render(0x8000_0001, &mut a);
         pattern.render(0x8000_0001, &mut b);
         assert_eq!(a, b);
-        assert_eq!(a.len(), size.yuyv_len());
+        assert_eq!(a.len(), 640 * 480 * 2);
         // Counter lane: first and last cells set, the second clear.
         let cell = 640 / 32;
         let row = 470;

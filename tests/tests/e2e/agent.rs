@@ -381,7 +381,7 @@ fn blocked_send_breaks_the_connection_and_a_signal_still_stops_at_once() {
 #[test]
 fn invalid_arguments_exit_2_with_a_clear_message() {
     let cases: [(&[&str], &str); 6] = [
-        (&["--size", "641x480"], "odd"),
+        (&["--size", "641x480", "--format", "yuyv"], "even width"),
         (&["--size", "640"], "WxH"),
         (&["--source", "camera"], "use v4l2, pattern or file:PATH"),
         (&["--level", "10"], "10"),
