@@ -161,6 +161,20 @@ impl Histogram {
     pub fn count(&self) -> u64 {
         self.count
     }
+
+    /// Adds `other`'s observations; a histogram over other bounds is
+    /// counted in `+Inf` only, never dropped.
+    pub fn merge(&mut self, other: &Histogram) {
+        if self.bounds == other.bounds {
+            for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+                *a += b;
+            }
+        } else if let Some(inf) = self.counts.last_mut() {
+            *inf += other.count;
+        }
+        self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
+        self.count += other.count;
+    }
 }
 
 /// Integers print without a fraction; others in Rust's shortest round-trip

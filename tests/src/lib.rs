@@ -18,6 +18,8 @@
 //! delay_line                                    TUN devices joined with a delay (no netem here)
 //! child ───► wait                               a process and its log lines
 //! x11 ─────► image                              the X11 wire client, xwininfo, xwd
+//! chromium ► child, http, image, wait           headless Chromium over DevTools pipes
+//! http ────► child, image                       HTTP GET, /api/cameras, metrics, promtool, ffmpeg
 //! bars ────► image                              the colour bars, defined once
 //! pattern ─► image                              reading back the agent's pattern
 //! image                                         a picture as 0RGB pixels (proto's BMP)
@@ -29,7 +31,9 @@
 pub mod agent;
 pub mod bars;
 pub mod child;
+pub mod chromium;
 pub mod delay_line;
+pub mod http;
 pub mod image;
 pub mod netns;
 pub mod pattern;

@@ -1,6 +1,7 @@
 //! camstream end-to-end tests, in one binary (ripgrep's layout). Each module
 //! runs the real binaries against real substitutes: TCP on loopback, Xvfb,
-//! a vivid V4L2 device in a QEMU guest, and OpenCV peers in Python.
+//! a vivid V4L2 device in a QEMU guest, OpenCV peers in Python, and for
+//! `--http` and `--metrics` headless Chromium, ffmpeg/ffprobe and promtool.
 
 // A test target's root file resolves `mod x;` next to itself (tests/tests/x.rs),
 // like a crate root, so the module files under e2e/ need explicit paths.
@@ -14,6 +15,8 @@ mod dead_peer;
 mod deploy;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/http.rs"]
+mod http;
 #[path = "e2e/interop.rs"]
 mod interop;
 #[path = "e2e/memory.rs"]

@@ -73,6 +73,21 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub decode_threads: u32,
+
+    /// Also serve the cameras to browsers and tools at http://ADDR:PORT/:
+    /// a live grid page, each camera as an MJPEG stream and a JPEG
+    /// snapshot, /api/cameras (JSON) and /metrics (Prometheus). Off by
+    /// default. There is NO authentication: anyone who reaches the port sees
+    /// every camera. Bind it to a trusted interface (127.0.0.1, a management
+    /// network); --allow applies to it too.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http: Option<SocketAddr>,
+
+    /// HTTP clients (browsers, streams, scrapers) served at once; more are
+    /// answered 503 and closed.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub http_max_clients: u32,
 }
 
 /// A duration in seconds, fractions allowed, zero allowed.
@@ -115,6 +130,8 @@ mod tests {
         assert_eq!(args.max_bmp_bytes, 64 << 20);
         assert_eq!(args.idle_timeout, Duration::from_secs(10));
         assert_eq!(args.stats_interval, Duration::from_secs(10));
+        assert!(args.http.is_none(), "--http is off by default");
+        assert_eq!(args.http_max_clients, 32);
     }
 
     #[test]

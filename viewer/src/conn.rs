@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use proto::wire::{CameraId, Frame, FrameReader, WireError};
 
-use crate::stats::Stats;
+use crate::stats::{Stats, Totals};
 
 /// Bytes read from the socket per `read` call. Each connection owns one
 /// buffer of this size; it holds input the frame reader has not consumed yet.
@@ -323,6 +323,12 @@ impl<S: Read> Conn<S> {
                 timeout,
             }
         })
+    }
+
+    /// Counts since it opened and the latest rates (for `--http`), with
+    /// the latest frame's size.
+    pub fn totals(&self) -> (Totals, Option<(u32, u32)>) {
+        (self.stats.totals(), self.size)
     }
 
     /// A newer frame of this connection replaced one still waiting for a

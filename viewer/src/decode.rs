@@ -35,6 +35,7 @@ use proto::bmp::{self, BmpError};
 use proto::gzip::{Decompressor, GzipError};
 use proto::wire::Frame;
 
+use crate::http::{self, Hub};
 use crate::record::Recorder;
 use crate::ConnId;
 
@@ -53,6 +54,8 @@ pub struct Config {
     /// Hand decoded pixels to the poll thread (there are windows).
     pub want_pixels: bool,
     pub record_dir: Option<PathBuf>,
+    /// `--http`: decoded frames of watched cameras become JPEGs here.
+    pub http: Option<Arc<Hub>>,
 }
 
 /// Why a frame was rejected. Every variant closes its connection.
@@ -346,6 +349,8 @@ struct Buffers {
     decompressor: Decompressor,
     bmp: Vec<u8>,
     pixels: Vec<u32>,
+    /// BGR for the JPEG encoder (`--http`).
+    bgr: Vec<u8>,
 }
 
 fn worker(queue: &Queue) {
@@ -353,6 +358,7 @@ fn worker(queue: &Queue) {
         decompressor: Decompressor::new(queue.config.max_bmp_len),
         bmp: Vec::new(),
         pixels: Vec::new(),
+        bgr: Vec::new(),
     };
     loop {
         let (conn, job, mut recorder) = {
@@ -376,6 +382,13 @@ fn worker(queue: &Queue) {
         };
 
         let outcome = decode(&mut bufs, &job, queue.config.max_bmp_len, recorder.as_mut());
+        if let (Some(hub), Ok(d)) = (&queue.config.http, &outcome) {
+            // A JPEG only for a watched camera, once, whoever watches.
+            let (pixels, bgr) = (&bufs.pixels, &mut bufs.bgr);
+            hub.frame(conn, &job.frame.body, || {
+                http::encode_jpeg(pixels, d.width, d.height, bgr)
+            });
+        }
         let outcome = outcome.map(|mut decoded| {
             if decoded.record_error.is_some() {
                 // Stop recording this connection: the disk is full or gone.
@@ -486,6 +499,7 @@ mod tests {
             max_bmp_len: 64 << 20,
             want_pixels: false,
             record_dir,
+            http: None,
         }
     }
 

@@ -9,11 +9,15 @@
 //! ```text
 //! main ─┬─ cli
 //!       └─ server ─┬─ conn ──── stats
-//!                  ├─ decode ── record
+//!                  ├─ decode ── record, http::hub (JPEGs for watchers)
 //!                  ├─ display
-//!                  └─ peer_log
+//!                  ├─ peer_log
+//!                  └─ http ─┬─ hub ──── stats
+//!                           ├─ serve ── peer_log
+//!                           ├─ render
+//!                           └─ (Link reads a conn's figures for the hub)
 //!
-//! allow: a leaf, used by main, cli and server (the --allow list)
+//! allow: a leaf, used by main, cli, server and http (the --allow list)
 //! ConnId (here): the name the server gives a connection, and the one
 //!                that decode and display keep their state under
 //! ```
@@ -32,6 +36,9 @@
 //!   fails, or whose frame size churns, costs its camera only.
 //! - [`peer_log`]: refusal, connection and disconnect log lines, one per
 //!   peer per window and then a count, in a bounded table.
+//! - [`http`]: `--http`: the page, MJPEG streams, snapshots, `/api/cameras`
+//!   and `/metrics`, on a thread of its own; JPEGs made by the decode
+//!   workers, once per frame and only for watched cameras.
 //! - [`allow`]: `--allow CIDR` matching.
 //!
 //! Guarantees: every byte from the network is untrusted. A broken, slow or
@@ -51,6 +58,7 @@ mod cli;
 mod conn;
 mod decode;
 mod display;
+mod http;
 mod peer_log;
 mod record;
 mod server;
@@ -92,10 +100,11 @@ fn init_logger() {
 fn run(args: cli::Args) -> Result<()> {
     let max_bmp_len = usize::try_from(args.max_bmp_bytes)
         .context("--max-bmp-bytes is larger than this machine's address space")?;
+    let allow = allow::AllowList::new(args.allow);
     let config = server::Config {
         listen: args.listen,
         max_clients: args.max_clients as usize,
-        allow: allow::AllowList::new(args.allow),
+        allow: allow.clone(),
         headless: args.headless,
         record_dir: args.record,
         max_frame_len: args.max_frame_bytes,
@@ -103,6 +112,11 @@ fn run(args: cli::Args) -> Result<()> {
         idle_timeout: args.idle_timeout,
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
         decode_threads: args.decode_threads as usize,
+        http: args.http.map(|listen| http::Config {
+            listen,
+            max_clients: args.http_max_clients as usize,
+            allow,
+        }),
     };
     server::run(config)
 }

@@ -37,6 +37,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -48,6 +49,7 @@ use crate::allow::AllowList;
 use crate::conn::{interrupted, would_block, Close, CloseError, Conn, Received, Status};
 use crate::decode::{self, DecodeError, Decoders, Done, Submitted};
 use crate::display::{self, Display, Picture, ShowError};
+use crate::http;
 use crate::peer_log::{self, PeerLog, Summary, Verdict};
 use crate::ConnId;
 use proto::wire::CameraId;
@@ -85,6 +87,8 @@ pub struct Config {
     /// `None`: no stats lines.
     pub stats_interval: Option<Duration>,
     pub decode_threads: usize,
+    /// `--http`: the HTTP thread's settings.
+    pub http: Option<http::Config>,
 }
 
 /// Runs the viewer until SIGINT, SIGTERM or Esc.
@@ -122,7 +126,9 @@ pub fn run(config: Config) -> Result<()> {
         info!("accepting only {}", config.allow);
     }
 
+    let http = config.http.clone().map(http::Link::start).transpose()?;
     let decoders = Decoders::new(decode::Config {
+        http: http.as_ref().map(|h| Arc::clone(&h.hub)),
         threads: config.decode_threads,
         max_bmp_len: config.max_bmp_len,
         want_pixels: display.is_some(),
@@ -147,6 +153,7 @@ pub fn run(config: Config) -> Result<()> {
         frames: Vec::new(),
         done: Vec::new(),
         spare_bodies: Vec::with_capacity(SPARE_BODIES),
+        http,
     };
     let result = server.run_loop();
     server.shutdown();
@@ -178,6 +185,8 @@ struct Server {
     done: Vec<Done>,
     /// Frame bodies for connections to read into ([`SPARE_BODY_LEN`]).
     spare_bodies: Vec<Vec<u8>>,
+    /// `--http`: counts, and every connection's figures, for the HTTP thread.
+    http: Option<http::Link>,
 }
 
 /// Indices of the fixed entries in the poll set; clients follow.
@@ -285,6 +294,9 @@ impl Server {
                 }
             }
 
+            if let Some(http) = &mut self.http {
+                http.publish(now, self.conns.iter());
+            }
             if self.next_stats.is_some_and(|t| now >= t) {
                 self.log_stats(now);
             }
@@ -295,6 +307,9 @@ impl Server {
     /// backoff, the end of a log line window.
     fn poll_timeout(&self, now: Instant) -> PollTimeout {
         let mut next: Option<Instant> = self.next_stats;
+        if let Some(http) = &self.http {
+            next = Some(next.map_or(http.next_publish(), |n| n.min(http.next_publish())));
+        }
         let mut consider = |t: Instant| {
             next = Some(next.map_or(t, |n| n.min(t)));
         };
@@ -384,6 +399,9 @@ impl Server {
         self.next_id += 1;
         self.decoders.open(id, peer);
         self.conns.insert(id, conn);
+        if let Some(http) = &self.http {
+            http.counted(None);
+        }
         // Logged at info once its first header names the camera (read_conn).
         debug!("accepted {peer}");
     }
@@ -393,6 +411,9 @@ impl Server {
     fn refuse(&mut self, now: Instant, peer: SocketAddr, why: Refused) {
         let max = self.config.max_clients;
         let ip = peer.ip().to_canonical();
+        if let Some(http) = &self.http {
+            http.counted(Some(matches!(why, Refused::NotAllowed)));
+        }
         if self.refusals.line(now, &ip, || why) == Verdict::Log {
             warn!("refused {peer}: {}", why.text(max));
         }
@@ -587,6 +608,13 @@ impl Server {
                 self.decoders.recycle_pixels(pixels);
             }
         }
+        if let Some(http) = &self.http {
+            let decode_error = match &reason {
+                Reason::Decode(e) => Some(format!("{e:?}")),
+                _ => None,
+            };
+            http.closed(id, &conn, decode_error);
+        }
         let label = conn.label();
         let frames = conn.frames_received();
         let (level, line) = match reason {
@@ -640,6 +668,9 @@ impl Server {
         let n = self.conns.len();
         self.conns.clear();
         self.display = None;
+        if let Some(http) = &mut self.http {
+            http.stop();
+        }
         self.decoders.shutdown();
         info!("closed {n} connections; stopped");
     }

@@ -12,9 +12,15 @@
 //! skipped as stale are never shown, so they have no latency sample. p50 and
 //! p99 are [`proto::stats`]'s nearest-rank percentiles of a reservoir
 //! sample, the same definition as in the agent's stats line.
+//!
+//! [`Stats::totals`] is what `--http` shows: counts since the connection
+//! opened, the latency histogram, and the rates and percentiles of the last
+//! second or so, read without disturbing the stats line's interval.
 
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime};
 
+use exposition::text::{Histogram, LATENCY_BOUNDS};
 use proto::stats::Reservoir;
 
 /// How often the fps in a window title is recomputed.
@@ -38,6 +44,35 @@ pub struct Stats {
     fps_frames: u32,
     fps_since: Instant,
     fps: f64,
+    /// Bytes received in the fps window, and the last computed rate.
+    rate_len: u64,
+    mbit_per_s: f64,
+    /// Since the connection opened, for `--http`.
+    totals: Totals,
+    /// The latest [`RECENT_LATENCIES`] latencies, for `--http`'s p50/p99.
+    recent: VecDeque<Duration>,
+}
+
+/// Latencies kept for `--http`'s p50 and p99: about 2 s at 30 fps.
+const RECENT_LATENCIES: usize = 64;
+
+/// A connection's counts since it opened, and its latest rates: what
+/// `--http`'s `/api/cameras` and `/metrics` show.
+#[derive(Debug, Clone)]
+pub struct Totals {
+    pub connected_since: SystemTime,
+    pub received: u64,
+    pub received_len: u64,
+    pub decoded: u64,
+    pub skipped: u64,
+    pub latency: Histogram,
+    /// Decoded frames per second, and Mbit/s received, over the last fps
+    /// window.
+    pub fps: f64,
+    pub mbit_per_s: f64,
+    /// Nearest-rank percentiles of the latest latencies.
+    pub latency_p50: Option<Duration>,
+    pub latency_p99: Option<Duration>,
 }
 
 impl Stats {
@@ -52,29 +87,68 @@ impl Stats {
             fps_frames: 0,
             fps_since: now,
             fps: 0.0,
+            rate_len: 0,
+            mbit_per_s: 0.0,
+            totals: Totals {
+                connected_since: SystemTime::now(),
+                received: 0,
+                received_len: 0,
+                decoded: 0,
+                skipped: 0,
+                latency: Histogram::new(LATENCY_BOUNDS),
+                fps: 0.0,
+                mbit_per_s: 0.0,
+                latency_p50: None,
+                latency_p99: None,
+            },
+            recent: VecDeque::with_capacity(RECENT_LATENCIES),
         }
+    }
+
+    /// Counts since the connection opened, with the latest rates.
+    pub fn totals(&self) -> Totals {
+        let mut totals = self.totals.clone();
+        totals.fps = self.fps;
+        totals.mbit_per_s = self.mbit_per_s;
+        let mut recent: Vec<Duration> = self.recent.iter().copied().collect();
+        recent.sort_unstable();
+        let rank = |p: usize| {
+            // Nearest rank: the smallest sample with p% at or below it.
+            let i = (p * recent.len()).div_ceil(100).max(1) - 1;
+            recent.get(i).copied()
+        };
+        totals.latency_p50 = rank(50);
+        totals.latency_p99 = rank(99);
+        totals
     }
 
     /// A complete frame of `body_len` bytes arrived.
     pub fn received(&mut self, body_len: usize) {
         self.received += 1;
         self.received_len += body_len as u64;
+        self.rate_len += body_len as u64;
+        self.totals.received += 1;
+        self.totals.received_len += body_len as u64;
     }
 
     /// A newer frame replaced one still waiting to be decoded.
     pub fn skipped(&mut self) {
         self.skipped += 1;
+        self.totals.skipped += 1;
     }
 
     /// A frame was decoded; the fps is recomputed once per [`FPS_WINDOW`].
     pub fn decoded(&mut self, now: Instant) {
         self.decoded += 1;
+        self.totals.decoded += 1;
         self.fps_frames += 1;
         let elapsed = now.saturating_duration_since(self.fps_since);
         if elapsed < FPS_WINDOW {
             return;
         }
         self.fps = f64::from(self.fps_frames) / elapsed.as_secs_f64();
+        self.mbit_per_s = self.rate_len as f64 * 8.0 / elapsed.as_secs_f64() / 1e6;
+        self.rate_len = 0;
         self.fps_frames = 0;
         self.fps_since = now;
     }
@@ -83,6 +157,11 @@ impl Stats {
     /// last byte was received.
     pub fn shown(&mut self, latency: Duration) {
         self.latency.push(latency);
+        self.totals.latency.observe(latency);
+        if self.recent.len() == RECENT_LATENCIES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(latency);
     }
 
     /// The displayed frame rate, as last computed.
@@ -129,6 +208,34 @@ fn ms(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn totals_outlive_the_stats_line() {
+        let t0 = Instant::now();
+        let mut stats = Stats::new(t0);
+        for i in 1..=30u64 {
+            stats.received(125_000);
+            stats.decoded(t0 + Duration::from_millis(i * 1000 / 30));
+            stats.shown(Duration::from_millis(i));
+        }
+        stats.skipped();
+        stats.take_line(t0 + Duration::from_secs(1), None);
+        let totals = stats.totals();
+        assert_eq!(
+            (totals.received, totals.decoded, totals.skipped),
+            (30, 30, 1)
+        );
+        assert_eq!(totals.received_len, 30 * 125_000);
+        assert_eq!(totals.latency.count(), 30);
+        assert!((totals.fps - 30.0).abs() < 1e-9, "{}", totals.fps);
+        assert!(
+            (totals.mbit_per_s - 30.0).abs() < 1e-9,
+            "{}",
+            totals.mbit_per_s
+        );
+        assert_eq!(totals.latency_p50, Some(Duration::from_millis(15)));
+        assert_eq!(totals.latency_p99, Some(Duration::from_millis(30)));
+    }
 
     #[test]
     fn fps_is_recomputed_once_per_window() {
