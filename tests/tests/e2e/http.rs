@@ -213,6 +213,22 @@ fn ffmpeg_reads_the_stream_and_the_snapshot() {
         last = Some(n);
     }
 
+    // The input half of the README's MediaMTX recipe: ffmpeg copies the
+    // JPEGs into another container without re-encoding them.
+    let copied = dir.path().join("copy.mkv");
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-f", "mpjpeg", "-i", &stream])
+        .args(["-frames:v", "20", "-c:v", "copy", "-y"])
+        .arg(&copied)
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg -c:v copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ffprobe_size(copied.to_str().unwrap()), (640, 480));
+
     let r = get(http, &camera.snapshot);
     assert_eq!(r.status, 200, "{}", r.head);
     assert!(r.head.contains("Content-Type: image/jpeg"), "{}", r.head);
