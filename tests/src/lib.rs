@@ -14,6 +14,8 @@
 //! viewer ──► child, record, wait, workspace     start the viewer; RecordingViewer
 //! xvfb ────► child, image, wait, x11            a real X server and its tools
 //! vm ──────► workspace                          the vivid VM (QEMU guest)
+//! systemd_vm ► vm, workspace                    the hot-plug guest: systemd, udev, the .deb
+//! vivid ───► bars, image, record                vivid's bars in a recording
 //! netns ───► delay_line, wait                   a namespace behind a veth pair: cut it, shape it (tc)
 //! delay_line                                    TUN devices joined with a delay (no netem here)
 //! child ───► wait                               a process and its log lines
@@ -38,7 +40,9 @@ pub mod image;
 pub mod netns;
 pub mod pattern;
 pub mod record;
+pub mod systemd_vm;
 pub mod viewer;
+pub mod vivid;
 pub mod vm;
 pub mod wait;
 pub mod workspace;

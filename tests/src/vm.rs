@@ -167,7 +167,6 @@ fn guest_lock() -> MutexGuard<'static, ()> {
 /// path: busybox's shell prefers its own applets.
 pub fn run_guest(script: &str, files: &[GuestFile<'_>], timeout: Duration) -> GuestRun {
     let base = base_initramfs();
-    let _one_at_a_time = guest_lock();
     let mut cmd = Command::new(vm_dir().join("run.sh"));
     cmd.arg("--initramfs")
         .arg(base)
@@ -176,14 +175,25 @@ pub fn run_guest(script: &str, files: &[GuestFile<'_>], timeout: Duration) -> Gu
         cmd.arg("--file")
             .arg(format!("{}:{}", f.host.display(), f.guest));
     }
-    cmd.args(["-c", script])
-        .stdin(Stdio::null())
+    cmd.args(["-c", script]);
+    run_script(cmd, timeout)
+}
+
+/// Runs one guest through `cmd`, a guest runner script of `tests/vm/` (one
+/// that takes `--timeout`, kills QEMU after it and exits with the guest's
+/// status), one guest at a time, and collects its console. If the runner
+/// itself hangs, its whole process group is killed 30 s after `timeout`.
+pub fn run_script(mut cmd: Command, timeout: Duration) -> GuestRun {
+    let _one_at_a_time = guest_lock();
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so a stuck run can be killed with QEMU and all.
         .process_group(0);
     let started = Instant::now();
-    let mut child = cmd.spawn().expect("start tests/vm/run.sh");
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     let pgid = child.id();
     let readers: Vec<_> = [
         child

@@ -15,6 +15,8 @@ mod dead_peer;
 mod deploy;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/hotplug.rs"]
+mod hotplug;
 #[path = "e2e/http.rs"]
 mod http;
 #[path = "e2e/interop.rs"]

@@ -807,8 +807,8 @@ systemctl poweroff
 /// user under seccomp with no capabilities; both stop with status 0.
 ///
 /// Only the agent unit's BindsTo=/After= on the camera device are removed
-/// (there is no camera here); device access itself (DeviceAllow=) is left to
-/// a machine with a real camera.
+/// (there is no camera here); device access itself (DeviceAllow=) and the
+/// udev start are tested in a booted guest with vivid (`hotplug`).
 #[test]
 fn units_run_hardened_under_systemd() {
     require_tool("systemd-nspawn", "systemd-container");

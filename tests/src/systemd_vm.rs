@@ -1,0 +1,98 @@
+//! The hot-plug guest: systemd as PID 1 on a small Debian bookworm root, on
+//! the vivid rig's kernel, under QEMU (TCG). udev, systemd and the network
+//! run as on a camera node, so the whole chain (vivid appears, udev's rules
+//! and ours tag it, systemd starts `camera-agent@video0.service`) is real.
+//! The scripts live in `tests/vm/systemd/` (`setup.sh` makes and caches the
+//! root file system, `run.sh` boots it and runs one command as a service);
+//! this module drives them and builds the package the guest installs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::vm::{run_script, vm_dir, GuestRun, SKIP_ENV};
+use crate::workspace::workspace_root;
+
+/// `tests/vm/systemd/`.
+pub fn systemd_vm_dir() -> PathBuf {
+    vm_dir().join("systemd")
+}
+
+/// Whether the hot-plug guest tests should run: `false` (after saying so)
+/// only when [`SKIP_ENV`] is `1`, as for the vivid VM; a missing root file
+/// system or kernel fails the test with the setup command.
+pub fn systemd_vm_enabled(test: &str) -> bool {
+    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED {test}: {SKIP_ENV}=1 is set, so the VM tests do not run");
+        return false;
+    }
+    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+    let check = CHECK.get_or_init(|| {
+        let out = Command::new(systemd_vm_dir().join("setup.sh"))
+            .arg("--check")
+            .output()
+            .map_err(|e| format!("cannot run tests/vm/systemd/setup.sh --check: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    });
+    if let Err(why) = check {
+        panic!(
+            "{test}: the hot-plug guest is not set up: {why}\n\
+             run `tests/vm/systemd/setup.sh` (as root: debootstraps a small Debian root into \
+             /var/cache/camstream/vm-systemd/), or set {SKIP_ENV}=1 to skip the VM tests on purpose"
+        );
+    }
+    true
+}
+
+/// Boots the guest with `files` (host path, guest path) copied in, runs
+/// `script` under `/bin/sh` as root from a oneshot service once the network
+/// is online, and returns its status and the console. In the guest,
+/// `VIVID_WEBCAM` holds vivid's parameters for one webcam-like node; the
+/// host's 127.0.0.1 is 10.0.2.2.
+pub fn run_systemd_guest(script: &str, files: &[(&Path, &str)], timeout: Duration) -> GuestRun {
+    let mut cmd = Command::new(systemd_vm_dir().join("run.sh"));
+    cmd.args(["--timeout", &timeout.as_secs().max(1).to_string()]);
+    for (host, guest) in files {
+        cmd.arg("--file").arg(format!("{}:{guest}", host.display()));
+    }
+    cmd.args(["-c", script]);
+    run_script(cmd, timeout)
+}
+
+/// The camstream-agent package, as `packaging/build-deb.sh` makes it from
+/// the binaries in `bin_dir` (for `target`, a Rust target triple, or this
+/// machine), into a fresh directory that `out` keeps alive. Returns the
+/// `.deb`'s path.
+pub fn build_agent_deb(bin_dir: &Path, target: Option<&str>, out: &Path) -> PathBuf {
+    let mut cmd = Command::new(workspace_root().join("packaging/build-deb.sh"));
+    if let Some(target) = target {
+        cmd.args(["--target", target]);
+    }
+    cmd.arg("--bin-dir").arg(bin_dir).arg("--out").arg(out);
+    let result = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run packaging/build-deb.sh: {e}"));
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success(),
+        "packaging/build-deb.sh failed ({}):\n{stdout}\n{}",
+        result.status,
+        String::from_utf8_lossy(&result.stderr)
+    );
+    stdout
+        .lines()
+        .map(PathBuf::from)
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("camstream-agent_"))
+        })
+        .unwrap_or_else(|| {
+            panic!("packaging/build-deb.sh printed no camstream-agent_*.deb: {stdout}")
+        })
+}

@@ -1,0 +1,142 @@
+#!/bin/bash
+# One-time (and idempotent) setup for the hot-plug guest: a small Debian
+# bookworm root file system that boots systemd as PID 1 under QEMU, with the
+# vivid rig's kernel (tests/vm/setup.sh).
+#
+#   tests/vm/systemd/setup.sh           make the root file system (as root) and
+#                                       cache it as one cpio archive
+#   tests/vm/systemd/setup.sh --check   only report what is missing; exit 1 if
+#                                       anything is
+#
+# The cache lives outside the source tree, in $CAMSTREAM_CACHE (default
+# /var/cache/camstream), as vm-systemd/bookworm-amd64.cpio: a debootstrap
+# --variant=minbase root with systemd, udev, kmod and v4l-utils, trimmed of
+# documentation, with the units a test guest has no use for masked. With the
+# archive present this does nothing and takes milliseconds; making it needs
+# debootstrap and the Debian archive (about 1-2 minutes).
+#
+# Nothing in the guest fetches packages: the .deb under test comes in with
+# each run (tests/vm/systemd/run.sh), so no CA certificates are copied in.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${CAMSTREAM_CACHE:-/var/cache/camstream}/vm-systemd
+archive=$cache/bookworm-amd64.cpio
+mirror=${CAMSTREAM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# What the guest needs beyond minbase: systemd as init, udev (the hot-plug
+# chain under test), kmod (modprobe vivid), v4l-utils (v4l2-ctl presses
+# vivid's disconnect control).
+include=systemd,systemd-sysv,udev,kmod,v4l-utils
+
+check_only=0
+[[ ${1:-} == --check ]] && check_only=1
+
+# The vivid rig's kernel is this guest's kernel.
+vm_ok=1
+"$here/../setup.sh" --check >/dev/null 2>&1 || vm_ok=0
+
+if ((check_only)); then
+    bad=0
+    if ((!vm_ok)); then
+        echo "missing: the vivid VM's kernel and packages (run tests/vm/setup.sh as root)" >&2
+        bad=1
+    fi
+    if [[ ! -s $archive ]]; then
+        echo "missing root file system: $archive" >&2
+        bad=1
+    fi
+    ((bad)) && echo "run tests/vm/systemd/setup.sh (as root) to set up the hot-plug guest" >&2
+    exit $bad
+fi
+
+((vm_ok)) || "$here/../setup.sh"
+
+if [[ -s $archive ]]; then
+    echo "vm-systemd: root file system cached in $archive"
+    exit 0
+fi
+
+[[ $(id -u) == 0 ]] || { echo "vm-systemd: making the guest's root file system needs root (debootstrap); run: sudo $0" >&2; exit 1; }
+if ! command -v debootstrap >/dev/null 2>&1; then
+    echo "vm-systemd: installing debootstrap"
+    if ! compgen -G '/var/lib/apt/lists/*Packages*' >/dev/null; then apt-get update -q; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap
+fi
+
+mkdir -p "$cache"
+work=$(mktemp -d "$cache/.make.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+started=$SECONDS
+echo "vm-systemd: debootstrap bookworm (minbase + $include) from $mirror"
+if ! debootstrap --variant=minbase --include="$include" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
+    tail -n 30 "$work/debootstrap.log" >&2
+    [[ -f $root/debootstrap/debootstrap.log ]] && tail -n 30 "$root/debootstrap/debootstrap.log" >&2
+    echo "vm-systemd: debootstrap failed (is $mirror reachable? see the log above)" >&2
+    exit 1
+fi
+
+# --- configure: network, console, and only the units a test guest needs -----
+echo camstream-guest >"$root/etc/hostname"
+# QEMU's user network: the guest is 10.0.2.15, the host's 127.0.0.1 is 10.0.2.2.
+# The kernel does no IP autoconfiguration (virtio_net is a module), so
+# systemd-networkd sets the static address once udev has loaded the driver.
+mkdir -p "$root/etc/systemd/network"
+cat >"$root/etc/systemd/network/10-qemu.network" <<'EOF'
+[Match]
+Name=en* eth*
+
+[Network]
+Address=10.0.2.15/24
+Gateway=10.0.2.2
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+EOF
+chroot "$root" systemctl enable systemd-networkd.service systemd-networkd-wait-online.service >/dev/null 2>&1
+# Only what the hot-plug chain needs: journald, udevd, networkd and the
+# targets. Every other unit costs seconds of boot under TCG, so logins (no
+# dbus for logind; the console belongs to the test), maintenance timers,
+# pseudo file systems and first-boot jobs are masked, and so are the
+# generators (no fstab, no gettys, no SysV scripts to translate).
+chroot "$root" systemctl mask \
+    getty@.service serial-getty@.service console-getty.service getty-static.service getty.target \
+    systemd-logind.service systemd-user-sessions.service \
+    apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service \
+    fstrim.timer systemd-tmpfiles-clean.timer \
+    dev-hugepages.mount dev-mqueue.mount proc-sys-fs-binfmt_misc.automount sys-fs-fuse-connections.mount \
+    sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount systemd-binfmt.service \
+    systemd-firstboot.service systemd-journal-flush.service systemd-machine-id-commit.service \
+    systemd-modules-load.service systemd-pcrphase-sysinit.service systemd-pcrphase.service \
+    systemd-random-seed.service systemd-repart.service systemd-sysctl.service systemd-sysusers.service \
+    systemd-update-utmp.service systemd-update-utmp-runlevel.service \
+    systemd-ask-password-wall.path systemd-ask-password-console.path kmod-static-nodes.service \
+    modprobe@.service systemd-network-generator.service systemd-pstore.service \
+    systemd-initctl.socket systemd-journald-audit.socket systemd-remount-fs.service \
+    systemd-hwdb-update.service systemd-journal-catalog-update.service systemd-update-done.service \
+    ldconfig.service >/dev/null 2>&1
+chroot "$root" systemctl set-default multi-user.target >/dev/null 2>&1
+mkdir -p "$root/etc/systemd/system-generators"
+for generator in "$root"/usr/lib/systemd/system-generators/*; do
+    ln -sf /dev/null "$root/etc/systemd/system-generators/${generator##*/}"
+done
+# The journal stays in memory (/run): the root is a tmpfs anyway.
+mkdir -p "$root/etc/systemd/journald.conf.d"
+printf '[Journal]\nStorage=volatile\n' >"$root/etc/systemd/journald.conf.d/10-volatile.conf"
+# Same machine id in every run: the launcher's camera id depends on it.
+chroot "$root" systemd-machine-id-setup >/dev/null 2>&1 || true
+
+# --- trim: everything the guest never reads makes every boot slower ----------
+rm -rf "$root"/usr/share/{doc,man,info,locale,lintian,bash-completion} \
+    "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
+    "$root"/var/lib/apt/lists/* "$root"/var/log/*.log "$root"/debootstrap
+# The guest mounts its own /dev, /proc, /sys, /run and /tmp.
+for d in dev proc sys run tmp; do
+    find "$root/$d" -mindepth 1 -delete 2>/dev/null || true
+done
+
+# --- one uncompressed cpio: the kernel unpacks it as the guest's root ---------
+# (uncompressed: under TCG the guest copies faster than it would decompress)
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc) >"$work/root.cpio"
+chmod 0644 "$work/root.cpio"
+mv "$work/root.cpio" "$archive"
+echo "vm-systemd: root file system ready: $archive ($(du -m "$archive" | cut -f1) MB, made in $((SECONDS - started)) s)"
