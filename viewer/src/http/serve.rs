@@ -386,34 +386,34 @@ impl Loop {
         }
         // Read no more than one byte past the limit, so an oversized head
         // is known as such.
-        let room = MAX_HEAD_LEN + 1 - client.input.len();
+        let room = (MAX_HEAD_LEN + 1).saturating_sub(client.input.len());
         let start = client.input.len();
         client.input.resize(start + room, 0);
         let n = match client.stream.read(&mut client.input[start..]) {
             Ok(n) => n,
-            Err(e) if retry_later(&e) => 0,
+            Err(e) if retry_later(&e) => {
+                client.input.truncate(start);
+                return;
+            }
             Err(e) => {
                 client.input.truncate(start);
                 return self.close(id, Some((now, "error", format!("closed: {e}"))));
             }
         };
         client.input.truncate(start + n);
-        if n == 0 && room > 0 && !ready.contains(PollFlags::POLLIN) {
-            return self.close(id, None);
+        if n == 0 {
+            // EOF before a whole request (a head at the limit was refused
+            // before it came to this).
+            let why = (start > 0).then(|| {
+                (
+                    now,
+                    "unfinished",
+                    format!("closed after {start} bytes of an unfinished request"),
+                )
+            });
+            return self.close(id, why);
         }
         match request::parse(&client.input) {
-            Ok(None) if n == 0 => {
-                // EOF before a whole request.
-                let len = client.input.len();
-                let why = (len > 0).then(|| {
-                    (
-                        now,
-                        "unfinished",
-                        format!("closed after {len} bytes of an unfinished request"),
-                    )
-                });
-                self.close(id, why)
-            }
             Ok(None) => {}
             Ok(Some(req)) => self.route(id, req, now),
             Err(e) => {
