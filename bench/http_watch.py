@@ -22,6 +22,7 @@ Nothing here asserts: it prints figures and marks each goal met or missed.
 """
 
 import argparse
+import os
 import re
 import selectors
 import socket
@@ -168,12 +169,17 @@ def run(kind, frame, seconds):
     encodes = sum(delta("camstream_viewer_jpeg_encodes_total", c) for c in range(CAMERAS))
     passed = sum(delta("camstream_viewer_jpeg_passthrough_total", c) for c in range(CAMERAS))
     decoded = sum(delta("camstream_viewer_frames_decoded_total", c) for c in range(CAMERAS))
+    decoded_all = sum(delta("camstream_viewer_frames_decoded_total", c) for c in range(CAMERAS + 1))
     return {
         "received_min": min((fps.get(c, (0, 0))[0] for c in range(CAMERAS + 1)), default=0),
         "decoded_min": min((fps.get(c, (0, 0))[1] for c in range(CAMERAS)), default=0),
         "watch_min": min(rates),
         "watch_med": statistics.median(rates),
         "cpu_cores": (cpu1 - cpu0) / wall,
+        # Whatever others leave us: the viewer's CPU per frame decoded (all
+        # cameras), and the cores the full load would take at that rate.
+        "cpu_ms_per_frame": (cpu1 - cpu0) / max(1, decoded_all) * 1e3,
+        "cores_needed": (cpu1 - cpu0) / max(1, decoded_all) * (CAMERAS + 1) * FPS,
         "encodes": encodes,
         "passed": passed,
         "decoded": decoded,
@@ -191,10 +197,12 @@ def main():
     prepared = bench.prepare(py)["640x480"]
     frames = {"gzip-bmp": prepared["gz"], "jpeg": jpeg_frame(py, prepared["bmp"])}
     print(f"{CAMERAS} cameras x 640x480 x {FPS} fps, {WATCHERS_PER_CAMERA} watchers each, "
-          f"plus one unwatched camera; {args.seconds:.0f} s measured; {bench.machine_desc()}")
+          f"plus one unwatched camera; {args.seconds:.0f} s measured; {bench.machine_desc()}; "
+          f"load average before: {os.getloadavg()[0]:.1f}")
     print("| body | received fps/camera (min) | decoded fps/camera (min) | watcher parts/s (min / median) "
-          "| viewer CPU (cores) | JPEG encodes / decoded (watched) | passed through | unwatched: encodes / decoded |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| viewer CPU (cores) | viewer CPU ms per decoded frame | cores the full load needs at that rate "
+          "| JPEG encodes / decoded (watched) | passed through | unwatched: encodes / decoded |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for kind in args.kinds.split(","):
         r = run(kind, frames[kind], args.seconds)
         if "error" in r:
@@ -202,7 +210,7 @@ def main():
             continue
         goal = "met" if r["received_min"] >= 29 and r["watch_min"] >= 25 else "missed"
         print(f"| {kind} | {r['received_min']:.1f} | {r['decoded_min']:.1f} | {r['watch_min']:.1f} / {r['watch_med']:.1f} "
-              f"| {r['cpu_cores']:.2f} | {r['encodes']:.0f} / {r['decoded']:.0f} | {r['passed']:.0f} "
+              f"| {r['cpu_cores']:.2f} | {r['cpu_ms_per_frame']:.2f} | {r['cores_needed']:.2f} | {r['encodes']:.0f} / {r['decoded']:.0f} | {r['passed']:.0f} "
               f"| {r['unwatched_encodes']:.0f} / {r['unwatched_decoded']:.0f} | goal (>= 29 received, >= 25 watched): {goal}")
         sys.stdout.flush()
 
