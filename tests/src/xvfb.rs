@@ -1,7 +1,8 @@
 //! A real X server for the window tests: [`Xvfb`] on a free display with a
 //! private cookie, and what a test does with it: list the windows
-//! (`xwininfo`), take a screenshot (`xwd`), run `xdotool`, and close a window
-//! as a window manager would ([`x11::send_wm_delete`]).
+//! (`xwininfo`), take a screenshot (`xwd`), run `xdotool`, close a window
+//! as a window manager would ([`x11::send_wm_delete`]), kill a window's
+//! client (`xkill`), and stop and continue the server itself (SIGSTOP).
 
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ pub struct Xvfb {
     number: u32,
     cookie: [u8; 16],
     authority: PathBuf,
-    _server: LoggedChild,
+    server: LoggedChild,
     _dir: tempfile::TempDir,
 }
 
@@ -82,7 +83,7 @@ impl Xvfb {
                         number,
                         cookie,
                         authority,
-                        _server: server,
+                        server,
                         _dir: dir,
                     }
                 }
@@ -141,6 +142,18 @@ impl Xvfb {
     /// refuses it, e.g. past `-maxclients`.
     pub fn hold_client(&self) -> Result<std::os::unix::net::UnixStream, String> {
         x11::connect(self.number, &self.cookie)
+    }
+
+    /// Sends a signal to the X server (`STOP` hangs it for every client,
+    /// `CONT` lets it go on), as `kill -s SIG` does.
+    pub fn signal(&self, sig: &str) {
+        self.server.signal(sig);
+    }
+
+    /// Kills the X client that created `window` (`xkill -id`): the server
+    /// closes that client's connection, and with it all its windows.
+    pub fn kill_client(&self, window: u32) {
+        self.run("xkill", &["-id", &window.to_string()]);
     }
 
     /// Closes `window` as a window manager would: see [`x11::send_wm_delete`].

@@ -26,6 +26,7 @@ pub struct Args {
     pub listen: SocketAddr,
 
     /// Clients beyond this many are refused at once (accepted, then closed, with a log line).
+    /// Windows tile a grid with a cell for each of them, so a lower number gives bigger windows.
     #[arg(long, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_clients: u32,

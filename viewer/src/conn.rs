@@ -332,7 +332,7 @@ impl<S: Read> Conn<S> {
     }
 
     /// A newer frame of this connection replaced one still waiting for a
-    /// decoder.
+    /// decoder, or for the display thread to draw it.
     pub fn frame_skipped(&mut self) {
         self.stats.skipped();
     }

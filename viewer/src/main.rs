@@ -10,7 +10,9 @@
 //! main ─┬─ cli
 //!       └─ server ─┬─ conn ──── stats
 //!                  ├─ decode ── record, http::hub (JPEGs for watchers)
-//!                  ├─ display
+//!                  ├─ display ─┬─ windows   (the display thread)
+//!                  │           ├─ grid
+//!                  │           └─ xlib
 //!                  ├─ peer_log
 //!                  └─ http ─┬─ hub ──── stats
 //!                           ├─ serve ── peer_log
@@ -25,15 +27,17 @@
 //! - [`cli`]: the command line.
 //! - [`server`]: the poll(2) loop over the signal pipe, the listener, every
 //!   client and the decode workers' wake-up socket. It owns the connections,
-//!   the decoders and the windows, and is the only module that knows them all.
+//!   the decoders and the display, and is the only module that knows them all.
 //! - [`conn`]: one client: non-blocking socket, bounded input buffer, proto
 //!   frame reader, and its stats; private state behind methods.
 //! - [`stats`]: per-camera counters, fps and latency percentiles.
 //! - [`decode`]: worker threads that gunzip, decode the BMP and record;
 //!   only the newest frame of a camera is decoded.
 //! - [`record`]: `--record DIR` files.
-//! - [`display`]: minifb windows, all on the poll thread; a window that
-//!   fails, or whose frame size churns, costs its camera only.
+//! - [`display`]: minifb windows, all on a display thread fed the newest
+//!   picture per camera, so the poll thread never waits for X; windows tile
+//!   a grid that fits the screen, and a window that fails or loses its X
+//!   connection costs its camera only.
 //! - [`peer_log`]: refusal, connection and disconnect log lines, one per
 //!   peer per window and then a count, in a bounded table.
 //! - [`http`]: `--http`: the page, MJPEG streams, snapshots, `/api/cameras`

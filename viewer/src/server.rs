@@ -6,20 +6,14 @@
 //! - the listener;
 //! - every client that may be read now.
 //!
-//! Headless, poll is the only place this thread waits: sockets are
-//! non-blocking, and the decode workers are reached through a mutex they
-//! hold only to move a frame or a result (never while decoding or writing).
-//! Its timeout is the nearest of the idle-timeout deadlines, the stats tick,
-//! the end of a log line window and the window event pump.
-//!
-//! With windows, it also waits for the X server: every window call is
-//! synchronous Xlib (see `display`'s doc). Creating a window (first frame,
-//! or a size change, at most one a second per camera) costs several round
-//! trips; each draw and each event pump (every window, at least every
-//! [`display::EVENT_INTERVAL`]) costs at least one. Each waits for the X
-//! server's reply: microseconds with a local X server, without bound if it
-//! stops answering. Bounding that needs the windows on a display thread of
-//! their own; not built yet.
+//! Poll is the only place this thread waits: sockets are non-blocking, and
+//! the decode workers and the display thread are reached through mutexes
+//! they hold only to move a frame, a picture or a result (never while
+//! decoding, writing or talking to X). Its timeout is the nearest of the
+//! idle-timeout deadlines, the stats tick, the end of a log line window and,
+//! while windows are open, the next collection of the display thread's
+//! events. It never calls X: the windows live on the display thread
+//! (`display`), so a hung X server freezes the windows, not the cameras.
 //!
 //! The server owns the connections and asks them: each [`Conn`] keeps its
 //! state behind methods. Whatever ends a connection (the connection's own
@@ -48,7 +42,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use crate::allow::AllowList;
 use crate::conn::{interrupted, would_block, Close, CloseError, Conn, Received, Status};
 use crate::decode::{self, DecodeError, Decoders, Done, Submitted};
-use crate::display::{self, Display, Picture, ShowError};
+use crate::display::{self, Display, Events, Picture, ShowError};
 use crate::http;
 use crate::peer_log::{self, PeerLog, Summary, Verdict};
 use crate::ConnId;
@@ -97,7 +91,7 @@ pub fn run(config: Config) -> Result<()> {
         None
     } else {
         display::probe()?;
-        Some(Display::default())
+        Some(Display::start(config.max_clients)?)
     };
     if let Some(dir) = &config.record_dir {
         std::fs::create_dir_all(dir)
@@ -144,6 +138,7 @@ pub fn run(config: Config) -> Result<()> {
         signal_rx,
         decoders,
         display,
+        display_events: Events::default(),
         conns: BTreeMap::new(),
         next_id: 0,
         accept_paused_until: None,
@@ -166,6 +161,8 @@ struct Server {
     signal_rx: UnixStream,
     decoders: Decoders,
     display: Option<Display>,
+    /// Reused for [`Display::poll`].
+    display_events: Events,
     conns: BTreeMap<ConnId, Conn>,
     /// The next connection's [`ConnId`].
     next_id: u64,
@@ -276,19 +273,25 @@ impl Server {
             self.flush_peer_logs(now);
 
             if let Some(display) = &mut self.display {
-                let conns = &mut self.conns;
-                let events = display.pump(now, |id, latency| {
-                    if let Some(conn) = conns.get_mut(&id) {
+                let mut events = std::mem::take(&mut self.display_events);
+                display.poll(now, &mut events);
+                for (id, latency) in events.shown.drain(..) {
+                    if let Some(conn) = self.conns.get_mut(&id) {
                         conn.frame_shown(latency);
                     }
-                });
-                for id in events.closed {
+                }
+                for pixels in events.spent.drain(..) {
+                    self.decoders.recycle_pixels(pixels);
+                }
+                for id in events.closed.drain(..) {
                     self.close(id, Reason::WindowClosed, now);
                 }
-                for (id, e) in events.failed {
+                for (id, e) in events.failed.drain(..) {
                     self.close(id, Reason::Window(e), now);
                 }
-                if events.quit {
+                let quit = events.quit;
+                self.display_events = events;
+                if quit {
                     info!("Esc pressed: shutting down");
                     return Ok(());
                 }
@@ -331,7 +334,7 @@ impl Server {
         {
             consider(t);
         }
-        if let Some(t) = self.display.as_ref().and_then(Display::next_pump) {
+        if let Some(t) = self.display.as_ref().and_then(Display::next_poll) {
             consider(t);
         }
         match next {
@@ -556,8 +559,8 @@ impl Server {
                 // `show` renames the window only when the text changed.
                 let camera_id = conn.camera_id().unwrap_or(0);
                 let title = display::title(camera_id, conn.peer(), conn.fps());
-                // Latency is counted when the pump draws it.
-                let shown = display.show(
+                // Latency is counted when the display thread draws it.
+                let replaced = display.show(
                     id,
                     title,
                     Picture {
@@ -566,12 +569,10 @@ impl Server {
                         pixels,
                         received: decoded.received,
                     },
-                    now,
                 );
-                match shown {
-                    Ok(old) => self.decoders.recycle_pixels(old),
-                    // This camera's window only: the others go on.
-                    Err(e) => self.close(id, Reason::Window(e), now),
+                if let Some(never_drawn) = replaced {
+                    conn.frame_skipped();
+                    self.decoders.recycle_pixels(never_drawn);
                 }
             } else {
                 // Headless: this is where it would be shown (with --record,
@@ -685,8 +686,7 @@ enum Reason {
     Decode(DecodeError),
     /// The user closed its window.
     WindowClosed,
-    /// Its window could not be created or drawn, or its frame size changed
-    /// too often.
+    /// Its window could not be created or drawn, or lost its X connection.
     Window(ShowError),
 }
 

@@ -131,7 +131,7 @@ impl Stats {
         self.totals.received_len += body_len as u64;
     }
 
-    /// A newer frame replaced one still waiting to be decoded.
+    /// A newer frame replaced one still waiting to be decoded or drawn.
     pub fn skipped(&mut self) {
         self.skipped += 1;
         self.totals.skipped += 1;
