@@ -21,7 +21,8 @@ const MAX_SIDE: u32 = proto::bmp::MAX_DIMENSION;
 const MAX_DEFAULT_WORKERS: usize = 4;
 
 /// camstream edge agent: captures a camera (or a synthetic source), encodes
-/// each frame as a gzip-compressed BMP and streams it to a viewer over TCP.
+/// each frame as a gzip-compressed BMP (or a JPEG, --encoding jpeg) and
+/// streams it to a viewer over TCP.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "agent",
@@ -29,7 +30,7 @@ const MAX_DEFAULT_WORKERS: usize = 4;
     about,
     after_help = "\
 Stats: every --stats-interval seconds one line is logged, e.g.
-  camera 3: 29.8 fps captured, 15.8 sent, 140 dropped, 140 before encoding + 0 after, 95.1 Mbit/s, ratio 1.23, encode p50 18 ms p99 27 ms, latency p50 104 ms p99 137 ms
+  camera 3: 29.8 fps captured, 15.8 sent, 140 dropped, 140 before encoding + 0 after, 95.1 Mbit/s gzip-bmp level 9, ratio 1.23, encode p50 18 ms p99 27 ms, latency p50 104 ms p99 137 ms
 (frames per second captured and carried by the link; frames dropped in the
 interval, before encoding and after; capture to on the wire latency). When the
 link carries fewer frames than the camera makes, one line says so, at most
@@ -88,9 +89,22 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub fps: u32,
 
-    /// gzip level, 0 (store) to 9 (smallest, slowest).
+    /// gzip level, 0 (store) to 9 (smallest, slowest); for --encoding gzip-bmp.
     #[arg(long, value_name = "0-9", default_value_t = proto::gzip::DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub level: u32,
+
+    /// What each frame's body is: `gzip-bmp` (a 24-bit BMP, gzipped: the
+    /// original design's format, the only one its Python server reads) or
+    /// `jpeg` (about 1/10 of the bytes at --quality 85; our viewer reads
+    /// both). From an MJPEG camera, `jpeg` sends the camera's own JPEG
+    /// untouched (passthrough).
+    #[arg(long, value_name = "gzip-bmp|jpeg", default_value = "gzip-bmp", value_parser = parse_encoding)]
+    pub encoding: Encoding,
+
+    /// JPEG quality, 1 (smallest) to 100 (best); for --encoding jpeg of raw
+    /// frames (a passthrough frame keeps the camera's quality).
+    #[arg(long, value_name = "1-100", default_value_t = proto::jpeg::DEFAULT_QUALITY, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
 
     /// Encoder threads [default: number of cores, at most 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -217,6 +231,24 @@ pub fn file_format(path: &std::path::Path) -> PixelFormat {
     }
 }
 
+/// What a frame's body is on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// gzip of a 24-bit BMP: the original design's format.
+    GzipBmp,
+    /// A JPEG file.
+    Jpeg,
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Encoding::GzipBmp => "gzip-bmp",
+            Encoding::Jpeg => "jpeg",
+        })
+    }
+}
+
 /// A frame size in pixels, both sides 1..=16384. Whether a side must be
 /// even depends on the format ([`Args::check`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +293,16 @@ fn parse_source(s: &str) -> Result<Source, String> {
                 "unknown source `{s}`; use v4l2, pattern or file:PATH"
             )),
         },
+    }
+}
+
+fn parse_encoding(s: &str) -> Result<Encoding, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "gzip-bmp" => Ok(Encoding::GzipBmp),
+        "jpeg" | "jpg" => Ok(Encoding::Jpeg),
+        _ => Err(format!(
+            "unknown encoding `{s}`; use gzip-bmp (the original format) or jpeg"
+        )),
     }
 }
 
@@ -388,6 +430,18 @@ mod tests {
         );
         for bad in ["file:", "camera"] {
             assert!(parse_source(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn encodings() {
+        assert_eq!(parse_encoding("gzip-bmp"), Ok(Encoding::GzipBmp));
+        assert_eq!(parse_encoding("JPEG"), Ok(Encoding::Jpeg));
+        assert!(parse_encoding("png").is_err());
+        let args = Args::try_parse_from(["agent"]).unwrap();
+        assert_eq!((args.encoding, args.quality), (Encoding::GzipBmp, 85));
+        for bad in ["0", "101"] {
+            assert!(Args::try_parse_from(["agent", "--quality", bad]).is_err());
         }
     }
 

@@ -27,7 +27,7 @@ use anyhow::{anyhow, Context, Result};
 use proto::format::{Layout, PixelFormat};
 use proto::{bmp, gzip, wire};
 
-use crate::cli::{self, Args, FormatChoice, Source};
+use crate::cli::{self, Args, Encoding, FormatChoice, Source};
 use crate::encode::{self, Encoder};
 use crate::mailbox::Mailbox;
 use crate::metrics;
@@ -69,7 +69,7 @@ impl Parts {
             outbox: Outbox::new(workers, args.frames),
             raw_pool: BufferPool::default(),
             wire_pool: BufferPool::default(),
-            stats: Stats::new(args.id),
+            stats: Stats::new(args.id).with_encoding(encoding_label(args)),
             socket: CurrentSocket::default(),
         }
     }
@@ -132,7 +132,7 @@ pub fn run(args: &Args) -> Result<()> {
     let workers = args.worker_count();
     // Set up every encoder before starting anything, so a bad level fails here.
     let encoders = (0..workers)
-        .map(|_| Encoder::new(args.id, args.level))
+        .map(|_| Encoder::new(args.id, args.encoding, args.level, args.quality))
         .collect::<Result<Vec<_>>>()?;
 
     let signal = Arc::new(AtomicBool::new(false));
@@ -151,12 +151,12 @@ pub fn run(args: &Args) -> Result<()> {
     let mut threads = Vec::new();
 
     log::info!(
-        "camera {}: {} → {}, {} at gzip level {}, {} encoder thread(s)",
+        "camera {}: {} → {}, {} as {}, {} encoder thread(s)",
         args.id,
         args.source,
         args.server,
         args.size,
-        args.level,
+        encoding_label(args),
         workers
     );
     {
@@ -236,6 +236,14 @@ pub fn run(args: &Args) -> Result<()> {
         totals.skipped_after
     );
     outcome
+}
+
+/// The encoding as the logs name it: `gzip-bmp level 9`, `jpeg q85`.
+fn encoding_label(args: &Args) -> String {
+    match args.encoding {
+        Encoding::GzipBmp => format!("gzip-bmp level {}", args.level),
+        Encoding::Jpeg => format!("jpeg q{}", args.quality),
+    }
 }
 
 /// Allocates, and writes, every buffer the pipeline can hold at once:

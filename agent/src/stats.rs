@@ -1,7 +1,7 @@
 //! Counters and timing samples for the periodic stats line:
 //!
 //! ```text
-//! camera 3: 29.8 fps captured, 15.8 sent, 140 dropped, 140 before encoding + 0 after, 99.6 Mbit/s, ratio 1.20, encode p50 14 ms p99 17 ms, latency p50 80 ms p99 98 ms
+//! camera 3: 29.8 fps captured, 15.8 sent, 140 dropped, 140 before encoding + 0 after, 99.6 Mbit/s gzip-bmp level 9, ratio 1.20, encode p50 14 ms p99 17 ms, latency p50 80 ms p99 98 ms
 //! ```
 //!
 //! - `captured`: frames taken from the source per second;
@@ -12,9 +12,12 @@
 //!   the link or the CPU, short or corrupt, or the viewer was away);
 //!   and `after`: frames encoded but not sent (a newer one went first, or
 //!   the connection broke): CPU spent for nothing, near 0 in steady state;
-//! - `Mbit/s`: bytes written to the socket, headers included;
-//! - `ratio`: BMP bytes / gzip bytes of the frames sent;
-//! - `encode p50/p99`: YUYV→BGR→BMP→gzip time of one frame;
+//! - `Mbit/s`: bytes written to the socket, headers included, and the
+//!   encoding of the bodies (`gzip-bmp level 9`, `jpeg q85`, `jpeg passthrough`);
+//! - `ratio`: BMP bytes / body bytes of the frames sent (for JPEG, the BMP
+//!   the frame would have been);
+//! - `encode p50/p99`: the time to make one frame's body from the camera's
+//!   frame (YUYV→BGR→BMP→gzip, YUYV→BGR→JPEG, or a passthrough's check);
 //! - `latency p50/p99`: capture to on the wire, per frame: until the
 //!   kernel has all of it but at most `send::NOTSENT_LOWAT / 2` bytes out
 //!   of the socket (on a free link, simply until it is written).
@@ -54,6 +57,8 @@ struct Counters {
 
 pub struct Stats {
     camera_id: CameraId,
+    /// What the bodies are, named in the stats line (`jpeg q85`).
+    encoding: String,
     interval: Counters,
     total: Counters,
     /// Behind mutexes: every encoder pushes encode times.
@@ -86,6 +91,7 @@ impl Stats {
     pub fn new(camera_id: CameraId) -> Stats {
         Stats {
             camera_id,
+            encoding: "gzip-bmp".into(),
             interval: Counters::default(),
             total: Counters::default(),
             encode: Mutex::new(Reservoir::new(SAMPLES)),
@@ -94,6 +100,11 @@ impl Stats {
             connections: AtomicU64::new(0),
             camera_losses: AtomicU64::new(0),
         }
+    }
+
+    /// Names the encoding in the stats line (default `gzip-bmp`).
+    pub fn with_encoding(self, encoding: String) -> Stats {
+        Stats { encoding, ..self }
     }
 
     pub fn captured(&self) {
@@ -194,7 +205,7 @@ impl Stats {
         let [latency_p50, latency_p99] = ms(lock(&self.latency).take_percentiles([50, 99]));
         format!(
             "camera {}: {:.1} fps captured, {:.1} sent, {} dropped, {} before encoding + {} after, \
-             {:.1} Mbit/s, ratio {}, encode p50 {} p99 {}, latency p50 {} p99 {}",
+             {:.1} Mbit/s {}, ratio {}, encode p50 {} p99 {}, latency p50 {} p99 {}",
             self.camera_id,
             captured as f64 / secs,
             sent as f64 / secs,
@@ -202,6 +213,7 @@ impl Stats {
             skipped_before,
             skipped_after,
             wire_bytes as f64 * 8.0 / secs / 1e6,
+            self.encoding,
             ratio,
             encode_p50,
             encode_p99,
@@ -230,7 +242,7 @@ mod tests {
 
     #[test]
     fn line_reports_rates_and_resets() {
-        let stats = Stats::new(3);
+        let stats = Stats::new(3).with_encoding("jpeg q85".into());
         for _ in 0..30 {
             stats.captured();
         }
@@ -246,7 +258,7 @@ mod tests {
         assert_eq!(
             line,
             "camera 3: 30.0 fps captured, 10.0 sent, 20 dropped, 19 before encoding + 1 after, \
-             0.1 Mbit/s, ratio 2.00, encode p50 14 ms p99 19 ms, latency p50 20 ms p99 20 ms"
+             0.1 Mbit/s jpeg q85, ratio 2.00, encode p50 14 ms p99 19 ms, latency p50 20 ms p99 20 ms"
         );
         let line = stats.line(Duration::from_secs(1));
         assert!(

@@ -553,13 +553,21 @@ pub enum Layout {
     Rgb,
 }
 
+/// Inserts [`STANDARD_HUFFMAN_TABLES`] into `body` before its first scan if
+/// it has no DHT of its own ([`complete`] without a copy; `body` grows by
+/// 420 bytes at most). `info` must be [`inspect`]'s answer for this `body`.
+pub fn complete_in_place(body: &mut Vec<u8>, info: &Info) {
+    if !info.has_huffman_tables {
+        let at = info.first_scan.min(body.len());
+        body.splice(at..at, STANDARD_HUFFMAN_TABLES);
+    }
+}
+
 /// A JPEG decoder with a pixel cap, keeping its buffers between frames.
 pub struct Decoder {
     max_pixels: usize,
     /// A file completed with the standard Huffman tables.
     completed: Vec<u8>,
-    /// RGB pixels on their way to 0RGB.
-    rgb: Vec<u8>,
 }
 
 impl Decoder {
@@ -568,55 +576,28 @@ impl Decoder {
         Decoder {
             max_pixels,
             completed: Vec::new(),
-            rgb: Vec::new(),
         }
     }
 
     /// Decodes `body` into `out` (replacing its contents: width x height
     /// pixels of 3 bytes in `layout`, top row first, rows unpadded) and
     /// returns what [`inspect`] found. Nothing is allocated for pixels
-    /// before the frame header passed the cap.
+    /// before the frame header passed the cap. A file without Huffman
+    /// tables is completed in a buffer kept for the next frame.
     pub fn decode(
         &mut self,
         body: &[u8],
         layout: Layout,
         out: &mut Vec<u8>,
     ) -> Result<Info, JpegError> {
-        let info = inspect(body)?;
-        if info.pixels() > self.max_pixels {
-            return Err(JpegError::TooManyPixels {
-                width: info.width,
-                height: info.height,
-                max: self.max_pixels,
-            });
-        }
-        let file = if info.has_huffman_tables {
-            &body[..info.len]
-        } else {
-            self.completed.clear();
-            complete(body, &info, &mut self.completed);
-            &self.completed[..]
-        };
+        let info = self.check(body)?;
+        out.clear();
         // Always RGB out of zune-jpeg: its BGR output is 25% slower than
         // RGB plus our swap (measured at 1280x720), and it has no grey to BGR.
-        let options = DecoderOptions::default()
-            .set_strict_mode(true)
-            .set_max_width(info.width as usize)
-            .set_max_height(info.height as usize)
-            .jpeg_set_out_colorspace(ColorSpace::RGB);
-        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(file), options);
-        decoder.decode_headers().map_err(|_| JpegError::Corrupt)?;
-        // zune read the same frame header we did; anything else is a bug
-        // in one of us, and must not size the buffer.
-        let len = info.pixels() * 3;
-        if decoder.dimensions() != Some((info.width as usize, info.height as usize))
-            || decoder.output_buffer_size() != Some(len)
-        {
-            return Err(JpegError::Corrupt);
-        }
-        out.clear();
-        out.resize(len, 0);
-        decoder.decode_into(out).map_err(|_| JpegError::Corrupt)?;
+        self.run(body, &info, ColorSpace::RGB, 3, |len| {
+            out.resize(len, 0);
+            &mut out[..]
+        })?;
         if layout == Layout::Bgr {
             for pixel in out.chunks_exact_mut(3) {
                 pixel.swap(0, 2);
@@ -626,25 +607,71 @@ impl Decoder {
     }
 
     /// Decodes `body` into 0RGB pixels (`0x00RRGGBB`, what a window shows),
-    /// replacing the contents of `out`, and returns the size. Holds 3
-    /// bytes a pixel of RGB on the way, kept for the next frame.
-    pub fn decode_0rgb(
+    /// replacing the contents of `out`: 4 bytes a pixel and no other
+    /// buffer (RGBA is decoded in place, then reordered).
+    pub fn decode_0rgb(&mut self, body: &[u8], out: &mut Vec<u32>) -> Result<Info, JpegError> {
+        let info = self.check(body)?;
+        out.clear();
+        self.run(body, &info, ColorSpace::RGBA, 4, |len| {
+            out.resize(len / 4, 0);
+            bytemuck::cast_slice_mut(&mut out[..])
+        })?;
+        for pixel in out.iter_mut() {
+            // Bytes R, G, B, A in memory: read as little-endian, A B G R.
+            let abgr = u32::from_le(*pixel);
+            *pixel = (abgr & 0xFF) << 16 | (abgr & 0xFF00) | (abgr >> 16 & 0xFF);
+        }
+        Ok(info)
+    }
+
+    /// [`inspect`], then the pixel cap.
+    fn check(&self, body: &[u8]) -> Result<Info, JpegError> {
+        let info = inspect(body)?;
+        if info.pixels() > self.max_pixels {
+            return Err(JpegError::TooManyPixels {
+                width: info.width,
+                height: info.height,
+                max: self.max_pixels,
+            });
+        }
+        Ok(info)
+    }
+
+    /// Decodes the checked `body` in `colorspace` of `channels` bytes a
+    /// pixel into the buffer `alloc` returns when given its length.
+    fn run<'o>(
         &mut self,
         body: &[u8],
-        out: &mut Vec<u32>,
-    ) -> Result<(u32, u32), JpegError> {
-        let mut rgb = std::mem::take(&mut self.rgb);
-        let result = self.decode(body, Layout::Rgb, &mut rgb);
-        if let Ok(info) = &result {
-            out.clear();
-            out.reserve(info.pixels());
-            out.extend(
-                rgb.chunks_exact(3)
-                    .map(|p| u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2])),
-            );
+        info: &Info,
+        colorspace: ColorSpace,
+        channels: usize,
+        alloc: impl FnOnce(usize) -> &'o mut [u8],
+    ) -> Result<(), JpegError> {
+        let file = if info.has_huffman_tables {
+            &body[..info.len]
+        } else {
+            self.completed.clear();
+            complete(body, info, &mut self.completed);
+            &self.completed[..]
+        };
+        let options = DecoderOptions::default()
+            .set_strict_mode(true)
+            .set_max_width(info.width as usize)
+            .set_max_height(info.height as usize)
+            .jpeg_set_out_colorspace(colorspace);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(file), options);
+        decoder.decode_headers().map_err(|_| JpegError::Corrupt)?;
+        // zune read the same frame header we did; anything else is a bug
+        // in one of us, and must not size the buffer.
+        let len = info.pixels() * channels;
+        if decoder.dimensions() != Some((info.width as usize, info.height as usize))
+            || decoder.output_buffer_size() != Some(len)
+        {
+            return Err(JpegError::Corrupt);
         }
-        self.rgb = rgb;
-        result.map(|info| (info.width, info.height))
+        decoder
+            .decode_into(alloc(len))
+            .map_err(|_| JpegError::Corrupt)
     }
 }
 

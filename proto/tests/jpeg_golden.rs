@@ -138,10 +138,8 @@ fn decodes_within_45_db_of_cv2_imdecode() {
         }
         // And 0RGB packs them.
         let mut px = Vec::new();
-        assert_eq!(
-            decoder.decode_0rgb(&jpg, &mut px).unwrap(),
-            (case.width, case.height)
-        );
+        assert_eq!(decoder.decode_0rgb(&jpg, &mut px).unwrap(), info);
+        assert_eq!(px.len(), rgb.len() / 3);
         for (p, r) in px.iter().zip(rgb.chunks_exact(3)) {
             assert_eq!(
                 *p,
@@ -185,6 +183,9 @@ fn a_file_without_dht_decodes_to_the_same_pixels_with_the_standard_tables() {
             completed.len(),
             bare.len() + jpeg::STANDARD_HUFFMAN_TABLES.len()
         );
+        let mut in_place = bare.clone();
+        jpeg::complete_in_place(&mut in_place, &info);
+        assert_eq!(in_place, completed);
     }
 }
 

@@ -10,6 +10,11 @@ grayscale with OpenCV, which makes imencode write an 8-bit paletted BMP).
 With --save-sent DIR it also writes what it sent, so a test can compare:
     DIR/sent.bmp  the BMP bytes exactly as cv2.imencode produced them
     DIR/sent.raw  the pixels (rows top-down, no padding; BGR or one byte of gray)
+
+With --jpeg QUALITY (not part of the original design) each body is instead
+cv2.imencode('.jpg') at that quality, sent as it is (no gzip); frame i is made
+at quality QUALITY - i, so every frame differs, and --save-sent writes them as
+DIR/sent_<i>.jpg.
 """
 
 import argparse
@@ -45,6 +50,7 @@ def main():
     ap.add_argument("--count", type=int, default=1, help="frames to send")
     ap.add_argument("--interval", type=float, default=0.0, help="seconds between frames")
     ap.add_argument("--save-sent", help="directory for sent.bmp and sent.raw")
+    ap.add_argument("--jpeg", type=int, metavar="QUALITY", help="send JPEG bodies, not gzip-BMP")
     args = ap.parse_args()
 
     width, height = parse_size(args.size)
@@ -73,9 +79,23 @@ def main():
         with open(os.path.join(args.save_sent, "sent.raw"), "wb") as f:
             f.write(np.ascontiguousarray(image).tobytes())
 
+    messages = [message] * args.count
+    if args.jpeg:
+        messages = []
+        for i in range(args.count):
+            quality = max(1, args.jpeg - i)
+            ok, jpg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if not ok:
+                sys.exit("client: cv2.imencode('.jpg') failed")
+            jpg = jpg.tobytes()
+            messages.append(struct.pack("!BI", args.id, len(jpg)) + jpg)
+            if args.save_sent:
+                with open(os.path.join(args.save_sent, f"sent_{i}.jpg"), "wb") as f:
+                    f.write(jpg)
+
     sock = socket.create_connection(parse_addr(args.server), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for i in range(args.count):
+    for i, message in enumerate(messages):
         sock.sendall(message)
         if args.interval and i + 1 < args.count:
             time.sleep(args.interval)
@@ -83,6 +103,10 @@ def main():
     sock.shutdown(socket.SHUT_WR)
     sock.close()
     kind = "gray" if args.gray else "colour"
+    if args.jpeg:
+        print(f"client: sent {args.count} {kind} {width}x{height} JPEG frames, "
+              f"{sum(len(m) for m in messages)} bytes", flush=True)
+        return
     print(f"client: sent {args.count} {kind} {width}x{height} frames, bmp {len(bmp)} bytes, "
           f"gzip {len(body)} bytes", flush=True)
 

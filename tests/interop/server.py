@@ -10,6 +10,9 @@ Instead of a window it saves every decoded frame as OUT/cam<ID>_<seq 6 digits>.n
 (seq counts per camera id from 0) and exits 0 after --frames frames.
 It prints `listening on HOST:PORT` first, and exits non-zero, saying why, if a frame
 does not decode or the frames do not arrive within --timeout seconds.
+
+With --jpeg (not part of the original design, which only reads gzip-BMP) the
+bodies are JPEG files, given to cv2.imdecode as they are, without gunzip.
 """
 
 import argparse
@@ -45,6 +48,7 @@ def main():
     ap.add_argument("--frames", type=int, required=True, help="exit after this many frames")
     ap.add_argument("--out", required=True, help="directory for the decoded frames")
     ap.add_argument("--timeout", type=float, default=120.0, help="give up after this long")
+    ap.add_argument("--jpeg", action="store_true", help="bodies are JPEG files, not gzip")
     args = ap.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -77,10 +81,16 @@ def main():
                 continue
             cam_id, body_len = HEADER.unpack(recv_exact(sock, HEADER.size))
             body = recv_exact(sock, body_len)
-            bmp = gzip.decompress(body)
+            if args.jpeg:
+                if body[:3] != b"\xff\xd8\xff":
+                    sys.exit(f"server: a {body_len}-byte body from camera {cam_id} is not a JPEG file")
+                bmp = body
+            else:
+                bmp = gzip.decompress(body)
             image = cv2.imdecode(np.frombuffer(bmp, dtype=np.uint8), cv2.IMREAD_COLOR)
             if image is None:
-                sys.exit(f"server: cv2.imdecode failed on a {len(bmp)}-byte BMP from camera {cam_id}")
+                kind = "JPEG" if args.jpeg else "BMP"
+                sys.exit(f"server: cv2.imdecode failed on a {len(bmp)}-byte {kind} from camera {cam_id}")
             n = seq.get(cam_id, 0)
             seq[cam_id] = n + 1
             np.save(os.path.join(args.out, f"cam{cam_id}_{n:06d}.npy"), image)

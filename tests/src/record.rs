@@ -36,14 +36,15 @@ pub fn recorded_conn_dirs(dir: &Path) -> Vec<(u8, PathBuf)> {
     dirs
 }
 
-/// The complete `.bmp` files of one record directory, sorted by sequence
-/// number (the viewer writes `.bmp.part` and renames it when complete).
+/// The complete `.bmp` and `.jpg` files of one record directory, sorted by
+/// sequence number (the viewer writes `.bmp.part` or `.jpg.part` and renames
+/// it when complete).
 pub fn recorded_frames(conn_dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(conn_dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "bmp"))
+                .filter(|p| p.extension().is_some_and(|x| x == "bmp" || x == "jpg"))
                 .collect()
         })
         .unwrap_or_default();

@@ -41,7 +41,8 @@ pub struct Args {
     pub headless: bool,
 
     /// Write every received frame to DIR/cam<ID>-<peer ip>-<peer port>/<seq>.bmp,
-    /// the BMP exactly as received after gunzip. Works with or without windows.
+    /// the BMP exactly as received after gunzip, or <seq>.jpg, a JPEG body as
+    /// received. Works with or without windows.
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
 
@@ -52,6 +53,7 @@ pub struct Args {
     pub max_frame_bytes: u32,
 
     /// Largest accepted decompressed BMP, in bytes; gzip bombs stop here.
+    /// Frames (BMP or JPEG) of more pixels than this are refused too.
     #[arg(long, value_name = "N", default_value_t = gzip::MAX_DECOMPRESSED_LEN as u64,
           value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     pub max_bmp_bytes: u64,

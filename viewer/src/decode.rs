@@ -1,4 +1,6 @@
-//! The decode workers: gunzip with a cap, BMP → 0RGB, and the recording.
+//! The decode workers: each body by its kind, gzip-BMP (gunzip with a cap,
+//! BMP → 0RGB) or JPEG (checked, capped, decoded to 0RGB), and the
+//! recording.
 //!
 //! The poll thread hands each complete frame to [`Decoders::submit`] and goes
 //! back to poll(2); it never waits for a worker. Each connection has a slot:
@@ -33,10 +35,11 @@ use std::time::Instant;
 
 use proto::bmp::{self, BmpError};
 use proto::gzip::{Decompressor, GzipError};
+use proto::jpeg::{self, JpegError};
 use proto::wire::Frame;
 
 use crate::http::{self, Hub};
-use crate::record::Recorder;
+use crate::record::{FileKind, Recorder};
 use crate::ConnId;
 
 /// Frames that may wait per connection with `--record` before the server
@@ -61,15 +64,51 @@ pub struct Config {
 /// Why a frame was rejected. Every variant closes its connection.
 #[derive(Debug)]
 pub enum DecodeError {
+    /// The body starts like neither gzip (`1F 8B`) nor JPEG (`FF D8 FF`):
+    /// these are its first bytes (up to 3).
+    UnknownBody(Vec<u8>),
     Gzip(GzipError),
     Bmp(BmpError),
+    Jpeg(JpegError),
 }
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            DecodeError::UnknownBody(start) => write!(
+                f,
+                "bad frame body: not a gzip stream (1F 8B) nor a JPEG file (FF D8 FF); it starts {}",
+                start
+                    .iter()
+                    .map(|b| format!("{b:02X}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
             DecodeError::Gzip(e) => write!(f, "bad frame body: {e}"),
             DecodeError::Bmp(e) => write!(f, "bad BMP in frame: {e}"),
+            DecodeError::Jpeg(e) => write!(f, "bad JPEG in frame: {e}"),
+        }
+    }
+}
+
+/// What a frame body is, by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// gzip of a BMP: the original design's format.
+    GzipBmp,
+    /// A JPEG file.
+    Jpeg,
+}
+
+impl BodyKind {
+    /// Sniffs `body`'s magic bytes.
+    pub fn of(body: &[u8]) -> Result<BodyKind, DecodeError> {
+        if body.starts_with(&[0x1F, 0x8B]) {
+            Ok(BodyKind::GzipBmp)
+        } else if body.starts_with(&jpeg::MAGIC) {
+            Ok(BodyKind::Jpeg)
+        } else {
+            Err(DecodeError::UnknownBody(body[..body.len().min(3)].to_vec()))
         }
     }
 }
@@ -347,6 +386,7 @@ impl Decoders {
 /// Each worker's reusable buffers.
 struct Buffers {
     decompressor: Decompressor,
+    jpeg: jpeg::Decoder,
     bmp: Vec<u8>,
     pixels: Vec<u32>,
     /// BGR for the JPEG encoder (`--http`).
@@ -356,6 +396,7 @@ struct Buffers {
 fn worker(queue: &Queue) {
     let mut bufs = Buffers {
         decompressor: Decompressor::new(queue.config.max_bmp_len),
+        jpeg: jpeg::Decoder::new(max_pixels(queue.config.max_bmp_len)),
         bmp: Vec::new(),
         pixels: Vec::new(),
         bgr: Vec::new(),
@@ -381,7 +422,13 @@ fn worker(queue: &Queue) {
             }
         };
 
-        let outcome = decode(&mut bufs, &job, queue.config.max_bmp_len, recorder.as_mut());
+        let mut job = job;
+        let outcome = decode(
+            &mut bufs,
+            &mut job,
+            queue.config.max_bmp_len,
+            recorder.as_mut(),
+        );
         if let (Some(hub), Ok(d)) = (&queue.config.http, &outcome) {
             // A JPEG only for a watched camera, once, whoever watches.
             let (pixels, bgr) = (&bufs.pixels, &mut bufs.bgr);
@@ -443,24 +490,53 @@ pub fn max_pixels(max_bmp_len: usize) -> usize {
     max_bmp_len.min(bmp::MAX_PIXELS)
 }
 
-/// gunzip → BMP → 0RGB, then record. Only a frame that decodes is recorded.
+/// gunzip → BMP → 0RGB, or JPEG → 0RGB, then record. Only a frame that
+/// decodes is recorded: the BMP after gunzip, or the JPEG body as received.
 fn decode(
     bufs: &mut Buffers,
-    job: &Job,
+    job: &mut Job,
     max_bmp_len: usize,
     recorder: Option<&mut Recorder>,
 ) -> Result<Decoded, DecodeError> {
-    bufs.decompressor
-        .decompress(&job.frame.body, &mut bufs.bmp)
-        .map_err(DecodeError::Gzip)?;
-    let (width, height) =
-        bmp::decode_0rgb_capped(&bufs.bmp, max_pixels(max_bmp_len), &mut bufs.pixels)
-            .map_err(DecodeError::Bmp)?;
-    let record_error = match recorder {
-        Some(recorder) => recorder
-            .write(job.frame.camera_id, job.seq, &bufs.bmp)
+    let (width, height, record) = match BodyKind::of(&job.frame.body)? {
+        BodyKind::GzipBmp => {
+            bufs.decompressor
+                .decompress(&job.frame.body, &mut bufs.bmp)
+                .map_err(DecodeError::Gzip)?;
+            let (width, height) =
+                bmp::decode_0rgb_capped(&bufs.bmp, max_pixels(max_bmp_len), &mut bufs.pixels)
+                    .map_err(DecodeError::Bmp)?;
+            (width, height, Record::Bmp)
+        }
+        BodyKind::Jpeg => {
+            // Pixels are only allocated after the frame header passed
+            // the cap. A camera's JPEG without Huffman tables gets the
+            // standard ones in its own buffer (420 bytes more), not in a
+            // copy, and loses them again before it is recorded.
+            let body = &mut job.frame.body;
+            let info = jpeg::inspect(body).map_err(DecodeError::Jpeg)?;
+            jpeg::complete_in_place(body, &info);
+            let decoded = bufs.jpeg.decode_0rgb(body, &mut bufs.pixels);
+            if !info.has_huffman_tables {
+                body.drain(info.first_scan..info.first_scan + jpeg::STANDARD_HUFFMAN_TABLES.len());
+            }
+            let decoded = decoded.map_err(DecodeError::Jpeg)?;
+            (decoded.width, decoded.height, Record::Jpeg)
+        }
+    };
+    let record_error = match (recorder, record) {
+        (Some(recorder), Record::Bmp) => recorder
+            .write(job.frame.camera_id, job.seq, &bufs.bmp, FileKind::Bmp)
             .err(),
-        None => None,
+        (Some(recorder), Record::Jpeg) => recorder
+            .write(
+                job.frame.camera_id,
+                job.seq,
+                &job.frame.body,
+                FileKind::Jpeg,
+            )
+            .err(),
+        (None, _) => None,
     };
     Ok(Decoded {
         seq: job.seq,
@@ -470,6 +546,14 @@ fn decode(
         pixels: None,
         record_error,
     })
+}
+
+/// What a decoded frame's recording is made of.
+enum Record {
+    /// The BMP in the worker's buffer.
+    Bmp,
+    /// The JPEG body, as received.
+    Jpeg,
 }
 
 #[cfg(test)]
@@ -645,7 +729,7 @@ mod tests {
         let done = collect(&decoders, |d| d.len() == 2);
         for d in &done {
             match (d.conn, &d.outcome) {
-                (ConnId(1), Err(DecodeError::Gzip(GzipError::NotGzip))) => {}
+                (ConnId(1), Err(DecodeError::UnknownBody(start))) => assert_eq!(start, b"not"),
                 (ConnId(2), Ok(decoded)) => assert_eq!((decoded.width, decoded.height), (8, 8)),
                 other => panic!("unexpected {other:?}"),
             }
@@ -653,6 +737,161 @@ mod tests {
         // After its error, connection 1's frames are not decoded any more.
         decoders.submit(ConnId(1), 1, frame(8, 8), Instant::now());
         decoders.close(ConnId(2));
+        decoders.shutdown();
+    }
+
+    /// A `width` x `height` JPEG from camera 4, and its file.
+    fn jpeg_frame(width: u32, height: u32) -> Frame {
+        let bgr: Vec<u8> = (0..width * height * 3).map(|i| (i % 251) as u8).collect();
+        let mut body = Vec::new();
+        jpeg::Encoder::new(80)
+            .unwrap()
+            .encode_bgr(&bgr, width, height, &mut body)
+            .unwrap();
+        Frame { camera_id: 4, body }
+    }
+
+    /// `jpg` without its DHT segments, as MJPEG cameras send it.
+    fn without_dht(jpg: &[u8]) -> Vec<u8> {
+        let mut out = jpg[..2].to_vec();
+        let mut pos = 2;
+        while jpg[pos + 1] != 0xDA {
+            let len = usize::from(u16::from_be_bytes([jpg[pos + 2], jpg[pos + 3]]));
+            if jpg[pos + 1] != 0xC4 {
+                out.extend_from_slice(&jpg[pos..pos + 2 + len]);
+            }
+            pos += 2 + len;
+        }
+        out.extend_from_slice(&jpg[pos..]);
+        out
+    }
+
+    #[test]
+    fn both_body_kinds_decode_and_record_as_received() {
+        let dir = tempfile_dir("kinds");
+        let mut cfg = config(Some(dir.clone()));
+        cfg.want_pixels = true;
+        let decoders = Decoders::new(cfg).unwrap();
+        decoders.open(ConnId(1), "127.0.0.1:9".parse().unwrap());
+        let jpg = jpeg_frame(48, 32);
+        let bare = Frame {
+            camera_id: 4,
+            body: without_dht(&jpg.body),
+        };
+        let sent = [frame(16, 8), jpg.clone(), bare.clone()];
+        for (seq, f) in sent.iter().enumerate() {
+            decoders.submit(ConnId(1), seq as u64, f.clone(), Instant::now());
+        }
+        let done = collect(&decoders, |d| d.len() == 3);
+        let mut jpeg_pixels = Vec::new();
+        for d in &done {
+            let decoded = d.outcome.as_ref().unwrap();
+            let size = (decoded.width, decoded.height);
+            let pixels = decoded.pixels.as_ref().unwrap();
+            assert_eq!(pixels.len(), (size.0 * size.1) as usize);
+            match decoded.seq {
+                0 => assert_eq!(size, (16, 8)),
+                _ => {
+                    assert_eq!(size, (48, 32));
+                    jpeg_pixels.push(pixels.clone());
+                }
+            }
+        }
+        assert_eq!(
+            jpeg_pixels[0], jpeg_pixels[1],
+            "the standard tables decode alike"
+        );
+        decoders.shutdown();
+        let conn_dir = dir.join("cam4-127.0.0.1-9");
+        let bmp = std::fs::read(conn_dir.join("000000.bmp")).unwrap();
+        assert_eq!(bmp[..2], *b"BM");
+        assert_eq!(
+            std::fs::read(conn_dir.join("000001.jpg")).unwrap(),
+            jpg.body
+        );
+        assert_eq!(
+            std::fs::read(conn_dir.join("000002.jpg")).unwrap(),
+            bare.body,
+            "recorded as received, without the tables inserted to decode it"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn hostile_jpegs_fail_their_connection_with_a_named_error() {
+        let mut cfg = config(None);
+        cfg.max_bmp_len = 100 * 100;
+        let decoders = Decoders::new(cfg).unwrap();
+        let good = jpeg_frame(64, 48).body;
+        // Over the pixel cap (10 000): 101x100 declared.
+        let big = jpeg_frame(101, 100).body;
+        // A bomb: 16384x16384 declared in a small file.
+        let mut bomb = good.clone();
+        let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        bomb[sof + 5..sof + 9].copy_from_slice(&[0x40, 0, 0x40, 0]);
+        let truncated = good[..good.len() / 2].to_vec();
+        let mut progressive_arith = good.clone();
+        progressive_arith[sof + 1] = 0xCA;
+        type Expect = fn(&DecodeError) -> bool;
+        let cases: [(Vec<u8>, Expect); 5] = [
+            (big, |e| {
+                matches!(
+                    e,
+                    DecodeError::Jpeg(JpegError::TooManyPixels {
+                        width: 101,
+                        height: 100,
+                        max: 10_000
+                    })
+                )
+            }),
+            (bomb, |e| {
+                matches!(
+                    e,
+                    DecodeError::Jpeg(JpegError::TooLittleData { width: 16384, .. })
+                )
+            }),
+            (truncated, |e| {
+                matches!(e, DecodeError::Jpeg(JpegError::Truncated { .. }))
+            }),
+            (progressive_arith, |e| {
+                matches!(
+                    e,
+                    DecodeError::Jpeg(JpegError::UnsupportedProcess { marker: 0xCA })
+                )
+            }),
+            (vec![0xFF, 0xD8], |e| {
+                matches!(e, DecodeError::UnknownBody(_))
+            }),
+        ];
+        for (i, (body, _)) in cases.iter().enumerate() {
+            decoders.open(ConnId(i as u64), "127.0.0.1:9".parse().unwrap());
+            let f = Frame {
+                camera_id: 1,
+                body: body.clone(),
+            };
+            decoders.submit(ConnId(i as u64), 0, f, Instant::now());
+        }
+        decoders.open(ConnId(99), "127.0.0.1:10".parse().unwrap());
+        decoders.submit(
+            ConnId(99),
+            0,
+            Frame {
+                camera_id: 2,
+                body: good,
+            },
+            Instant::now(),
+        );
+        let done = collect(&decoders, |d| d.len() == cases.len() + 1);
+        for d in &done {
+            match (d.conn, &d.outcome) {
+                (ConnId(99), Ok(decoded)) => assert_eq!((decoded.width, decoded.height), (64, 48)),
+                (ConnId(i), Err(e)) if (i as usize) < cases.len() => {
+                    assert!(cases[i as usize].1(e), "case {i}: {e}");
+                    assert!(!e.to_string().is_empty());
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
         decoders.shutdown();
     }
 

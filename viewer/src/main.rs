@@ -31,8 +31,9 @@
 //! - [`conn`]: one client: non-blocking socket, bounded input buffer, proto
 //!   frame reader, and its stats; private state behind methods.
 //! - [`stats`]: per-camera counters, fps and latency percentiles.
-//! - [`decode`]: worker threads that gunzip, decode the BMP and record;
-//!   only the newest frame of a camera is decoded.
+//! - [`decode`]: worker threads that decode each body by its magic bytes
+//!   (gzip-BMP: gunzip, then the BMP; JPEG: checked and capped, then
+//!   decoded) and record; only the newest frame of a camera is decoded.
 //! - [`record`]: `--record DIR` files.
 //! - [`display`]: minifb windows, all on a display thread fed the newest
 //!   picture per camera, so the poll thread never waits for X; windows tile

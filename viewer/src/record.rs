@@ -1,10 +1,10 @@
 //! `--record DIR`: one folder per connection, `cam<ID>-<peer ip>-<peer port>`,
 //! holding `<seq, 6 digits>.bmp`, each the BMP exactly as received after
-//! gunzip.
+//! gunzip, or `<seq>.jpg`, each a JPEG body exactly as received.
 //!
 //! Files are written on the decode workers, never on the poll thread. Each
-//! is written as `<seq>.bmp.part` and renamed, so a file named `.bmp` is
-//! always complete, even if the viewer is killed mid-write.
+//! is written as `<seq>.<ext>.part` and renamed, so a file named `.bmp` or
+//! `.jpg` is always complete, even if the viewer is killed mid-write.
 
 use std::fs;
 use std::io;
@@ -12,6 +12,22 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use proto::wire::CameraId;
+
+/// What a recorded file holds, which names its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Bmp,
+    Jpeg,
+}
+
+impl FileKind {
+    fn extension(self) -> &'static str {
+        match self {
+            FileKind::Bmp => "bmp",
+            FileKind::Jpeg => "jpg",
+        }
+    }
+}
 
 /// The recording of one connection.
 #[derive(Debug)]
@@ -31,18 +47,26 @@ impl Recorder {
         }
     }
 
-    /// Writes frame `seq`. The folder is named after the camera id of the
-    /// first frame; a later change of id stays in the same folder.
-    pub fn write(&mut self, camera_id: CameraId, seq: u64, bmp: &[u8]) -> io::Result<PathBuf> {
+    /// Writes frame `seq`, a `kind` file. The folder is named after the
+    /// camera id of the first frame; a later change of id stays in the same
+    /// folder.
+    pub fn write(
+        &mut self,
+        camera_id: CameraId,
+        seq: u64,
+        file: &[u8],
+        kind: FileKind,
+    ) -> io::Result<PathBuf> {
         let dir = match &self.dir {
             Some(dir) => dir,
             None => self
                 .dir
                 .insert(create_dir(&self.root, camera_id, self.peer)?),
         };
-        let path = dir.join(format!("{seq:06}.bmp"));
-        let part = dir.join(format!("{seq:06}.bmp.part"));
-        fs::write(&part, bmp).map_err(|e| with_path(e, &part))?;
+        let ext = kind.extension();
+        let path = dir.join(format!("{seq:06}.{ext}"));
+        let part = dir.join(format!("{seq:06}.{ext}.part"));
+        fs::write(&part, file).map_err(|e| with_path(e, &part))?;
         fs::rename(&part, &path).map_err(|e| with_path(e, &path))?;
         Ok(path)
     }
@@ -85,22 +109,26 @@ mod tests {
         fs::create_dir_all(&root).unwrap();
         let peer: SocketAddr = "127.0.0.1:41234".parse().unwrap();
         let mut rec = Recorder::new(&root, peer);
-        let p0 = rec.write(3, 0, b"BM0").unwrap();
-        let p1 = rec.write(3, 1, b"BM1").unwrap();
+        let p0 = rec.write(3, 0, b"BM0", FileKind::Bmp).unwrap();
+        let p1 = rec.write(3, 1, b"BM1", FileKind::Bmp).unwrap();
         assert_eq!(p0, root.join("cam3-127.0.0.1-41234/000000.bmp"));
         assert_eq!(fs::read(&p1).unwrap(), b"BM1");
         // Same peer again (port reuse): a fresh folder, the old one kept.
         let mut again = Recorder::new(&root, peer);
-        let p = again.write(3, 0, b"BMx").unwrap();
+        let p = again.write(3, 0, b"BMx", FileKind::Bmp).unwrap();
         assert_eq!(p, root.join("cam3-127.0.0.1-41234-2/000000.bmp"));
         assert_eq!(fs::read(&p0).unwrap(), b"BM0");
         // IPv6 and IPv4-mapped peers.
         let v6: SocketAddr = "[::1]:5".parse().unwrap();
-        let p = Recorder::new(&root, v6).write(0, 7, b"x").unwrap();
+        let p = Recorder::new(&root, v6)
+            .write(0, 7, b"x", FileKind::Bmp)
+            .unwrap();
         assert_eq!(p, root.join("cam0-::1-5/000007.bmp"));
         let mapped: SocketAddr = "[::ffff:10.0.0.5]:6".parse().unwrap();
-        let p = Recorder::new(&root, mapped).write(1, 0, b"x").unwrap();
-        assert_eq!(p, root.join("cam1-10.0.0.5-6/000000.bmp"));
+        let p = Recorder::new(&root, mapped)
+            .write(1, 0, b"\xFF\xD8\xFF", FileKind::Jpeg)
+            .unwrap();
+        assert_eq!(p, root.join("cam1-10.0.0.5-6/000000.jpg"));
         fs::remove_dir_all(&root).unwrap();
     }
 }

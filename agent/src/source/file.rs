@@ -131,10 +131,11 @@ enum JpegEnd {
     NotJpeg,
 }
 
-/// The length of the JPEG at the start of `data`, through its EOI marker.
-/// Walks the segments by their lengths, and the entropy-coded data after
-/// each SOS to the next marker, so an EOI inside a segment (an EXIF
-/// thumbnail) does not end the frame early.
+/// The length of the JPEG at the start of `data`, through its EOI marker
+/// (or up to the next JPEG's SOI, if it was cut short). Walks the segments
+/// by their lengths, and the entropy-coded data after each SOS to the next
+/// marker, so an EOI inside a segment (an EXIF thumbnail) does not end the
+/// frame early.
 fn jpeg_len(data: &[u8]) -> Result<usize, JpegEnd> {
     if data.len() < 2 {
         return Err(JpegEnd::NeedMore);
@@ -148,6 +149,7 @@ fn jpeg_len(data: &[u8]) -> Result<usize, JpegEnd> {
         if *data.get(at).ok_or(JpegEnd::NeedMore)? != 0xff {
             return Err(JpegEnd::NotJpeg);
         }
+        let marker_start = at;
         while data.get(at + 1) == Some(&0xff) {
             at += 1;
         }
@@ -155,6 +157,10 @@ fn jpeg_len(data: &[u8]) -> Result<usize, JpegEnd> {
         at += 2;
         match code {
             0xd9 => return Ok(at),
+            // The next JPEG's SOI: this one was cut short (as a camera's
+            // frame cut by a USB error is); it ends here, and the encoder
+            // drops it as a camera's broken frame.
+            0xd8 => return Ok(marker_start),
             // Standalone markers: RSTn, TEM.
             0xd0..=0xd7 | 0x01 => continue,
             _ => {}
@@ -227,6 +233,16 @@ mod tests {
             jpeg_len(&[0xff, 0xd8, 0xff, 0xe0, 0, 1]),
             Err(JpegEnd::NotJpeg)
         );
+    }
+
+    #[test]
+    fn a_jpeg_cut_inside_its_scan_ends_where_the_next_one_starts() {
+        let one = jpeg();
+        let cut = &one[..one.len() - 2];
+        let mut two = cut.to_vec();
+        two.extend(jpeg());
+        assert_eq!(jpeg_len(&two), Ok(cut.len()));
+        assert_eq!(jpeg_len(&two[cut.len()..]), Ok(one.len()));
     }
 
     #[test]

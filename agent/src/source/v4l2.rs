@@ -35,7 +35,8 @@
 //! the fd and the mappings, so every `--reopen` after found the camera busy.
 //!
 //! **Only a good frame feeds the watchdog** ([`Watchdog`]): a camera that
-//! sends nothing but corrupt or short frames is lost after
+//! sends nothing but corrupt or short frames (or MJPEG frames that fail
+//! `proto::jpeg::inspect`: cut short, no frame header) is lost after
 //! `--capture-timeout` like a silent one, so systemd restarts the agent.
 
 use std::ffi::c_void;
@@ -434,6 +435,11 @@ fn stream_frames(
         // to the driver at once.
         let data = stream.data(&frame);
         let used = data.len();
+        // A JPEG must be whole too: SOI, a sane frame header, EOI (a few
+        // microseconds, no decoding), or it would feed the watchdog.
+        let broken_jpeg = compressed
+            .then(|| proto::jpeg::inspect(data).err())
+            .flatten();
         let kept = if !frame_is_good(frame.error, used, needed) {
             if !warned_bad {
                 log::warn!(
@@ -443,6 +449,16 @@ fn stream_frames(
                 warned_bad = true;
             } else {
                 log::debug!("{dev}: dropping a short or corrupt frame ({used} of {needed} bytes)");
+            }
+            None
+        } else if let Some(e) = broken_jpeg {
+            if !warned_bad {
+                log::warn!(
+                    "{dev}: dropping a broken MJPEG frame: {e}; more are logged at debug level"
+                );
+                warned_bad = true;
+            } else {
+                log::debug!("{dev}: dropping a broken MJPEG frame: {e}");
             }
             None
         } else {

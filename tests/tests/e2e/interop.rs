@@ -6,6 +6,10 @@
 //!   (8-bit paletted), with widths that pad BMP rows.
 //! - `agent --source file:` → Python server: OpenCV decodes every frame, and
 //!   each is within 1 of OpenCV's own `COLOR_YUV2BGR_YUYV` of the same YUYV.
+//! - JPEG bodies (issue 13): the Python client's `cv2.imencode('.jpg')`
+//!   bodies are recorded byte for byte as `.jpg`; `agent --encoding jpeg`
+//!   decodes in `cv2.imdecode` within 35 dB PSNR of `cv2.cvtColor` at
+//!   quality 85 (figure printed).
 
 use std::path::Path;
 use std::process::Command;
@@ -200,4 +204,155 @@ fn agent_to_python_server_matches_opencv() {
         "{FRAMES} frames from our agent decoded by OpenCV; max difference from cv2.cvtColor(COLOR_YUV2BGR_YUYV) {worst}, {off_by_one} of {} channel values off by one",
         FRAMES * ref_bgr.len()
     );
+}
+
+#[test]
+fn python_client_jpeg_bodies_are_recorded_byte_for_byte() {
+    let sent = tempfile::tempdir().expect("temp dir");
+    let mut viewer = RecordingViewer::start(&[]);
+    let record = viewer.record_dir().to_path_buf();
+    let frame = testdata_frame("coffee_640x480_noise.bgr");
+    // An odd colour size (partial MCUs) and a grey (one-component) JPEG.
+    let cases = [(31u8, "637x479", false), (32u8, "640x480", true)];
+    for &(id, crop, gray) in &cases {
+        let mut cmd = Command::new(venv_python());
+        cmd.arg(interop_script("client.py"))
+            .args([
+                "--server",
+                &viewer.addr.to_string(),
+                "--id",
+                &id.to_string(),
+            ])
+            .arg("--image")
+            .arg(&frame)
+            .args(["--size", "640x480", "--crop", crop, "--jpeg", "90"])
+            .args(["--count", &CLIENT_FRAMES.to_string()])
+            .arg("--save-sent")
+            .arg(sent.path().join(format!("sent{id}")));
+        if gray {
+            cmd.arg("--gray");
+        }
+        LoggedChild::spawn(&format!("python JPEG client {id}"), cmd)
+            .wait_success(Duration::from_secs(120));
+    }
+    let all_recorded = wait_until(Duration::from_secs(60), || {
+        let counts = recorded_counts(&record);
+        cases
+            .iter()
+            .all(|(id, _, _)| counts.get(id) == Some(&CLIENT_FRAMES))
+            .then_some(())
+    });
+    assert!(
+        all_recorded.is_some(),
+        "viewer recorded {:?}, expected {CLIENT_FRAMES} JPEG frames for each of cameras 31 and 32\n{}",
+        recorded_counts(&record),
+        viewer.child.tail(20)
+    );
+    for &(id, crop, _) in &cases {
+        let dirs: Vec<_> = recorded_conn_dirs(&record)
+            .into_iter()
+            .filter(|(cam, _)| *cam == id)
+            .collect();
+        assert_eq!(dirs.len(), 1, "one connection for camera {id}: {dirs:?}");
+        let frames = recorded_frames(&dirs[0].1);
+        assert_eq!(frames.len(), CLIENT_FRAMES);
+        for (i, path) in frames.iter().enumerate() {
+            assert_eq!(path.extension().and_then(|e| e.to_str()), Some("jpg"));
+            let want = std::fs::read(sent.path().join(format!("sent{id}/sent_{i}.jpg")))
+                .expect("sent JPEG");
+            let got = std::fs::read(path).expect("recorded frame");
+            assert!(
+                got == want,
+                "{}: {} bytes recorded differ from the {} bytes OpenCV encoded",
+                path.display(),
+                got.len(),
+                want.len()
+            );
+        }
+        println!("camera {id}: {CLIENT_FRAMES} OpenCV JPEGs {crop} recorded byte for byte");
+    }
+    assert!(
+        viewer.child.try_status().is_none(),
+        "viewer exited:\n{}",
+        viewer.child.tail(20)
+    );
+    viewer.child.signal("INT");
+    viewer.child.wait_success(Duration::from_secs(30));
+}
+
+/// Peak signal-to-noise ratio of `a` against `b`, in dB.
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let se: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    let mse = se / a.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
+
+#[test]
+fn agent_jpeg_decodes_in_opencv_within_35_db_at_quality_85() {
+    const FRAMES: usize = 5;
+    for (name, size) in [
+        ("coffee_640x480_noise", "640x480"),
+        ("coffee_640x480", "640x480"),
+        ("astronaut_1280x720_noise", "1280x720"),
+    ] {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let yuyv = testdata_frame(&format!("{name}.yuyv"));
+        let reference = tmp.path().join("reference.npy");
+        let status = Command::new(venv_python())
+            .arg(interop_script("reference.py"))
+            .arg(&yuyv)
+            .arg(size)
+            .arg(&reference)
+            .status()
+            .expect("run reference.py");
+        assert!(status.success(), "reference.py failed");
+        let (ref_shape, ref_bgr) = read_npy_u8(&reference).expect("reference .npy");
+
+        let out = tmp.path().join("decoded");
+        let mut server_cmd = Command::new(venv_python());
+        server_cmd
+            .arg(interop_script("server.py"))
+            .args(["--listen", "127.0.0.1:0", "--jpeg"])
+            .args(["--frames", &FRAMES.to_string()])
+            .arg("--out")
+            .arg(&out)
+            .args(["--timeout", "240"]);
+        let mut server = LoggedChild::spawn("python server --jpeg", server_cmd);
+        let line = server
+            .wait_for_line("listening on ", Duration::from_secs(60))
+            .expect("Python server listens");
+        let addr = line.trim_start_matches("listening on ").trim().to_string();
+        let mut agent_cmd = Command::new(bin_path("agent"));
+        agent_cmd
+            .arg("--source")
+            .arg(format!("file:{}", yuyv.display()))
+            .args(["--size", size, "--fps", "10", "--id", "9"])
+            .args(["--encoding", "jpeg", "--quality", "85"])
+            .args(["--server", &addr, "--frames", &FRAMES.to_string()]);
+        let mut agent = LoggedChild::spawn("agent --encoding jpeg", agent_cmd);
+        server.wait_success(Duration::from_secs(300));
+        agent.wait_success(Duration::from_secs(60));
+
+        let mut worst = f64::INFINITY;
+        for seq in 0..FRAMES {
+            let path = out.join(format!("cam9_{seq:06}.npy"));
+            let (shape, bgr) = read_npy_u8(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(shape, ref_shape, "{}", path.display());
+            worst = worst.min(psnr(&bgr, &ref_bgr));
+        }
+        println!(
+            "{name}: {FRAMES} frames of agent --encoding jpeg --quality 85 decoded by cv2.imdecode: \
+             PSNR {worst:.1} dB against cv2.cvtColor(COLOR_YUV2BGR_YUYV) (worst frame)"
+        );
+        assert!(worst >= 35.0, "{name}: PSNR {worst:.1} dB < 35 dB");
+    }
 }
