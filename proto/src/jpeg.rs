@@ -917,6 +917,26 @@ mod tests {
     }
 
     #[test]
+    fn entropy_data_of_invalid_huffman_codes_is_corrupt() {
+        // All one bits (stuffed FF 00 pairs): no code of the standard
+        // tables is sixteen 1s, so the first block fails to decode.
+        let (_, mut jpg) = picture();
+        let info = inspect(&jpg).unwrap();
+        let sos_len = usize::from(u16::from_be_bytes([
+            jpg[info.first_scan + 2],
+            jpg[info.first_scan + 3],
+        ]));
+        let data = info.first_scan + 2 + sos_len..info.len - 2;
+        for (i, b) in jpg[data].iter_mut().enumerate() {
+            *b = if i % 2 == 0 { 0xFF } else { 0x00 };
+        }
+        assert_eq!(
+            Decoder::new(1 << 20).decode(&jpg, Layout::Rgb, &mut Vec::new()),
+            Err(JpegError::Corrupt)
+        );
+    }
+
+    #[test]
     fn encoder_refuses_bad_arguments() {
         assert_eq!(
             Encoder::new(0).err(),
