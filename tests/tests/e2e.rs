@@ -21,6 +21,8 @@ mod hotplug;
 mod http;
 #[path = "e2e/interop.rs"]
 mod interop;
+#[path = "e2e/jpeg.rs"]
+mod jpeg;
 #[path = "e2e/memory.rs"]
 mod memory;
 #[path = "e2e/slow_link.rs"]

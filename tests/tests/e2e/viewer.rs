@@ -716,6 +716,89 @@ fn bmp_lying_about_its_size_is_refused() {
     });
 }
 
+/// A JPEG of the bars, as an agent with `--encoding jpeg` sends it.
+fn jpeg_of(width: u32, height: u32) -> Vec<u8> {
+    let mut jpg = Vec::new();
+    proto::jpeg::Encoder::new(85)
+        .expect("quality 85")
+        .encode_bgr(&bars::bgr_image(width, height, 0), width, height, &mut jpg)
+        .expect("encode test JPEG");
+    jpg
+}
+
+#[test]
+fn hostile_jpegs_are_refused_while_a_good_camera_streams() {
+    // 100 000 pixels at most: 400x300 is over, the good 64x48 bars are not.
+    under_attack(&["--max-bmp-bytes", "100000"], |viewer| {
+        let good = jpeg_of(64, 48);
+        let sof = good
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("baseline frame header");
+        // A bomb: 16384x16384 declared by a 1 KB file.
+        let mut bomb = good.clone();
+        bomb[sof + 5..sof + 9].copy_from_slice(&[0x40, 0, 0x40, 0]);
+        // Arithmetic coding (SOF9), which no camera sends.
+        let mut arithmetic = good.clone();
+        arithmetic[sof + 1] = 0xC9;
+        // Entropy data of invalid Huffman codes (all one bits).
+        let info = proto::jpeg::inspect(&good).expect("good JPEG");
+        let mut corrupt = good.clone();
+        for (i, b) in corrupt[info.first_scan + 14..info.len - 2]
+            .iter_mut()
+            .enumerate()
+        {
+            *b = if i % 2 == 0 { 0xFF } else { 0x00 };
+        }
+        vec![
+            refused(
+                viewer,
+                &frame_of(9, &bomb),
+                &[
+                    "camera 9 (",
+                    "bad JPEG in frame",
+                    "16384x16384",
+                    "decompression bomb",
+                ],
+            ),
+            refused(
+                viewer,
+                &frame_of(10, &jpeg_of(400, 300)),
+                &[
+                    "camera 10 (",
+                    "JPEG of 400x300 pixels is over the 100000-pixel limit",
+                ],
+            ),
+            refused(
+                viewer,
+                &frame_of(11, &good[..good.len() * 2 / 3]),
+                &["camera 11 (", "truncated (no EOI marker)"],
+            ),
+            refused(
+                viewer,
+                &frame_of(12, &arithmetic),
+                &[
+                    "camera 12 (",
+                    "is not supported; send baseline or progressive",
+                ],
+            ),
+            refused(
+                viewer,
+                &frame_of(13, &corrupt),
+                &["camera 13 (", "JPEG image data is corrupt"],
+            ),
+            refused(
+                viewer,
+                &frame_of(14, b"GIF89a and not a JPEG nor gzip"),
+                &[
+                    "camera 14 (",
+                    "nor a JPEG file (FF D8 FF); it starts 47 49 46",
+                ],
+            ),
+        ]
+    });
+}
+
 #[test]
 fn frame_cut_by_eof_is_reported() {
     under_attack(&[], |viewer| {
