@@ -303,6 +303,31 @@ fn both_metrics_pass_promtool_and_agree_with_the_logs() {
     );
     assert_eq!(metric(&text, "camstream_viewer_connections", ""), Some(0.0));
 
+    // A frame that does not decode: counted by reason for its camera id.
+    let mut bad = Vec::new();
+    proto::wire::encode_frame(10, b"this is not an image of any kind", &mut bad).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&bad).unwrap();
+    let text = wait_until(PATIENCE, || {
+        let text = get(http, "/metrics").text();
+        metric(
+            &text,
+            "camstream_viewer_camera_decode_errors_total",
+            "camera=\"10\"",
+        )
+        .is_some_and(|n| n == 1.0)
+        .then_some(text)
+    })
+    .expect("camera 10's decode error is counted");
+    let by_reason: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("camstream_viewer_decode_errors_total{camera=\"10\",kind="))
+        .collect();
+    assert_eq!(by_reason.len(), 1, "{text}");
+    assert!(by_reason[0].ends_with(" 1"), "{}", by_reason[0]);
+    println!("decode error: {}", by_reason[0]);
+    promtool_check(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+
     // The agent: streaming as fast as it can, then its viewer goes. Then
     // it sends nothing, and its pattern source (at --fps 0) makes a frame
     // every 100 ms that is dropped before encoding: `sent`, `dropped after

@@ -224,22 +224,19 @@ impl Hub {
     }
 
     /// Connection `id` closed with these last counts, after a decode error
-    /// `(kind, reason)` if that is what closed it.
-    pub fn closed(&self, id: ConnId, last: Option<Published>, error: Option<(String, String)>) {
+    /// `(kind, reason)` if that is what closed it. Its counts go to its
+    /// camera id's totals, published or not (a connection can close before
+    /// the first publish).
+    pub fn closed(&self, id: ConnId, last: Published, error: Option<(String, String)>) {
         let mut state = self.lock();
-        if let (Some(camera), Some(last)) = (state.cameras.get_mut(&id), last) {
-            camera.published = last;
-        }
-        let camera_id = state.cameras.get(&id).and_then(|c| c.published.camera_id);
-        retire(&mut state, id);
-        if let (Some(error), Some(camera_id)) = (error, camera_id) {
-            *state
-                .retired
-                .entry(camera_id)
-                .or_default()
-                .decode_errors
-                .entry(error)
-                .or_default() += 1;
+        let camera = state.cameras.remove(&id);
+        let (encoded, passed_through) = camera.map_or((0, 0), |c| (c.encoded, c.passed_through));
+        if let Some(camera_id) = last.camera_id {
+            let totals = state.retired.entry(camera_id).or_default();
+            totals.add(&last.totals, encoded, passed_through);
+            if let Some(error) = error {
+                *totals.decode_errors.entry(error).or_default() += 1;
+            }
         }
         drop(state);
         self.wake();

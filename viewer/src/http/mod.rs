@@ -95,7 +95,7 @@ impl Link {
     pub fn closed(&self, id: ConnId, conn: &Conn, decode_error: Option<String>) {
         self.hub.closed(
             id,
-            Some(published(conn)),
+            published(conn),
             decode_error.as_deref().map(error_labels),
         );
     }
