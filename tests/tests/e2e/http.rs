@@ -679,3 +679,80 @@ fn hostile_http_clients_cost_the_camera_nothing() {
     );
     let _ = Instant::now();
 }
+
+/// JPEG bodies reach the watchers untouched: the snapshot and a stream
+/// part are byte for byte the JPEG the camera sent, and nothing is encoded.
+#[test]
+fn jpeg_bodies_are_passed_through_untouched() {
+    let (_viewer, addr, http) = start_http_viewer(&[]);
+    let (width, height) = (320, 240);
+    let mut jpeg = Vec::new();
+    proto::jpeg::Encoder::new(90)
+        .unwrap()
+        .encode_bgr(&bars::bgr_image(width, height, 0), width, height, &mut jpeg)
+        .unwrap();
+    let mut frame = Vec::new();
+    proto::wire::encode_frame(9, &jpeg, &mut frame).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let camera = {
+        let (stop, frame) = (Arc::clone(&stop), frame.clone());
+        let mut s = TcpStream::connect(addr).unwrap();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) && s.write_all(&frame).is_ok() {
+                thread::sleep(Duration::from_millis(33));
+            }
+        })
+    };
+    wait_for_cameras(http, &[9]);
+    // Known from the first frame decoded after the camera was listed.
+    let listed = wait_until(PATIENCE, || cameras(http).pop().filter(|c| c.encoding.is_some()))
+        .expect("the camera's encoding is listed");
+    assert_eq!(listed.encoding.as_deref(), Some("jpeg"), "{}", listed.raw);
+
+    let snapshot = get(http, "/by-id/9/snapshot.jpg");
+    assert_eq!(snapshot.status, 200, "{}", snapshot.head);
+    assert!(
+        snapshot.body == jpeg,
+        "the snapshot differs from the JPEG sent"
+    );
+
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(s, "GET {} HTTP/1.1\r\n\r\n", listed.stream).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 << 10];
+    let part_head = format!("Content-Length: {}\r\n\r\n", jpeg.len());
+    let part = loop {
+        let n = s.read(&mut buf).expect("read the stream");
+        assert!(n > 0, "the stream ended");
+        raw.extend_from_slice(&buf[..n]);
+        let head = raw
+            .windows(part_head.len())
+            .position(|w| w == part_head.as_bytes());
+        if let Some(at) = head {
+            let start = at + part_head.len();
+            if raw.len() >= start + jpeg.len() {
+                break raw[start..start + jpeg.len()].to_vec();
+            }
+        }
+    };
+    assert!(part == jpeg, "the stream's part differs from the JPEG sent");
+    drop(s);
+
+    let text = get(http, "/metrics").text();
+    assert!(
+        metric(
+            &text,
+            "camstream_viewer_jpeg_passthrough_total",
+            "camera=\"9\""
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "camstream_viewer_jpeg_encodes_total", "camera=\"9\""),
+        Some(0.0)
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = camera.join();
+}
