@@ -3,7 +3,9 @@
 //! vivid's 75% colour bars in the guest and streams them to a headless viewer
 //! on the host (the guest reaches the host's 127.0.0.1 as 10.0.2.2); the
 //! recorded frames must show the right bars. Also: vivid's simulated unplug,
-//! and our udev rule against udev's own rules and `v4l_id`.
+//! a camera sending only error-flagged frames (exit 3 after
+//! `--capture-timeout`), `--reopen` after a fatal streaming error, and our
+//! udev rule against udev's own rules and `v4l_id`.
 //!
 //! Setup once: `tests/vm/setup.sh` (as root). Missing setup fails these tests;
 //! `CAMSTREAM_SKIP_VM=1` skips them on purpose. Run them alone with
@@ -316,6 +318,149 @@ echo EXIT_AFTER_S=$(awk -v a=$t0 -v b=$(cut -d' ' -f1 /proc/uptime) 'BEGIN {{ pr
     assert!(
         counts.get(&11).copied().unwrap_or(0) > 0,
         "no frames reached the viewer before the unplug: {counts:?}\n{log}"
+    );
+}
+
+/// Issue 16: frames the agent drops (flagged corrupt by the driver, or
+/// short) used to reset the capture timeout, so a camera that sends nothing
+/// but broken frames never made the agent exit with status 3, and systemd
+/// never restarted it. Here vivid flags every buffer with
+/// V4L2_BUF_FLAG_ERROR (its `inject_v4l2_buf_flag_error` button marks the
+/// next buffer; a loop presses it several times per frame at 1 fps), so
+/// frames keep coming, every one broken. The agent must drop them all, say
+/// so once, and exit 3 after `--capture-timeout` (4 s) without a good one.
+#[test]
+fn agent_exits_3_when_vivid_sends_only_broken_frames() {
+    let test = "vm::agent_exits_3_when_vivid_sends_only_broken_frames";
+    if !vm_enabled(test) {
+        return;
+    }
+    let viewer = RecordingViewer::start(&[]);
+    let port = viewer.addr.port();
+    let script = format!(
+        "{VIVID_UP}
+# Flag every buffer before streaming starts, and keep doing so: vivid clears
+# the flag at each frame, and a frame comes once a second.
+( while :; do /usr/bin/v4l2-ctl -d /dev/video0 -c inject_v4l2_buf_flag_error=1 2>/dev/null; sleep 0.1; done ) &
+presser=$!
+sleep 1
+t0=$(cut -d' ' -f1 /proc/uptime)
+/agent --device /dev/video0 --server 10.0.2.2:{port} --size 640x480 --fps 1 --id 12 \
+    --capture-timeout 4 --stats-interval 0 > /tmp/agent.log 2>&1 &
+pid=$!
+# A watchdog, so an agent that never gives up is a test failure with its log.
+( sleep 60; kill -9 $pid 2>/dev/null ) &
+wait $pid
+rc=$?
+kill $presser
+echo AGENT_EXIT=$rc
+echo EXIT_AFTER_S=$(awk -v a=$t0 -v b=$(cut -d' ' -f1 /proc/uptime) 'BEGIN {{ printf \"%.2f\", b - a }}')
+{PRINT_AGENT_LOG}"
+    );
+    let run = run_agent_in_guest(&script, Duration::from_secs(150));
+    assert_guest_ok(&run, "broken frames only");
+    let log = agent_log(&run);
+    eprintln!(
+        "{test}: the agent exited {} s (guest clock, TCG) after it started",
+        run.value("EXIT_AFTER_S").unwrap_or("?")
+    );
+    assert_eq!(
+        run.value("AGENT_EXIT"),
+        Some(AGENT_EXIT_CAMERA_LOST.to_string().as_str()),
+        "an agent getting only broken frames must exit with status {AGENT_EXIT_CAMERA_LOST} \
+         after --capture-timeout (137: it never gave up and the watchdog killed it)\n{log}"
+    );
+    assert!(
+        log.contains("dropping a short or corrupt frame"),
+        "the agent did get the broken frames, and said so:\n{log}"
+    );
+    assert_eq!(
+        log.matches("dropping a short or corrupt frame").count(),
+        1,
+        "said once, the rest at debug level:\n{log}"
+    );
+    assert!(
+        log.contains("no frame from /dev/video0 for 4 s"),
+        "the exit says why:\n{log}"
+    );
+    let counts = recorded_counts(viewer.record_dir());
+    assert_eq!(
+        counts.get(&12).copied().unwrap_or(0),
+        0,
+        "a broken frame reached the viewer: {counts:?}\n{log}"
+    );
+}
+
+/// `--reopen` after a streaming failure, against a real driver: vivid's
+/// `inject_fatal_streaming_error` puts its queue in the error state a broken
+/// camera leaves behind (DQBUF fails with EIO). The agent must give that
+/// session up, release the device, and open it again: vivid refuses a
+/// second owner of its queue (EBUSY), so frames captured after the error
+/// (vivid draws 100% bars from then on) reach the viewer only if the old
+/// session let go. vivid's STREAMOFF succeeds even then, so this does not
+/// reach the failed-STREAMOFF path of issue 16 (the agent before its fix
+/// passes too); `mmap::a_failed_streamoff_still_releases_the_fd_and_every_mapping`
+/// pins that one on a fake device.
+#[test]
+fn agent_reopen_after_a_fatal_streaming_error_is_not_busy() {
+    let test = "vm::agent_reopen_after_a_fatal_streaming_error_is_not_busy";
+    if !vm_enabled(test) {
+        return;
+    }
+    let viewer = RecordingViewer::start(&[]);
+    let port = viewer.addr.port();
+    let script = format!(
+        "{VIVID_UP}
+/agent --device /dev/video0 --server 10.0.2.2:{port} --size 640x480 --fps 10 --id 13 \
+    --stats-interval 0 --reopen > /tmp/agent.log 2>&1 &
+pid=$!
+i=0
+until ls -l /proc/$pid/fd 2>/dev/null | grep -q /dev/video0; do
+    i=$((i+1)); [ $i -gt 600 ] && {{ echo 'agent never opened /dev/video0'; cat /tmp/agent.log; exit 95; }}
+    kill -0 $pid 2>/dev/null || {{ echo 'agent exited before opening the device'; cat /tmp/agent.log; exit 96; }}
+    sleep 0.1
+done
+sleep 3
+/usr/bin/v4l2-ctl -d /dev/video0 -c inject_fatal_streaming_error=1 || {{ echo 'cannot inject the error'; exit 98; }}
+/usr/bin/v4l2-ctl -d /dev/video0 -c test_pattern=1 || {{ echo 'cannot set test_pattern'; exit 99; }}
+sleep 8
+kill -TERM $pid
+( sleep 15; kill -9 $pid 2>/dev/null ) &
+wait $pid
+echo AGENT_EXIT=$?
+{PRINT_AGENT_LOG}"
+    );
+    let run = run_agent_in_guest(&script, Duration::from_secs(180));
+    assert_guest_ok(&run, "fatal streaming error with --reopen");
+    let log = agent_log(&run);
+    assert!(
+        log.contains("Input/output error") && log.contains("--reopen"),
+        "the agent must report the streaming error and retry:\n{log}"
+    );
+    assert!(
+        !log.to_lowercase().contains("busy"),
+        "the reopen found the camera busy: the old session still holds it\n{log}"
+    );
+    let sessions = log.matches("/dev/video0: 640x480 YUYV @").count();
+    assert!(
+        sessions >= 2,
+        "{sessions} capture sessions: the agent never streamed again after the error\n{log}"
+    );
+    assert_eq!(
+        run.value("AGENT_EXIT"),
+        Some("0"),
+        "SIGTERM must stop the agent with status 0\n{}",
+        run.tail(60)
+    );
+    let (bars_75, bars_100) = check_recorded_bars(viewer.record_dir(), 640, 480);
+    eprintln!("{test}: {bars_75} frames before the error, {bars_100} after the reopen");
+    assert!(
+        bars_75 > 0,
+        "no frames reached the viewer before the error\n{log}"
+    );
+    assert!(
+        bars_100 > 0,
+        "no frame captured after the error reached the viewer\n{log}"
     );
 }
 

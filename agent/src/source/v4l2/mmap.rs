@@ -283,4 +283,74 @@ mod tests {
         drop(stream);
         assert!(!mapped());
     }
+
+    /// Issue 16: a failed STREAMOFF leaked the device fd and the buffer
+    /// mappings, and the driver, never seeing a release, found the camera
+    /// busy at every `--reopen`. The fake device is a regular file: every
+    /// V4L2 ioctl on it fails (ENOTTY), STREAMOFF and REQBUFS(0) included,
+    /// and it is mapped like a capture buffer. Once the stream and then the
+    /// device are dropped, nothing in the process refers to the file: no fd
+    /// in /proc/self/fd and no mapping in /proc/self/maps, which is what the
+    /// driver's release, and so the next open, waits for.
+    #[test]
+    fn a_failed_streamoff_still_releases_the_fd_and_every_mapping() {
+        let path = std::env::temp_dir().join(format!(
+            "camstream-fake-video-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&path, vec![0u8; 8192]).unwrap();
+        let path = path.canonicalize().unwrap();
+        let shown = path.to_string_lossy().into_owned();
+        let fds = || -> usize {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| *target == path)
+                .count()
+        };
+        let maps = || -> usize {
+            std::fs::read_to_string("/proc/self/maps")
+                .unwrap()
+                .lines()
+                .filter(|l| l.ends_with(shown.as_str()))
+                .count()
+        };
+
+        let device = Device::with_path(&path).unwrap();
+        let len = 8192;
+        // SAFETY: a fresh shared mapping of the device's own fd, as mmap
+        // streaming makes; the stream unmaps it.
+        let ptr = unsafe {
+            v4l2::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                device.handle().fd(),
+                0,
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            (fds(), maps()),
+            (1, 1),
+            "the fake camera is open and mapped"
+        );
+        let stream = Stream {
+            device: &device,
+            buffers: vec![Mapping { ptr, len }],
+            streaming: true,
+        };
+        // STREAMOFF fails here, as on a broken driver.
+        let mut off = CAPTURE;
+        // SAFETY: VIDIOC_STREAMOFF reads one buffer type.
+        let failed = unsafe { stream.ioctl(vidioc::VIDIOC_STREAMOFF, &mut off) };
+        assert!(failed.is_err(), "STREAMOFF must fail on the fake device");
+        drop(stream);
+        assert_eq!(maps(), 0, "the mappings go with the stream");
+        drop(device);
+        assert_eq!(fds(), 0, "the fd goes with the device");
+        std::fs::remove_file(&path).unwrap();
+    }
 }
