@@ -554,11 +554,12 @@ fn raise_fd_limit() {
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
 }
 
-/// Hostile HTTP clients while a camera records: oversized headers, an
-/// endless header line, a request never finished, a watcher that never
-/// reads, and 1,000 connections. Each is closed with a log line (a few
-/// lines in all); the camera's frames keep arriving throughout, its
-/// connection is never dropped, and every frame it sent is recorded.
+/// Hostile HTTP clients while a camera records: oversized headers, a
+/// malformed request, an endless header line, a request never finished, a
+/// watcher that never reads, and 1,000 connections. Each is closed with a
+/// log line (a few lines in all); the camera's frames keep arriving
+/// throughout, its connection is never dropped, and every frame it sent is
+/// recorded.
 #[test]
 fn hostile_http_clients_cost_the_camera_nothing() {
     raise_fd_limit();
@@ -587,6 +588,18 @@ fn hostile_http_clients_cost_the_camera_nothing() {
     let _ = s.read_to_end(&mut raw);
     let r = parse_response(&raw).expect("an answer to oversized headers");
     assert_eq!(r.status, 431, "{}", r.head);
+
+    // A malformed request (a TLS hello on the HTTP port): 400 and a close.
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let r = parse_response(&raw).expect("an answer to a malformed request");
+    assert_eq!(r.status, 400, "{}", r.head);
+    viewer
+        .wait_for_line("malformed HTTP request", PATIENCE)
+        .expect("the malformed request is logged");
 
     // An endless header line: written until the viewer answers and closes.
     let mut s = TcpStream::connect(http).unwrap();
