@@ -6,12 +6,14 @@
 //! the output matches `cv2.cvtColor` exactly rather than "within rounding".
 //!
 //! Speed: on x86-64, YUYV→BGR runs AVX2 or SSSE3 intrinsics picked at run
-//! time (module `x86`, the crate's only `unsafe`, with the measurements that
-//! justify it); about 0.8x `cv2.cvtColor`'s time with AVX2. Elsewhere (the
-//! Pi's aarch64, not measured yet) and as the fallback, portable code works
-//! on fixed-size blocks (`chunks_exact` into arrays), so the compiler can
-//! drop every bounds check and vectorize. Every path gives the same bytes.
-//! Nothing here allocates.
+//! time (module `x86`, with the measurements that justify it); about 0.8x
+//! `cv2.cvtColor`'s time with AVX2. On aarch64 (a Pi with a 64-bit OS) it
+//! runs NEON (module `neon`, whose 16-pixel kernel `neon::bgr16` other 4:2:2
+//! layouts can share). These two modules hold the crate's only `unsafe`.
+//! Elsewhere (armv7, see `neon` for why) and as the fallback, portable code
+//! works on fixed-size blocks (`chunks_exact` into arrays), so the compiler
+//! can drop every bounds check and vectorize. Every path gives the same
+//! bytes. Nothing here allocates.
 
 use std::fmt;
 
@@ -179,27 +181,55 @@ pub(crate) fn yuyv_rows(
 /// The row converter `yuyv_to_bgr` uses on this CPU: `2 * n` bytes of YUYV
 /// in, `3 * n` bytes of BGR out.
 pub(crate) fn row_converter() -> RowFn {
-    fast_row().unwrap_or(yuyv_row_to_bgr)
+    row_paths().last().map_or(yuyv_row_to_bgr, |&(_, row)| row)
 }
 
 /// Converts one row: `2 * n` bytes of YUYV into `3 * n` bytes of BGR.
-type RowFn = fn(&[u8], &mut [u8]);
+pub type RowFn = fn(&[u8], &mut [u8]);
 
-/// The fastest row converter this CPU supports, if there is one beyond the
-/// portable code. The portable code stays the fallback and the path on
-/// other CPUs, such as the Pi's aarch64, where NEON has the 32-bit
-/// multiplies SSE2 lacks (its speed there has not been measured yet).
-fn fast_row() -> Option<RowFn> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return Some(x86::yuyv_row_to_bgr_avx2);
-        }
-        if std::arch::is_x86_feature_detected!("ssse3") {
-            return Some(x86::yuyv_row_to_bgr_ssse3);
-        }
+/// The name of the YUYV→BGR path `yuyv_to_bgr` takes on this CPU:
+/// `"avx2"`, `"ssse3"`, `"neon"` or `"portable"`. Benchmarks print it, so a
+/// figure says which code it measured.
+pub fn yuyv_path() -> &'static str {
+    row_paths().last().map_or("portable", |&(name, _)| name)
+}
+
+/// Every YUYV→BGR row converter this CPU can run, by name, the portable one
+/// first and the one `yuyv_to_bgr` takes last. For tests and benchmarks that
+/// compare the paths (`stagebench --path`); each gives the same bytes.
+///
+/// On x86-64: SSSE3 and AVX2 when the CPU has them (checked at run time).
+#[cfg(target_arch = "x86_64")]
+pub fn row_paths() -> &'static [(&'static str, RowFn)] {
+    if std::arch::is_x86_feature_detected!("avx2") {
+        &[
+            ("portable", yuyv_row_to_bgr),
+            ("ssse3", x86::yuyv_row_to_bgr_ssse3),
+            ("avx2", x86::yuyv_row_to_bgr_avx2),
+        ]
+    } else if std::arch::is_x86_feature_detected!("ssse3") {
+        &[
+            ("portable", yuyv_row_to_bgr),
+            ("ssse3", x86::yuyv_row_to_bgr_ssse3),
+        ]
+    } else {
+        &[("portable", yuyv_row_to_bgr)]
     }
-    None
+}
+
+/// On aarch64: NEON, which every aarch64 CPU has.
+#[cfg(target_arch = "aarch64")]
+pub fn row_paths() -> &'static [(&'static str, RowFn)] {
+    &[
+        ("portable", yuyv_row_to_bgr),
+        ("neon", neon::yuyv_row_to_bgr),
+    ]
+}
+
+/// Elsewhere, armv7 among them, the portable code only (see `neon` for why).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub fn row_paths() -> &'static [(&'static str, RowFn)] {
+    &[("portable", yuyv_row_to_bgr)]
 }
 
 /// Converts one row: `src` is `2 * n` bytes of YUYV, `dst` is `3 * n` bytes.
@@ -597,6 +627,128 @@ mod x86 {
     }
 }
 
+/// YUYV→BGR with aarch64 NEON: 16 pixels per step, exact like the portable
+/// code (max difference 0 on all 2^24 (Y, U, V); the tests check it under
+/// qemu-user in `./run-tests`).
+///
+/// NEON is part of the aarch64 baseline (every CPU the
+/// `aarch64-unknown-linux-gnu` target runs on has it, and the target enables
+/// it), so there is no run-time check, and this is the path on every Pi with
+/// a 64-bit OS.
+///
+/// How it stays exact: NEON has the 32-bit multiply SSE2 lacks, so the
+/// products are OpenCV's own `i32` ones (`mul`/`mla` by the 20-bit
+/// constants). `(y + c) >> 20` is taken in two exact steps: `addhn` keeps
+/// the high half of the 32-bit sum (an arithmetic `>> 16`, the sums fit in
+/// `i32` as they do in the scalar code), then `>> 4` on 16-bit lanes;
+/// `sqxtun` saturates to 0..=255 like OpenCV's `saturate_cast<uchar>`.
+///
+/// Why no NEON on armv7 (32-bit Raspberry Pi OS, armhf): Rust's
+/// `core::arch::arm` NEON intrinsics and `is_arm_feature_detected!` are
+/// still unstable (nightly only), and Debian's armhf baseline is ARMv7 with
+/// VFPv3-D16, without NEON, so it cannot be assumed at compile time either.
+/// armv7 uses the portable code; a Pi 2/3/4 with a 64-bit OS gets NEON.
+///
+/// The only unsafe operations are the NEON intrinsics (always present on
+/// this target, see above) and one 32-byte load and one 48-byte store per
+/// step, through pointers taken from fixed-size arrays of exactly that size.
+#[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)]
+pub(crate) mod neon {
+    use super::{yuyv_pair_to_bgr, CUB, CUG, CVG, CVR, CY, HALF};
+    use std::arch::aarch64::*;
+
+    /// Pixels per step: one 32-byte YUYV load, one 48-byte BGR store.
+    const STEP: usize = 16;
+
+    /// Converts one row; same contract as the portable `yuyv_row_to_bgr`.
+    pub(crate) fn yuyv_row_to_bgr(src: &[u8], dst: &mut [u8]) {
+        let steps = src.len() / (2 * STEP);
+        let (src_steps, src_tail) = src.split_at(steps * 2 * STEP);
+        let (dst_steps, dst_tail) = dst.split_at_mut(steps * 3 * STEP);
+        for (s, d) in src_steps
+            .chunks_exact(2 * STEP)
+            .zip(dst_steps.chunks_exact_mut(3 * STEP))
+        {
+            if let (Ok(s), Ok(d)) = (
+                <&[u8; 2 * STEP]>::try_from(s),
+                <&mut [u8; 3 * STEP]>::try_from(d),
+            ) {
+                // SAFETY: NEON is always present on aarch64 (module doc);
+                // `s` holds the 32 bytes `vld4_u8` reads and `d` the 48
+                // bytes `vst3q_u8` writes.
+                unsafe {
+                    let yuyv = vld4_u8(s.as_ptr());
+                    vst3q_u8(d.as_mut_ptr(), bgr16(yuyv.0, yuyv.2, yuyv.1, yuyv.3));
+                }
+            }
+        }
+        for (s, d) in src_tail.chunks_exact(4).zip(dst_tail.chunks_exact_mut(6)) {
+            if let (Ok(s), Ok(d)) = (<&[u8; 4]>::try_from(s), <&mut [u8; 6]>::try_from(d)) {
+                yuyv_pair_to_bgr(s, d);
+            }
+        }
+    }
+
+    /// The kernel every 4:2:2 layout can share: 8 pixel pairs, given as the
+    /// Y of the even pixels (`y0`), of the odd pixels (`y1`), and each
+    /// pair's U and V, to B, G and R of the 16 pixels in order, ready for
+    /// `vst3q_u8`. YUYV gets its four lanes from one `vld4_u8` (Y0 U Y1 V),
+    /// UYVY from the same load in another order (U Y0 V Y1).
+    ///
+    /// # Safety
+    ///
+    /// NEON must be present: always true on aarch64 (module doc). The
+    /// function touches no memory.
+    #[inline]
+    pub(crate) unsafe fn bgr16(
+        y0: uint8x8_t,
+        y1: uint8x8_t,
+        u: uint8x8_t,
+        v: uint8x8_t,
+    ) -> uint8x16x3_t {
+        // U - 128 and V - 128: the wrapping u16 difference read as i16.
+        let bias = vdup_n_u8(128);
+        let u = vreinterpretq_s16_u16(vsubl_u8(u, bias));
+        let v = vreinterpretq_s16_u16(vsubl_u8(v, bias));
+        let (ul, uh) = (vmovl_s16(vget_low_s16(u)), vmovl_high_s16(u));
+        let (vl, vh) = (vmovl_s16(vget_low_s16(v)), vmovl_high_s16(v));
+        // The chroma terms of each pair, rounding offset included.
+        let half = vdupq_n_s32(HALF);
+        let b = [vmlaq_n_s32(half, ul, CUB), vmlaq_n_s32(half, uh, CUB)];
+        let g = [
+            vmlaq_n_s32(vmlaq_n_s32(half, ul, CUG), vl, CVG),
+            vmlaq_n_s32(vmlaq_n_s32(half, uh, CUG), vh, CVG),
+        ];
+        let r = [vmlaq_n_s32(half, vl, CVR), vmlaq_n_s32(half, vh, CVR)];
+        let (l0, l1) = (luma(y0), luma(y1));
+        uint8x16x3_t(channel(l0, l1, b), channel(l0, l1, g), channel(l0, l1, r))
+    }
+
+    /// `max(Y - 16, 0) * CY` of 8 pixels, as two `i32x4`.
+    #[inline]
+    unsafe fn luma(y: uint8x8_t) -> [int32x4_t; 2] {
+        // Saturating subtract: max(Y - 16, 0) in one step.
+        let y = vmovl_u8(vqsub_u8(y, vdup_n_u8(16)));
+        let lo = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(y)));
+        let hi = vreinterpretq_s32_u32(vmovl_high_u16(y));
+        [vmulq_n_s32(lo, CY), vmulq_n_s32(hi, CY)]
+    }
+
+    /// One channel of 16 pixels: `(luma + chroma) >> 20`, saturated, with
+    /// the even (`l0`) and odd (`l1`) pixels interleaved back into order.
+    #[inline]
+    unsafe fn channel(l0: [int32x4_t; 2], l1: [int32x4_t; 2], c: [int32x4_t; 2]) -> uint8x16_t {
+        let shift = |l: [int32x4_t; 2]| {
+            // addhn: the high 16 bits of each 32-bit sum, i.e. `>> 16`.
+            let high = vaddhn_high_s32(vaddhn_s32(l[0], c[0]), l[1], c[1]);
+            vshrq_n_s16::<4>(high)
+        };
+        let (even, odd) = (shift(l0), shift(l1));
+        vqmovun_high_s16(vqmovun_s16(vzip1q_s16(even, odd)), vzip2q_s16(even, odd))
+    }
+}
+
 /// Converts tightly packed BGR24 into 0RGB `u32` pixels (minifb's format:
 /// `0x00RRGGBB`). `out` may be longer than needed; only its first
 /// `width * height` elements are written. Allocates nothing.
@@ -673,22 +825,8 @@ pub(crate) mod tests {
 
     /// Every row converter this CPU can run: the portable one and each
     /// intrinsics path, whichever `yuyv_to_bgr` would pick.
-    fn row_converters() -> Vec<(&'static str, RowFn)> {
-        let all: Vec<(&'static str, RowFn)> = vec![("portable", yuyv_row_to_bgr)];
-        // The additions are one expression under `cfg`, so other targets see
-        // no `mut` they never use (an `unused_mut` warning on aarch64).
-        #[cfg(target_arch = "x86_64")]
-        let all = {
-            let mut all = all;
-            if std::arch::is_x86_feature_detected!("ssse3") {
-                all.push(("ssse3", x86::yuyv_row_to_bgr_ssse3));
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                all.push(("avx2", x86::yuyv_row_to_bgr_avx2));
-            }
-            all
-        };
-        all
+    fn row_converters() -> impl Iterator<Item = (&'static str, RowFn)> {
+        row_paths().iter().copied()
     }
 
     /// All 2^24 (Y, U, V) combinations, 256 pixels per row, on every
@@ -740,6 +878,32 @@ pub(crate) mod tests {
                 let mut ours = vec![0u8; 3 * width];
                 row(&yuyv[..2 * width], &mut ours);
                 prop_assert_eq!(&ours[..], &expected[..3 * width], "{} path", name);
+            }
+        }
+    }
+
+    /// Every even width up to 100 pixels, so every tail after the 16- and
+    /// 32-pixel steps (odd multiples of 2 among them), and 640 ± 2, on
+    /// every path.
+    #[test]
+    fn every_width_matches_the_reference_on_every_path() {
+        for width in (0..=100).step_by(2).chain([638, 640, 642]) {
+            let yuyv = random_yuyv(width, 1, 2 * width, width as u64);
+            let expected = reference(&yuyv, width, 1, 2 * width);
+            for (name, row) in row_converters() {
+                // One spare byte: it must survive untouched.
+                let mut ours = vec![0x5a; 3 * width + 1];
+                row(&yuyv, &mut ours[..3 * width]);
+                assert_eq!(
+                    ours[..3 * width],
+                    expected[..],
+                    "{name} path, width {width}"
+                );
+                assert_eq!(
+                    ours[3 * width],
+                    0x5a,
+                    "{name} path wrote past width {width}"
+                );
             }
         }
     }
