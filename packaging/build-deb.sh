@@ -53,7 +53,7 @@ main() {
     done
     version=$(debian_version)
     strip=$(strip_tool "$target")
-    [ -n "$strip" ] || echo "build-deb.sh: no strip for $arch found, packaging unstripped binaries" >&2
+    [ -n "$strip" ] || echo "build-deb.sh: no strip for $arch found, packaging unstripped binaries (lintian will warn; install $(strip_package "$target"))" >&2
 
     local work
     work=$(mktemp -d)
@@ -98,16 +98,24 @@ debian_arch() {
 }
 
 # cargo_build TRIPLE: release-build agent and viewer for TRIPLE ('' = this
-# machine), cargo's output on stderr; prints the directory holding them.
+# machine), cargo's output on stderr; prints the directory holding them. The
+# Raspberry Pi targets go through cross-build.sh (Debian's Rust in a cached
+# trixie build root, no rustup); other triples need `rustup target add`.
 cargo_build() {
     local target=$1
-    if [ -n "$target" ]; then
-        cargo build --release --bin agent --bin viewer --target "$target" --manifest-path "$repo/Cargo.toml" >&2
-        echo "$repo/target/$target/release"
-    else
+    case $target in
+    '')
         cargo build --release --bin agent --bin viewer --manifest-path "$repo/Cargo.toml" >&2
         echo "$repo/target/release"
-    fi
+        ;;
+    aarch64-unknown-linux-gnu | armv7-unknown-linux-gnueabihf)
+        "$repo/packaging/cross-build.sh" "$target" || die "cross-build.sh $target failed (see above)"
+        ;;
+    *)
+        cargo build --release --bin agent --bin viewer --target "$target" --manifest-path "$repo/Cargo.toml" >&2
+        echo "$repo/target/$target/release"
+        ;;
+    esac
 }
 
 # debian_version: the workspace version as a Debian version, 0.1.0 -> 0.1.0-1.
@@ -130,6 +138,15 @@ strip_tool() {
     if command -v "$strip" >/dev/null; then
         echo "$strip"
     fi
+}
+
+# strip_package TRIPLE: the Debian package with TRIPLE's strip.
+strip_package() {
+    case $1 in
+    '') echo binutils ;;
+    armv7-* | arm-*) echo binutils-arm-linux-gnueabihf ;;
+    *) echo "binutils-${1%%-unknown-*}-linux-gnu" ;;
+    esac
 }
 
 # stage_common ROOT PACKAGE BINARY BIN_DIR STRIP VERSION: stage, under ROOT,
@@ -182,15 +199,21 @@ maintainer_files() {
 }
 
 # shlib_depends SCRATCH BINARY: the Depends: of BINARY, from its shared
-# libraries when dpkg-shlibdeps can read them (native builds), else the
-# libraries a Rust binary always links. SCRATCH is a directory for the
-# debian/control that dpkg-shlibdeps insists on.
+# libraries when dpkg-shlibdeps can read them (native builds). For a cross
+# build, whose libraries are not installed here, the libraries a Rust binary
+# links, with the libc6 version from the newest GLIBC_ symbol version the
+# binary asks for (readelf reads any architecture). SCRATCH is a directory
+# for the debian/control that dpkg-shlibdeps insists on.
 shlib_depends() {
-    local scratch=$1 binary=$2 deps
+    local scratch=$1 binary=$2 deps glibc
     mkdir -p "$scratch/debian"
     printf 'Source: camstream\n\nPackage: camstream\nArchitecture: any\n' >"$scratch/debian/control"
     deps=$(cd "$scratch" && dpkg-shlibdeps -O -e"$binary" 2>/dev/null | sed -n 's/^shlibs:Depends=//p') || deps=
-    echo "${deps:-libc6 (>= 2.34), libgcc-s1 (>= 4.2)}"
+    if [ -z "$deps" ]; then
+        glibc=$(readelf --version-info "$binary" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+        deps="libc6 (>= ${glibc:-2.34}), libgcc-s1 (>= 4.2)"
+    fi
+    echo "$deps"
 }
 
 # installed_size ROOT: the Installed-Size: of the tree staged under ROOT, in KiB.

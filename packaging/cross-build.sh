@@ -2,13 +2,17 @@
 # Cross-build camstream for a Raspberry Pi (or any arm64/armhf Debian) with
 # Debian's own Rust, in a cached Debian 13 (trixie) build root: no rustup.
 #
-#   packaging/cross-build.sh [--test] TRIPLE [-- CARGO_ARGS...]
+#   packaging/cross-build.sh [--test | --cargo | --shell] TRIPLE [-- ARGS...]
 #
 #   TRIPLE   aarch64-unknown-linux-gnu      (Pi 3/4/5 with a 64-bit OS; .deb arch arm64)
 #            armv7-unknown-linux-gnueabihf  (Pi 2/3/4 with a 32-bit OS; .deb arch armhf)
 #   --test   instead of the release build, run the proto and agent test
 #            suites for TRIPLE under qemu-user (CARGO_ARGS go to `cargo test`,
 #            e.g. `-- --test golden`)
+#   --cargo  run `cargo ARGS...` in the build root with `--target TRIPLE`
+#            added after the subcommand; `run` and `test` run the target's
+#            binaries under qemu-user, e.g.
+#            `--cargo aarch64-unknown-linux-gnu -- run --release -p loadgen --bin stagebench -- --help`
 #   --shell  open a shell in the build root, set up for TRIPLE (for debugging)
 #
 # Without --test it builds agent and viewer with `cargo build --release
@@ -33,11 +37,12 @@
 # private mount namespace (unshare), so nothing stays mounted if it is killed.
 # Cargo serialises two builds of the same tree and target on its own.
 #
-# Why trixie: it is the oldest Debian whose packaged Rust builds the lock
-# file (rust-version in Cargo.toml; bookworm's plain rustc is 1.63) and it
-# carries that Rust's standard library for arm64 and armhf. Why a chroot and
-# not the host: the host (CI: Debian 12) keeps its own apt state, with no
-# foreign architecture added.
+# Why trixie: Debian's own Rust new enough for the lock file (rust-version in
+# Cargo.toml) is rustc-web, and trixie carries it with its standard library
+# for arm64 and armhf (libstd-rust-web-dev). The binaries ask for glibc 2.34
+# at most (readelf -V), so they run on Raspberry Pi OS bookworm (glibc 2.36)
+# and trixie alike. Why a chroot and not the host: the host (CI: Debian 12)
+# keeps its own apt state, with no foreign architecture added.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,8 +62,9 @@ main() {
     while [ $# -gt 0 ]; do
         case $1 in
         --test) mode='test'; shift ;;
+        --cargo) mode='cargo'; shift ;;
         --shell) mode='shell'; shift ;;
-        -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,45p' "$0"; exit 0 ;;
         --) shift; break ;;
         -*) die "unknown option '$1' (see --help)" ;;
         *)
@@ -93,6 +99,12 @@ main() {
         ;;
     test)
         in_root "$triple" "$arch" "$gnu" cargo test --locked --target "$triple" -p proto -p agent "$@"
+        ;;
+    cargo)
+        [ $# -gt 0 ] || die "--cargo needs a cargo subcommand after --, e.g. -- run --release -p loadgen --bin stagebench"
+        local subcommand=$1
+        shift
+        in_root "$triple" "$arch" "$gnu" cargo "$subcommand" --target "$triple" "$@"
         ;;
     shell)
         in_root "$triple" "$arch" "$gnu" bash -i
