@@ -15,6 +15,7 @@
 //! xvfb ────► child, image, wait, x11            a real X server and its tools
 //! vm ──────► workspace                          the vivid VM (QEMU guest)
 //! systemd_vm ► vm, workspace                    the hot-plug guest: systemd, udev, the .deb
+//! arm_vm ──► vm, workspace                      the arm64 guest and the cross-built agent
 //! vivid ───► bars, image, record                vivid's bars in a recording
 //! netns ───► delay_line, wait                   a namespace behind a veth pair: cut it, shape it (tc)
 //! delay_line                                    TUN devices joined with a delay (no netem here)
@@ -31,6 +32,7 @@
 //! ```
 
 pub mod agent;
+pub mod arm_vm;
 pub mod bars;
 pub mod child;
 pub mod chromium;

@@ -7,6 +7,8 @@
 // like a crate root, so the module files under e2e/ need explicit paths.
 #[path = "e2e/agent.rs"]
 mod agent;
+#[path = "e2e/arm_node.rs"]
+mod arm_node;
 #[path = "e2e/churn.rs"]
 mod churn;
 #[path = "e2e/dead_peer.rs"]
