@@ -400,7 +400,7 @@ echo EXIT_AFTER_S=$(awk -v a=$t0 -v b=$(cut -d' ' -f1 /proc/uptime) 'BEGIN {{ pr
 /// session let go. vivid's STREAMOFF succeeds even then, so this does not
 /// reach the failed-STREAMOFF path of issue 16 (the agent before its fix
 /// passes too); `mmap::a_failed_streamoff_still_releases_the_fd_and_every_mapping`
-/// pins that one on a fake device.
+/// pins that one on a fake device. The agent's `--metrics` counts the loss.
 #[test]
 fn agent_reopen_after_a_fatal_streaming_error_is_not_busy() {
     let test = "vm::agent_reopen_after_a_fatal_streaming_error_is_not_busy";
@@ -412,7 +412,7 @@ fn agent_reopen_after_a_fatal_streaming_error_is_not_busy() {
     let script = format!(
         "{VIVID_UP}
 /agent --device /dev/video0 --server 10.0.2.2:{port} --size 640x480 --fps 10 --id 13 \
-    --stats-interval 0 --reopen > /tmp/agent.log 2>&1 &
+    --stats-interval 0 --reopen --metrics 127.0.0.1:9101 > /tmp/agent.log 2>&1 &
 pid=$!
 i=0
 until ls -l /proc/$pid/fd 2>/dev/null | grep -q /dev/video0; do
@@ -424,6 +424,7 @@ sleep 3
 /usr/bin/v4l2-ctl -d /dev/video0 -c inject_fatal_streaming_error=1 || {{ echo 'cannot inject the error'; exit 98; }}
 /usr/bin/v4l2-ctl -d /dev/video0 -c test_pattern=1 || {{ echo 'cannot set test_pattern'; exit 99; }}
 sleep 8
+echo CAMERA_LOSSES=$(busybox wget -qO- http://127.0.0.1:9101/metrics | grep '^camstream_agent_camera_losses_total' | cut -d' ' -f2)
 kill -TERM $pid
 ( sleep 15; kill -9 $pid 2>/dev/null ) &
 wait $pid
@@ -432,6 +433,12 @@ echo AGENT_EXIT=$?
     );
     let run = run_agent_in_guest(&script, Duration::from_secs(180));
     assert_guest_ok(&run, "fatal streaming error with --reopen");
+    assert_eq!(
+        run.value("CAMERA_LOSSES"),
+        Some("1"),
+        "--metrics counts the camera lost once\n{}",
+        run.tail(60)
+    );
     let log = agent_log(&run);
     assert!(
         log.contains("Input/output error") && log.contains("--reopen"),
