@@ -48,8 +48,8 @@ struct View {
     /// The title changed since it was last set.
     retitle: bool,
     last_pump: Instant,
-    /// Its window failed; nothing more is tried until the poll thread
-    /// closes the connection.
+    /// Its window failed or was closed by the user; nothing more is tried
+    /// until the poll thread closes the connection.
     failed: bool,
 }
 
@@ -213,6 +213,8 @@ fn serve(
     }
     if status.closed {
         events.closed.push(id);
+        // Reported once; the poll thread closes the connection next.
+        view.failed = true;
     }
     events.quit |= status.esc;
     Ok(())
