@@ -15,6 +15,12 @@
 //! events. It never calls X: the windows live on the display thread
 //! (`display`), so a hung X server freezes the windows, not the cameras.
 //!
+//! With `--http`, HTTP clients live on a thread of their own (`http`); this
+//! loop only counts accepts and refusals for it, publishes every
+//! connection's counts to its hub every [`http::PUBLISH_INTERVAL`] (one
+//! more deadline in the timeout), and hands it a connection's last counts
+//! when it closes.
+//!
 //! The server owns the connections and asks them: each [`Conn`] keeps its
 //! state behind methods. Whatever ends a connection (the connection's own
 //! [`Close`], a frame that does not decode, a closed or failed window) comes
