@@ -14,12 +14,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use camstream_tests::bars::{self, Probe, LEVEL_100, LEVEL_75};
+use camstream_tests::vivid::{check_vivid_recording, BAR_TOLERANCE};
 use camstream_tests::vm::{run_guest, vm_enabled, GuestFile, GuestRun};
-use camstream_tests::{
-    bin_path, recorded_conn_dirs, recorded_counts, recorded_frames, wait_until, workspace_root,
-    Image, RecordingViewer,
-};
+use camstream_tests::{bin_path, recorded_counts, wait_until, workspace_root, RecordingViewer};
 
 /// Exit status of the agent when the camera is lost and `--reopen` is off
 /// (agent/src/cli.rs `EXIT_CAMERA_LOST`).
@@ -28,10 +25,6 @@ const AGENT_EXIT_CAMERA_LOST: i32 = 3;
 /// Guest timeout for a streaming run: boot (~4 s), then the agent converting
 /// and gzipping frames under TCG, which is 10-50x slower than native.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// Per-channel tolerance: vivid rounds to limited-range Y'CbCr and our
-/// YUYV->BGR rounds back; anything beyond a few steps is a wrong colour.
-const BAR_TOLERANCE: u8 = 8;
 
 /// Guest preamble: vivid as a webcam, and its text overlay off so the bars are
 /// clean (the control persists on the device across opens).
@@ -92,60 +85,27 @@ echo UPTIME=$(cut -d' ' -f1 /proc/uptime)
     );
 }
 
-/// Where vivid's bars are checked in a frame `height` pixels high: in the
-/// middle of each eighth of the width, a 5x5 block at mid-height, averaged,
-/// with the "on" level of vivid's "75% Colorbar" (its default,
-/// `test_pattern=0`) or "100% Colorbar" (`test_pattern=1`).
-fn vivid_bars(rows: &[u32], level: u8) -> Probe<'_> {
-    Probe {
-        rows,
-        radius: 2,
-        level,
-        tolerance: BAR_TOLERANCE,
-    }
-}
-
-/// Decodes every recorded frame, checks its size, and sorts it by which bars
-/// it shows: returns (frames with 75% bars, frames with 100% bars). A frame
-/// that shows neither fails the test.
+/// Decodes every recorded frame, checks its size and vivid's bars (in the
+/// middle of each eighth of the width, a 5x5 block at mid-height), and sorts
+/// it by which bars it shows: returns (frames with the 75% bars of vivid's
+/// default `test_pattern=0`, frames with the 100% bars of `test_pattern=1`).
+/// A frame that shows neither fails the test.
 fn check_recorded_bars(record_dir: &Path, width: u32, height: u32) -> (usize, usize) {
-    let dirs = recorded_conn_dirs(record_dir);
+    let found = check_vivid_recording(record_dir, width, height).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        !dirs.is_empty(),
+        !found.per_conn.is_empty(),
         "no frames recorded in {}",
         record_dir.display()
     );
-    let (mut bars_75, mut bars_100) = (0, 0);
-    let mut worst = 0;
-    let middle = [height / 2];
-    for (_, dir) in dirs {
-        for file in recorded_frames(&dir) {
-            let image = Image::read_bmp(&file);
-            assert_eq!(image.size(), (width, height), "{}", file.display());
-            match (
-                bars::check(&image, &vivid_bars(&middle, LEVEL_75)),
-                bars::check(&image, &vivid_bars(&middle, LEVEL_100)),
-            ) {
-                (Ok(deviation), _) => {
-                    bars_75 += 1;
-                    worst = worst.max(deviation);
-                }
-                (_, Ok(deviation)) => {
-                    bars_100 += 1;
-                    worst = worst.max(deviation);
-                }
-                (Err(bad_75), Err(_)) => {
-                    panic!("{}: not vivid's colour bars: {bad_75}", file.display())
-                }
-            }
-        }
-    }
     eprintln!(
-        "checked {} frames of {width}x{height} ({bars_75} with 75% bars, {bars_100} with 100% bars): \
-         largest bar colour deviation {worst} (tolerance {BAR_TOLERANCE})",
-        bars_75 + bars_100
+        "checked {} frames of {width}x{height} ({} with 75% bars, {} with 100% bars): \
+         largest bar colour deviation {} (tolerance {BAR_TOLERANCE})",
+        found.bars_75 + found.bars_100,
+        found.bars_75,
+        found.bars_100,
+        found.worst
     );
-    (bars_75, bars_100)
+    (found.bars_75, found.bars_100)
 }
 
 /// The agent in the guest captures vivid at `size`/`fps` and sends `frames`
