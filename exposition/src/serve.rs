@@ -4,7 +4,7 @@
 //!
 //! Blocking and serial on purpose: Prometheus scrapes every few seconds, and
 //! a serial server cannot be made to hold more than one socket and
-//! [`MAX_HEAD_LEN`](crate::request::MAX_HEAD_LEN) bytes, whatever a client
+//! [`MAX_HEAD_LEN`] bytes, whatever a client
 //! does. A client that never finishes its request holds the next scrape back
 //! by at most [`REQUEST_TIMEOUT`]; it never touches the camera's threads,
 //! which only bump counters that [`serve`]'s `render` reads.
