@@ -18,6 +18,8 @@ Sections:
   unpaced  only that unpaced run of the viewer section (16 cameras): the
            decode-path ratio and the CPU per decoded frame, in 1/4 the time.
   stages   per-stage timings: proto (`stagebench`) vs OpenCV/zlib (stages.py).
+  formats  each raw capture format to BGR: proto::convert vs cv2.cvtColor on
+           one thread (goal <= 1.2x), at 640x480 and 1280x720.
   latency  agent --fps 30 -> viewer --headless on loopback; the p50/p99 each
            prints in its stats line.
 
@@ -588,6 +590,59 @@ def bench_stages(cfg, py, prepared):
     return out
 
 
+# ---------------------------------------------------------------- formats
+
+# The raw capture formats OpenCV converts (BGR3 is a copy: no cvtColor).
+RAW_FORMATS = ["YUYV", "UYVY", "YVYU", "NV12", "NV21", "YU12", "YV12", "GREY", "RGB3"]
+FORMAT_GOAL = 1.2
+
+
+def bench_formats(cfg, py):
+    """Each raw format's conversion to BGR, ours (stagebench raw2bgr) against
+    cv2.cvtColor with cv2.setNumThreads(1), on the noisy frames rearranged into
+    that format (stages.py --make), CPU time of the timing thread."""
+    out = {}
+    for size in cfg.stage_sizes:
+        yuyv = FRAMES[size]
+        for fourcc in RAW_FORMATS:
+            inp = WORK / f"{yuyv.stem}.raw.{fourcc.lower()}"
+            if not inp.exists() or inp.stat().st_mtime < yuyv.stat().st_mtime:
+                subprocess.run([str(py), str(HERE / "stages.py"), "--make", fourcc, "--input", str(yuyv),
+                                "--bgr", str(yuyv.with_suffix(".bgr")), "--size", size, "--output", str(inp)],
+                               check=True)
+            iters = cfg.stage_iters("raw2bgr", size)
+            rounds = []
+            for r in range(cfg.rounds):
+                contenders = [
+                    ("ours", [BIN / "stagebench", "--stage", "raw2bgr", "--format", fourcc, "--input", inp,
+                              "--size", size, "--iters", iters]),
+                    ("cv2", [py, HERE / "stages.py", "--stage", "raw2bgr", "--format", fourcc, "--input", inp,
+                             "--size", size, "--iters", iters, "--threads", "1"]),
+                ]
+                if r % 2:
+                    contenders.reverse()
+                res = {who: stage_once(cmd)["cpu_ms"] for who, cmd in contenders}
+                res["ratio"] = ratio(res["ours"], res["cv2"])
+                rounds.append(res)
+            log(f"format {fourcc} {size}: ours {med([x['ours'] for x in rounds]):.3f} ms, "
+                f"cv2.cvtColor {med([x['cv2'] for x in rounds]):.3f} ms")
+            out[f"{fourcc} {size}"] = rounds
+    return out
+
+
+def formats_report(formats):
+    L = ["### Raw capture formats to BGR (ms per frame, CPU time of one thread; `cv2.setNumThreads(1)`)", "",
+         f"| format | size | ours | cv2.cvtColor | **ratio** | goal ≤ {FORMAT_GOAL}x |", "|---|---|---|---|---|---|"]
+    for key, rounds in formats.items():
+        fourcc, size = key.split()
+        r = med([x["ratio"] for x in rounds])
+        L.append(f"| {fourcc} | {size} | {fmt(med([x['ours'] for x in rounds]), 3)} | "
+                 f"{fmt(med([x['cv2'] for x in rounds]), 3)} | **{fmt(r, 2)}x** | "
+                 f"{goal(r is not None and r <= FORMAT_GOAL)} |")
+    L.append("")
+    return "\n".join(L)
+
+
 # ---------------------------------------------------------------- latency
 
 def bench_latency(cfg):
@@ -861,18 +916,18 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny counts, 1 round (proves it runs)")
     ap.add_argument("--rounds", type=int, help="rounds per measurement (default 3; 1 with --quick)")
     ap.add_argument("--seconds", type=float, help="seconds per viewer run (default 10; 2 with --quick)")
-    ap.add_argument("--only", help="comma-separated sections: agent,viewer,unpaced,stages,latency "
+    ap.add_argument("--only", help="comma-separated sections: agent,viewer,unpaced,stages,formats,latency "
                     "(unpaced: only the viewer's 16 unpaced cameras)")
     ap.add_argument("--out", help="also write the markdown report to this file")
     args = ap.parse_args()
-    sections = set((args.only or "agent,viewer,stages,latency").split(","))
-    unknown = sections - {"agent", "viewer", "unpaced", "stages", "latency"}
+    sections = set((args.only or "agent,viewer,stages,formats,latency").split(","))
+    unknown = sections - {"agent", "viewer", "unpaced", "stages", "formats", "latency"}
     if unknown:
-        raise SystemExit(f"unknown section(s) {sorted(unknown)}: use agent, viewer, unpaced, stages, latency")
+        raise SystemExit(f"unknown section(s) {sorted(unknown)}: use agent, viewer, unpaced, stages, formats, latency")
     cfg = Config(args)
     py = venv_python()
     needs = {"agent": ["agent", "loadgen"], "viewer": ["viewer", "loadgen"], "unpaced": ["viewer", "loadgen"],
-             "stages": ["stagebench"],
+             "stages": ["stagebench"], "formats": ["stagebench"],
              "latency": ["agent", "viewer"]}
     for b in sorted({b for s in sections for b in needs[s]}):
         if not (BIN / b).exists():
@@ -893,6 +948,7 @@ def main():
             return None
 
     stages = section("stages", lambda: bench_stages(cfg, py, prepared))
+    formats = section("formats", lambda: bench_formats(cfg, py))
     agent = section("agent", lambda: bench_agent(cfg, py, [], []))
     viewer = section("viewer", lambda: bench_viewer(cfg, py, prepared, [], []))
     if viewer is None and "viewer" not in sections:
@@ -900,6 +956,8 @@ def main():
     latency = section("latency", lambda: bench_latency(cfg))
     load_after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     text = report(cfg, agent, viewer, stages, latency, load_before, load_after, time.monotonic() - t0)
+    if formats:
+        text += "\n" + formats_report(formats)
     if failures:
         text += "\n### Sections that failed\n\n" + "\n".join(f"- {f.splitlines()[0]}" for f in failures) + \
             f"\n\nLogs: {LOGS}\n"
@@ -909,7 +967,7 @@ def main():
     raw = WORK / "last-run.json"
     raw.write_text(json.dumps({"agent": agent, "viewer": {f"{k[0]}x{k[1]}": v for k, v in (viewer or {}).items()},
                                "stages": {f"{k[0]} {k[1]}": v for k, v in (stages or {}).items()},
-                               "latency": latency}, indent=1, default=str))
+                               "formats": formats, "latency": latency}, indent=1, default=str))
     log(f"raw figures: {raw}; logs: {LOGS}")
     sys.exit(1 if failures else 0)
 

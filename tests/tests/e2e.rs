@@ -17,6 +17,8 @@ mod dead_peer;
 mod deploy;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/formats.rs"]
+mod formats;
 #[path = "e2e/hotplug.rs"]
 mod hotplug;
 #[path = "e2e/http.rs"]

@@ -28,12 +28,13 @@ const STREAM_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// Guest preamble: vivid as a webcam, and its text overlay off so the bars are
 /// clean (the control persists on the device across opens).
-const VIVID_UP: &str = "modprobe vivid $VIVID_WEBCAM || { echo 'cannot load vivid'; exit 90; }
+pub(crate) const VIVID_UP: &str =
+    "modprobe vivid $VIVID_WEBCAM || { echo 'cannot load vivid'; exit 90; }
 [ -e /dev/video0 ] || { echo 'vivid made no /dev/video0'; exit 91; }
 /usr/bin/v4l2-ctl -d /dev/video0 -c osd_text_mode=2 || exit 92
 ";
 
-fn assert_guest_ok(run: &GuestRun, what: &str) {
+pub(crate) fn assert_guest_ok(run: &GuestRun, what: &str) {
     assert_eq!(
         run.status,
         Some(0),
@@ -215,7 +216,7 @@ echo DISCONNECT_AT=$t0
 }
 
 /// Runs `script` in a guest with the agent under test copied to `/agent`.
-fn run_agent_in_guest(script: &str, timeout: Duration) -> GuestRun {
+pub(crate) fn run_agent_in_guest(script: &str, timeout: Duration) -> GuestRun {
     let agent = bin_path("agent");
     let files = [GuestFile {
         host: &agent,

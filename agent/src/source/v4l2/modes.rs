@@ -121,12 +121,17 @@ impl Offer {
     }
 }
 
+/// Most formats read from one device.
+const MAX_FORMATS: u32 = 512;
+
 /// Reads every capture format the device offers, with its sizes and, for
 /// each size, its rates (for a size range, the rates at `want`).
 pub fn offers(device: &Device, want: Size) -> io::Result<Vec<Offer>> {
     let fd = device.handle().fd();
     let mut offers = Vec::new();
-    for index in 0..64 {
+    // The list ends at EINVAL; the bound only stops a broken driver. vivid
+    // alone offers 65 formats, so the bound is well above any camera.
+    for index in 0..MAX_FORMATS {
         // SAFETY: all-zero is a valid v4l2_fmtdesc (integers and arrays).
         let mut raw: v4l_sys::v4l2_fmtdesc = unsafe { std::mem::zeroed() };
         raw.index = index;
@@ -358,11 +363,14 @@ pub fn choose(
                     ),
                 });
             }
-            let fastest = raw.iter().max_by(|a, b| {
-                a.1.max()
-                    .unwrap_or(0.0)
-                    .total_cmp(&b.1.max().unwrap_or(0.0))
-            });
+            // The first of the fastest, so a tie goes to a colour format.
+            let rate = |r: &Rates| r.max().unwrap_or(0.0);
+            let fastest = raw
+                .iter()
+                .fold(None::<&(PixelFormat, &Rates)>, |best, x| match best {
+                    Some(b) if rate(b.1) >= rate(x.1) => Some(b),
+                    _ => Some(x),
+                });
             if let Some((f, _)) = fastest {
                 return Ok(Choice {
                     format: *f,
@@ -448,21 +456,17 @@ pub fn nearest(offers: &[Offer], size: Size, only: Option<PixelFormat>) -> Strin
     )
 }
 
-/// The `--list-formats` text: a line per format, then one per size with
-/// its rates.
+/// The `--list-formats` text: for each format the agent takes, a line,
+/// then one per size with its rates; then one line naming the formats it
+/// does not take.
 pub fn describe(offers: &[Offer]) -> String {
     if offers.is_empty() {
         return "no capture formats at all\n".into();
     }
     let mut out = String::new();
-    for offer in offers {
+    for offer in offers.iter().filter(|o| o.format().is_some()) {
         let name = fourcc_name(offer.fourcc);
-        let taken = if offer.format().is_some() {
-            ""
-        } else {
-            "  (not taken by the agent)"
-        };
-        let _ = writeln!(out, "{name:<4}  {}{taken}", offer.description);
+        let _ = writeln!(out, "{name:<4}  {}", offer.description);
         match &offer.sizes {
             Sizes::Discrete(list) => {
                 for (size, rates) in list {
@@ -484,6 +488,18 @@ pub fn describe(offers: &[Offer]) -> String {
                 let _ = writeln!(out, "      sizes not listed");
             }
         }
+    }
+    let others: Vec<String> = offers
+        .iter()
+        .filter(|o| o.format().is_none())
+        .map(|o| fourcc_name(o.fourcc))
+        .collect();
+    if !others.is_empty() {
+        let _ = writeln!(
+            out,
+            "also offered, not taken by the agent: {}",
+            others.join(", ")
+        );
     }
     out
 }
@@ -588,6 +604,16 @@ mod tests {
         let c = choose(&slow, FormatChoice::Auto, size(640, 480), 30).unwrap();
         assert_eq!(c.format, PixelFormat::Nv12);
         assert!(c.why.contains("fastest"), "{}", c.why);
+        // A tie in speed goes to colour: vivid offers everything at 25 fps.
+        let vivid = vec![
+            offer(b"YUYV", &[(640, 480, &[25.0])]),
+            offer(b"GREY", &[(640, 480, &[25.0])]),
+            offer(b"RGB3", &[(640, 480, &[25.0])]),
+        ];
+        assert_eq!(
+            pick(&vivid, FormatChoice::Auto, size(640, 480), 30),
+            Ok(PixelFormat::Yuyv)
+        );
         // Order among those that reach the rate: the documented one.
         let many = vec![
             offer(b"BGR3", &[(64, 48, &[30.0])]),
@@ -716,7 +742,7 @@ mod tests {
             text,
             "YUYV  YUYV format\n      640x480    30, 15 fps\n      1280x720   10, 5 fps\n\
              MJPG  MJPG format\n      640x480    30 fps\n      1280x720   30 fps\n      1920x1080  30 fps\n\
-             H264  H264 format  (not taken by the agent)\n      1920x1080  30 fps\n"
+             also offered, not taken by the agent: H264\n"
         );
     }
 }

@@ -5,6 +5,8 @@
 //!
 //! Stages and their input file:
 //! - `yuyv2bgr`   raw YUYV (`--size` needed): `proto::pixel::yuyv_to_bgr`
+//! - `raw2bgr`    a raw frame of `--format` and `--size`, tightly packed:
+//!   `proto::convert::to_bgr`
 //! - `bmpdecode`  a BMP file: `proto::bmp::decode_0rgb`
 //! - `gunzip`     a gzip body: `proto::gzip::Decompressor`
 //! - `gzip`       a BMP file: `proto::gzip::Compressor` at `--level`, one thread
@@ -17,21 +19,25 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use proto::{bmp, gzip, pixel};
+use proto::format::{Layout, PixelFormat};
+use proto::{bmp, convert, gzip, pixel};
 
 /// Time one proto stage.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// yuyv2bgr, bmpdecode, gunzip, gzip, decode or encode.
+    /// yuyv2bgr, raw2bgr, bmpdecode, gunzip, gzip, decode or encode.
     #[arg(long)]
     stage: String,
     /// The input file for that stage.
     #[arg(long)]
     input: PathBuf,
-    /// WxH, for the stages whose input is raw YUYV.
+    /// WxH, for the stages whose input is a raw frame.
     #[arg(long, default_value = "640x480")]
     size: String,
+    /// The capture format (V4L2 fourcc) of `raw2bgr`'s input.
+    #[arg(long, default_value = "YUYV")]
+    format: String,
     /// Timed iterations (after 10% more, at least 1, as warm-up).
     #[arg(long, default_value_t = 50)]
     iters: u32,
@@ -93,6 +99,15 @@ fn run(args: Args) -> Result<()> {
             black_box(&bgr);
             Ok(())
         }),
+        "raw2bgr" => {
+            let format = PixelFormat::parse(&args.format)?;
+            let layout = Layout::new(format, width, height, 0)?;
+            Box::new(move || {
+                convert::to_bgr(&layout, &input, &mut bgr)?;
+                black_box(&bgr);
+                Ok(())
+            })
+        }
         "bmpdecode" => Box::new(|| {
             bmp::decode_0rgb(&input, &mut argb).map_err(|e| anyhow::anyhow!("decode_0rgb: {e}"))?;
             black_box(&argb);
@@ -133,7 +148,7 @@ fn run(args: Args) -> Result<()> {
             Ok(())
         }),
         other => bail!(
-            "unknown --stage {other:?}: use yuyv2bgr, bmpdecode, gunzip, gzip, decode or encode"
+            "unknown --stage {other:?}: use yuyv2bgr, raw2bgr, bmpdecode, gunzip, gzip, decode or encode"
         ),
     };
 
