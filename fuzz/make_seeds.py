@@ -4,7 +4,10 @@
 The seeds are small crops of the camera-like frames in testdata/frames, as
 OpenCV writes them (24-bit, 8-bit paletted from grayscale, 32-bit from BGRA),
 plus the BMP variants the viewer also accepts (top-down, 32-bit bit fields,
-1- and 4-bit) built by hand, gzip members of them, and wire streams of those.
+1- and 4-bit) built by hand, gzip members of them, and wire streams of those;
+and JPEGs as OpenCV writes them (4:2:0, 4:2:2, grey, progressive, restart
+markers) and as cameras send them (no DHT, cut short, padded after EOI), for
+the JPEG targets (`jpeg_seeds`).
 The output is committed, together with inputs the fuzzers found (named
 fuzz_*, not made here); rerun this only to change the seeds:
 
@@ -125,5 +128,57 @@ def main():
     write("frame_reader", "empty_body", bytes([0]) + frame(1, b"") + frame(2, b"y"))
 
 
+def imencode_jpg(img, quality, sampling=None, extra=()):
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    if sampling is not None:
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling]
+    ok, buf = cv2.imencode(".jpg", img, params + list(extra))
+    assert ok
+    return buf.tobytes()
+
+
+def strip_dht(jpg):
+    out = bytearray(jpg[:2])
+    pos = 2
+    while jpg[pos + 1] != 0xDA:
+        length = int.from_bytes(jpg[pos + 2:pos + 4], "big")
+        if jpg[pos + 1] != 0xC4:
+            out += jpg[pos:pos + 2 + length]
+        pos += 2 + length
+    return bytes(out + jpg[pos:])
+
+
+def jpeg_seeds():
+    bgr = crop("coffee_640x480_noise", 640, 480, 300, 200, 24, 16)
+    odd = crop("astronaut_1280x720_noise", 1280, 720, 600, 300, 13, 7)
+    jpgs = {
+        "q75_420_24x16.jpg": imencode_jpg(bgr, 75, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420),
+        "q90_422_13x7.jpg": imencode_jpg(odd, 90, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422),
+        "q85_444_13x7.jpg": imencode_jpg(odd, 85, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444),
+        "gray_24x16.jpg": imencode_jpg(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), 80),
+        "progressive_24x16.jpg": imencode_jpg(bgr, 80, extra=(cv2.IMWRITE_JPEG_PROGRESSIVE, 1)),
+        "rst_24x16.jpg": imencode_jpg(bgr, 60, extra=(cv2.IMWRITE_JPEG_RST_INTERVAL, 1)),
+    }
+    camera = imencode_jpg(bgr, 85, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422)
+    jpgs["camera_nodht_24x16.jpg"] = strip_dht(camera)
+    jpgs["camera_cut_24x16.jpg"] = camera[: len(camera) * 2 // 3]
+    jpgs["camera_padded_24x16.jpg"] = camera + bytes(64)
+    for name, data in jpgs.items():
+        # Control byte 0: the largest pixel cap.
+        write("mjpeg_decode", name, bytes([0]) + data)
+    write("mjpeg_decode", "over_cap_24x16.jpg", bytes([1]) + jpgs["q75_420_24x16.jpg"])
+
+    gzbmp = gz(imencode(bgr))
+    both = frame(3, jpgs["q75_420_24x16.jpg"]) + frame(4, gzbmp) + frame(5, jpgs["camera_nodht_24x16.jpg"])
+    # Control byte: bits 0-1 pick the BMP byte cap, bits 2-5 count chunk lengths.
+    write("receive_path", "both_kinds_whole", bytes([0]) + both)
+    write("receive_path", "both_kinds_chunks", bytes([3 << 2, 1, 7, 200]) + both)
+    write("receive_path", "over_pixel_cap", bytes([1 | (1 << 2), 50]) + both)
+    write("receive_path", "cut_and_gray", bytes([0]) + frame(6, jpgs["camera_cut_24x16.jpg"])
+          + frame(7, jpgs["gray_24x16.jpg"]) + frame(8, jpgs["progressive_24x16.jpg"]))
+    write("receive_path", "neither_kind", bytes([0]) + frame(9, b"GIF89a") + frame(3, jpgs["rst_24x16.jpg"]))
+
+
 if __name__ == "__main__":
     main()
+    jpeg_seeds()

@@ -11,9 +11,11 @@
 //!
 //! ```text
 //! wire    frame header (camera id, body length) and the sans-IO FrameReader
-//! gzip    one gzip member per frame; decompression capped before allocating
-//! jpeg    the other body kind: structural check, standard Huffman tables,
-//!         decoding capped before allocating (zune-jpeg), encoding (jpeg-encoder)
+//! body    a body of either kind, told by its magic bytes, to 0RGB within the caps
+//!  ├──▶ gzip    one gzip member per frame; decompression capped before allocating
+//!  ├──▶ jpeg    the other body kind: structural check, standard Huffman tables,
+//!  │            decoding capped before allocating (zune-jpeg), encoding (jpeg-encoder)
+//!  └──▶ bmp (below)
 //! format  capture pixel formats (V4L2 fourccs, MJPG included) and frame layouts
 //! convert every raw format → BGR, or straight into a BMP
 //!  ├──▶ format
@@ -26,16 +28,18 @@
 //! `bmp → pixel`: the BMP encoder converts YUYV rows straight into the
 //! file, and the decoder turns BGR rows into 0RGB. `convert` gathers every
 //! other YUV layout into YUYV rows for `pixel`'s kernel and writes them
-//! into a BMP through `bmp`. Only `convert` uses `bmp`, and `wire`, `gzip`,
+//! into a BMP through `bmp`. `body` is the viewer's decode path: gzip then
+//! `bmp`, or `jpeg`. Only `convert` and `body` use `bmp`, and `wire`, `gzip`,
 //! `jpeg`, `stats`, `format` and `pixel` use no other module, so each can be
 //! read, tested and changed alone. The binaries compose them in the order a
 //! frame travels: the agent runs `convert::to_bmp` (an MJPG frame goes to
 //! the agent's JPEG hook instead), then `gzip::Compressor`, then `wire::finish_frame`;
-//! the viewer runs `wire::FrameReader`, then `gzip::Decompressor`, then
-//! `bmp::decode_0rgb_capped`. A body is gzip-BMP (`1F 8B`) or JPEG
-//! ([`jpeg::MAGIC`], `FF D8 FF`); for JPEG the agent runs
-//! `jpeg::Encoder` (or passes a camera's JPEG through `jpeg::complete`) and
-//! the viewer `jpeg::Decoder::decode_0rgb`.
+//! the viewer runs `wire::FrameReader`, then `body::Decoder` (for
+//! gzip-BMP `gzip::Decompressor` and `bmp::decode_0rgb_capped`). A body is
+//! gzip-BMP (`1F 8B`) or JPEG ([`jpeg::MAGIC`], `FF D8 FF`); for JPEG the
+//! agent runs `jpeg::Encoder` (or passes a camera's JPEG through
+//! `jpeg::complete`) and the viewer's `body::Decoder` runs
+//! `jpeg::Decoder::decode_0rgb`.
 //!
 //! # Wire format
 //!
@@ -100,6 +104,7 @@
 #![deny(unsafe_code)] // exceptions, each justified by a measured speed-up there: `pixel::x86` and `pixel::neon` (YUYV→BGR intrinsics), `convert::x86` (the other formats' byte shuffles)
 
 pub mod bmp;
+pub mod body;
 pub mod convert;
 pub mod format;
 pub mod gzip;

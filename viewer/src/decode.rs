@@ -23,7 +23,6 @@
 //! pair that the poll loop watches, so poll(2) stays the only wait.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -33,9 +32,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use proto::bmp::{self, BmpError};
-use proto::gzip::{Decompressor, GzipError};
-use proto::jpeg::{self, JpegError};
+use proto::body;
 use proto::wire::Frame;
 
 use crate::http::{self, Hub};
@@ -61,61 +58,9 @@ pub struct Config {
     pub http: Option<Arc<Hub>>,
 }
 
-/// Why a frame was rejected. Every variant closes its connection.
-#[derive(Debug)]
-pub enum DecodeError {
-    /// The body starts like neither gzip (`1F 8B`) nor JPEG (`FF D8 FF`):
-    /// these are its first bytes (up to 3).
-    UnknownBody(Vec<u8>),
-    Gzip(GzipError),
-    Bmp(BmpError),
-    Jpeg(JpegError),
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DecodeError::UnknownBody(start) => write!(
-                f,
-                "bad frame body: not a gzip stream (1F 8B) nor a JPEG file (FF D8 FF); it starts {}",
-                start
-                    .iter()
-                    .map(|b| format!("{b:02X}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            DecodeError::Gzip(e) => write!(f, "bad frame body: {e}"),
-            DecodeError::Bmp(e) => write!(f, "bad BMP in frame: {e}"),
-            DecodeError::Jpeg(e) => write!(f, "bad JPEG in frame: {e}"),
-        }
-    }
-}
-
-/// What a frame body is, by its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyKind {
-    /// gzip of a BMP: the original design's format.
-    GzipBmp,
-    /// A JPEG file.
-    Jpeg,
-}
-
-impl BodyKind {
-    /// Sniffs `body`'s magic bytes.
-    pub fn of(body: &[u8]) -> Result<BodyKind, DecodeError> {
-        if body.starts_with(&[0x1F, 0x8B]) {
-            Ok(BodyKind::GzipBmp)
-        } else if body.starts_with(&jpeg::MAGIC) {
-            Ok(BodyKind::Jpeg)
-        } else {
-            Err(DecodeError::UnknownBody(body[..body.len().min(3)].to_vec()))
-        }
-    }
-}
-
-// No `source()`: the Display above already says the inner error, and a
-// chain printer would otherwise say it twice.
-impl std::error::Error for DecodeError {}
+/// Why a frame was rejected (`proto::body`'s errors, which name the body
+/// kind). Every variant closes its connection.
+pub use proto::body::BodyError as DecodeError;
 
 /// A frame that decoded.
 #[derive(Debug)]
@@ -385,9 +330,7 @@ impl Decoders {
 
 /// Each worker's reusable buffers.
 struct Buffers {
-    decompressor: Decompressor,
-    jpeg: jpeg::Decoder,
-    bmp: Vec<u8>,
+    decoder: body::Decoder,
     pixels: Vec<u32>,
     /// BGR for the JPEG encoder (`--http`).
     bgr: Vec<u8>,
@@ -395,9 +338,7 @@ struct Buffers {
 
 fn worker(queue: &Queue) {
     let mut bufs = Buffers {
-        decompressor: Decompressor::new(queue.config.max_bmp_len),
-        jpeg: jpeg::Decoder::new(max_pixels(queue.config.max_bmp_len)),
-        bmp: Vec::new(),
+        decoder: body::Decoder::new(queue.config.max_bmp_len),
         pixels: Vec::new(),
         bgr: Vec::new(),
     };
@@ -423,12 +364,7 @@ fn worker(queue: &Queue) {
         };
 
         let mut job = job;
-        let outcome = decode(
-            &mut bufs,
-            &mut job,
-            queue.config.max_bmp_len,
-            recorder.as_mut(),
-        );
+        let outcome = decode(&mut bufs, &mut job, recorder.as_mut());
         if let (Some(hub), Ok(d)) = (&queue.config.http, &outcome) {
             // A JPEG only for a watched camera, once, whoever watches.
             let (pixels, bgr) = (&bufs.pixels, &mut bufs.bgr);
@@ -483,83 +419,41 @@ fn worker(queue: &Queue) {
     }
 }
 
-/// Most pixels a frame may have: one per byte of `max_bmp_len`. Every
-/// OpenCV BMP (8, 24, 32 bits) is within it; it stops a small 1-bit BMP
-/// from announcing 16384x16384 pixels and costing 1 GiB of 0RGB buffer.
-pub fn max_pixels(max_bmp_len: usize) -> usize {
-    max_bmp_len.min(bmp::MAX_PIXELS)
-}
-
-/// gunzip → BMP → 0RGB, or JPEG → 0RGB, then record. Only a frame that
+/// decode (both body kinds, `proto::body`), then record. Only a frame that
 /// decodes is recorded: the BMP after gunzip, or the JPEG body as received.
 fn decode(
     bufs: &mut Buffers,
     job: &mut Job,
-    max_bmp_len: usize,
     recorder: Option<&mut Recorder>,
 ) -> Result<Decoded, DecodeError> {
-    let (width, height, record) = match BodyKind::of(&job.frame.body)? {
-        BodyKind::GzipBmp => {
-            bufs.decompressor
-                .decompress(&job.frame.body, &mut bufs.bmp)
-                .map_err(DecodeError::Gzip)?;
-            let (width, height) =
-                bmp::decode_0rgb_capped(&bufs.bmp, max_pixels(max_bmp_len), &mut bufs.pixels)
-                    .map_err(DecodeError::Bmp)?;
-            (width, height, Record::Bmp)
-        }
-        BodyKind::Jpeg => {
-            // Pixels are only allocated after the frame header passed
-            // the cap. A camera's JPEG without Huffman tables gets the
-            // standard ones in its own buffer (420 bytes more), not in a
-            // copy, and loses them again before it is recorded.
-            let body = &mut job.frame.body;
-            let info = jpeg::inspect(body).map_err(DecodeError::Jpeg)?;
-            jpeg::complete_in_place(body, &info);
-            let decoded = bufs.jpeg.decode_0rgb(body, &mut bufs.pixels);
-            if !info.has_huffman_tables {
-                body.drain(info.first_scan..info.first_scan + jpeg::STANDARD_HUFFMAN_TABLES.len());
-            }
-            let decoded = decoded.map_err(DecodeError::Jpeg)?;
-            (decoded.width, decoded.height, Record::Jpeg)
-        }
-    };
-    let record_error = match (recorder, record) {
-        (Some(recorder), Record::Bmp) => recorder
-            .write(job.frame.camera_id, job.seq, &bufs.bmp, FileKind::Bmp)
-            .err(),
-        (Some(recorder), Record::Jpeg) => recorder
-            .write(
-                job.frame.camera_id,
-                job.seq,
-                &job.frame.body,
-                FileKind::Jpeg,
-            )
-            .err(),
-        (None, _) => None,
-    };
+    let decoded = bufs
+        .decoder
+        .decode_0rgb(&mut job.frame.body, &mut bufs.pixels)?;
+    let record_error = recorder.and_then(|recorder| {
+        let (file, kind) = match decoded.kind {
+            body::Kind::GzipBmp => (bufs.decoder.bmp(), FileKind::Bmp),
+            body::Kind::Jpeg => (&job.frame.body[..], FileKind::Jpeg),
+        };
+        recorder
+            .write(job.frame.camera_id, job.seq, file, kind)
+            .err()
+    });
     Ok(Decoded {
         seq: job.seq,
         received: job.received,
-        width,
-        height,
+        width: decoded.width,
+        height: decoded.height,
         pixels: None,
         record_error,
     })
 }
 
-/// What a decoded frame's recording is made of.
-enum Record {
-    /// The BMP in the worker's buffer.
-    Bmp,
-    /// The JPEG body, as received.
-    Jpeg,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::bmp::{self, BmpError};
     use proto::gzip::Compressor;
+    use proto::jpeg::{self, JpegError};
     use std::time::Duration;
 
     /// A gray `width` x `height` frame from camera 4.
@@ -729,7 +623,9 @@ mod tests {
         let done = collect(&decoders, |d| d.len() == 2);
         for d in &done {
             match (d.conn, &d.outcome) {
-                (ConnId(1), Err(DecodeError::UnknownBody(start))) => assert_eq!(start, b"not"),
+                (ConnId(1), Err(DecodeError::UnknownBody { start, len: 3 })) => {
+                    assert_eq!(start, b"not")
+                }
                 (ConnId(2), Ok(decoded)) => assert_eq!((decoded.width, decoded.height), (8, 8)),
                 other => panic!("unexpected {other:?}"),
             }
@@ -860,7 +756,7 @@ mod tests {
                 )
             }),
             (vec![0xFF, 0xD8], |e| {
-                matches!(e, DecodeError::UnknownBody(_))
+                matches!(e, DecodeError::UnknownBody { .. })
             }),
         ];
         for (i, (body, _)) in cases.iter().enumerate() {
