@@ -35,6 +35,17 @@ impl Xvfb {
 
     /// Like [`Xvfb::start`], with more Xvfb arguments (e.g. `-maxclients 64`).
     pub fn start_with(width: u32, height: u32, extra: &[&str]) -> Xvfb {
+        Xvfb::launch(width, height, &["-noreset"], extra)
+    }
+
+    /// Like [`Xvfb::start`], but the server resets whenever its last client
+    /// leaves, as a bare X server does by default (the others run with
+    /// `-noreset`).
+    pub fn start_resetting(width: u32, height: u32) -> Xvfb {
+        Xvfb::launch(width, height, &[], &[])
+    }
+
+    fn launch(width: u32, height: u32, reset: &[&str], extra: &[&str]) -> Xvfb {
         let dir = tempfile::tempdir().expect("temp dir for the X authority");
         let authority = dir.path().join("Xauthority");
         std::fs::File::create(&authority).expect("create the X authority file");
@@ -62,7 +73,8 @@ impl Xvfb {
                 .args(["-screen", "0", &format!("{width}x{height}x24")])
                 .arg("-auth")
                 .arg(&authority)
-                .args(["-nolisten", "tcp", "-noreset", "-displayfd", "1"])
+                .args(["-nolisten", "tcp", "-displayfd", "1"])
+                .args(reset)
                 .args(extra);
             let mut server = LoggedChild::spawn("Xvfb", cmd);
             // -displayfd 1 prints the display number once clients can connect.

@@ -72,6 +72,7 @@ use anyhow::{anyhow, Context, Result};
 use log::{info, warn};
 use minifb::{Window, WindowOptions};
 use proto::wire::CameraId;
+use raw_window_handle::{HasDisplayHandle, RawDisplayHandle};
 
 use crate::ConnId;
 
@@ -230,9 +231,9 @@ pub struct Display {
 }
 
 /// Checks that a display is reachable, so a missing one is reported at
-/// startup rather than when the first camera connects; installs Xlib's
-/// error handlers (see `xlib`) first.
-pub fn probe() -> Result<()> {
+/// startup rather than when the first camera connects, and returns its
+/// screen's size; installs Xlib's error handlers (see `xlib`) first.
+pub fn probe() -> Result<(u32, u32)> {
     if std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
         return Err(anyhow!(
             "no display: DISPLAY is not set (set DISPLAY to an X server, e.g. DISPLAY=:0, or run with --headless)"
@@ -253,9 +254,59 @@ pub fn probe() -> Result<()> {
         none: true,
         ..WindowOptions::default()
     };
-    let window = Window::new("camstream viewer", 1, 1, options).map_err(|e| no_display(&e))?;
+    // Up to 1 s for a server that is resetting (see `new_window`).
+    let window = new_window(
+        "camstream viewer",
+        (1, 1),
+        options,
+        10,
+        Duration::from_millis(100),
+    )
+    .map_err(|e| no_display(&e))?;
+    // Asked on this connection: a second one, opened after this one closed,
+    // could meet a bare X server resetting (it does when its last client
+    // leaves).
+    let screen = xlib::screen_size(x_connection(&window)).map_err(|e| {
+        anyhow!(
+            "cannot open a window: {e} (set DISPLAY to a running X server, or run with --headless)"
+        )
+    })?;
     drop(window);
-    Ok(())
+    Ok(screen)
+}
+
+/// The X connection (`Display*`) of a minifb window; 0 if minifb says none.
+fn x_connection(window: &Window) -> xlib::DisplayPtr {
+    match window.display_handle().map(|h| h.as_raw()) {
+        Ok(RawDisplayHandle::Xlib(h)) => h.display.map_or(0, |p| p.as_ptr() as xlib::DisplayPtr),
+        _ => 0,
+    }
+}
+
+/// Creates a minifb window, trying again `retries` times, `delay` apart,
+/// while the X server refuses the connection: a bare X server (no window
+/// manager, no other client) resets each time its last client leaves, and a
+/// connection that comes in meanwhile fails. Other errors are returned at
+/// once.
+fn new_window(
+    title: &str,
+    (width, height): (usize, usize),
+    options: WindowOptions,
+    retries: u32,
+    delay: Duration,
+) -> Result<Window, minifb::Error> {
+    let mut left = retries;
+    loop {
+        match Window::new(title, width, height, options) {
+            Err(minifb::Error::WindowCreate(detail))
+                if detail == "XOpenDisplay failed" && left > 0 =>
+            {
+                left -= 1;
+                thread::sleep(delay);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// minifb's Display hides the detail ("Failed to create window"); keep it.
@@ -286,11 +337,8 @@ pub fn title(camera_id: CameraId, peer: SocketAddr, fps: f64) -> String {
 
 impl Display {
     /// Starts the display thread, with a window grid for `max_windows`
-    /// windows on the screen of `$DISPLAY`. Call [`probe`] first.
-    pub fn start(max_windows: usize) -> Result<Display> {
-        let screen = xlib::screen_size().map_err(|e| {
-            anyhow!("cannot open a window: {e} (set DISPLAY to a running X server, or run with --headless)")
-        })?;
+    /// windows on a `screen` of that size ([`probe`]'s).
+    pub fn start(screen: (u32, u32), max_windows: usize) -> Result<Display> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             work: Condvar::new(),

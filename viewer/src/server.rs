@@ -96,8 +96,8 @@ pub fn run(config: Config) -> Result<()> {
     let display = if config.headless {
         None
     } else {
-        display::probe()?;
-        Some(Display::start(config.max_clients)?)
+        let screen = display::probe()?;
+        Some(Display::start(screen, config.max_clients)?)
     };
     if let Some(dir) = &config.record_dir {
         std::fs::create_dir_all(dir)

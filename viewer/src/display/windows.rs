@@ -19,15 +19,19 @@
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use minifb::{Key, KeyRepeat, ScaleMode, Window, WindowOptions};
-use raw_window_handle::{HasDisplayHandle, RawDisplayHandle};
 
 use super::grid::Grid;
 use super::xlib::{self, DisplayPtr, Fault};
 use super::{Events, Shared, ShowError, EVENT_INTERVAL, MAX_SHOWN_EVENTS};
 use crate::ConnId;
+
+/// Extra attempts at a window whose X connection is refused, and the pause
+/// between them: together at most 150 ms of this thread.
+const OPEN_RETRIES: u32 = 3;
+const OPEN_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 struct View {
     /// `None` until the first picture, and after a failure.
@@ -240,8 +244,17 @@ fn open_window(view: &mut View, grid: &mut Grid) -> Result<(), ShowError> {
         ..WindowOptions::default()
     };
     let title = view.title.clone();
+    // A few short retries for an X server that is resetting (its last
+    // window just closed); a server that refuses for longer (e.g. out of
+    // client slots) costs this camera its window.
     let created = panic::catch_unwind(AssertUnwindSafe(|| {
-        Window::new(&title, place.width as usize, place.height as usize, options)
+        super::new_window(
+            &title,
+            (place.width as usize, place.height as usize),
+            options,
+            OPEN_RETRIES,
+            OPEN_RETRY_DELAY,
+        )
     }));
     let mut window = match created {
         Ok(Ok(window)) => window,
@@ -254,7 +267,7 @@ fn open_window(view: &mut View, grid: &mut Grid) -> Result<(), ShowError> {
             return Err(ShowError::Panicked);
         }
     };
-    let display = display_of(&window);
+    let display = super::x_connection(&window);
     xlib::adopt(display);
     view.display = display;
     view.cell = Some(place.cell);
@@ -267,14 +280,6 @@ fn open_window(view: &mut View, grid: &mut Grid) -> Result<(), ShowError> {
     window.set_position(place.x as isize, place.y as isize);
     view.window = Some(window);
     check(display)
-}
-
-/// The X connection (`Display*`) of a minifb window.
-fn display_of(window: &Window) -> DisplayPtr {
-    match window.display_handle().map(|h| h.as_raw()) {
-        Ok(RawDisplayHandle::Xlib(h)) => h.display.map_or(0, |p| p.as_ptr() as DisplayPtr),
-        _ => 0,
-    }
 }
 
 /// The fault its X connection saw since the last check, as an error.

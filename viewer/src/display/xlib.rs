@@ -30,7 +30,7 @@
 //! that way.
 //!
 //! Xlib calls its handlers on the thread that made the failing call, and
-//! only the display thread (and [`screen_size`], before it starts) calls
+//! only the display thread (and the startup probe, before it starts) calls
 //! Xlib, so the records are thread-local and need no lock.
 
 use std::cell::{Cell, RefCell};
@@ -222,24 +222,24 @@ unsafe extern "C" fn on_io_error(display: *mut xlib::Display) -> c_int {
 
 unsafe extern "C" fn on_io_exit(_display: *mut xlib::Display, _data: *mut c_void) {}
 
-/// Width and height of the default screen of `$DISPLAY`, in pixels, from a
-/// short-lived connection of our own.
-pub fn screen_size() -> Result<(u32, u32), String> {
+/// Width and height of the default screen of an open connection, in
+/// pixels (from the connection's setup data: no round trip).
+pub fn screen_size(display: DisplayPtr) -> Result<(u32, u32), String> {
     let lib = lib()?;
     let x = &lib.xlib;
-    unsafe {
-        let display = (x.XOpenDisplay)(std::ptr::null());
-        if display.is_null() {
-            let name = std::env::var("DISPLAY").unwrap_or_default();
-            return Err(format!("XOpenDisplay({name:?}) failed"));
-        }
-        let screen = (x.XDefaultScreen)(display);
-        let width = (x.XDisplayWidth)(display, screen);
-        let height = (x.XDisplayHeight)(display, screen);
-        (x.XCloseDisplay)(display);
-        forget(display as DisplayPtr);
-        Ok((width.max(1) as u32, height.max(1) as u32))
+    if display == 0 {
+        return Err("no X connection".to_owned());
     }
+    let display = display as *mut xlib::Display;
+    // SAFETY: `display` is a live connection (the caller's window holds it).
+    let (width, height) = unsafe {
+        let screen = (x.XDefaultScreen)(display);
+        (
+            (x.XDisplayWidth)(display, screen),
+            (x.XDisplayHeight)(display, screen),
+        )
+    };
+    Ok((width.max(1) as u32, height.max(1) as u32))
 }
 
 /// The X protocol's name of an error code, for a log line.
