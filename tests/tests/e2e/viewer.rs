@@ -376,7 +376,13 @@ fn clients_past_max_clients_are_refused_at_once() {
     let viewer = RecordingViewer::start(&["--max-clients", "2"]);
     let mut first = TcpStream::connect(viewer.addr).unwrap();
     let mut second = TcpStream::connect(viewer.addr).unwrap();
-    viewer.expect_line(0, &["(2 of at most 2 clients)"]);
+    // Both admitted: each one's frame is recorded (the `connection from`
+    // line waits for a camera's first header).
+    first.write_all(&bars_frame(1, 16, 8, 0)).unwrap();
+    second.write_all(&bars_frame(2, 16, 8, 0)).unwrap();
+    viewer.wait_recorded(1, 1);
+    viewer.wait_recorded(2, 1);
+    viewer.expect_line(0, &["(camera 2, ", " of at most 2 clients)"]);
 
     let mut third = TcpStream::connect(viewer.addr).unwrap();
     let third_local = third.local_addr().unwrap();
@@ -390,14 +396,14 @@ fn clients_past_max_clients_are_refused_at_once() {
     );
 
     // The two admitted clients still work.
-    first.write_all(&bars_frame(1, 16, 8, 0)).unwrap();
-    second.write_all(&bars_frame(2, 16, 8, 0)).unwrap();
-    viewer.wait_recorded(1, 1);
-    viewer.wait_recorded(2, 1);
+    first.write_all(&bars_frame(1, 16, 8, 1)).unwrap();
+    second.write_all(&bars_frame(2, 16, 8, 1)).unwrap();
+    viewer.wait_recorded(1, 2);
+    viewer.wait_recorded(2, 2);
 
     // A slot freed is a slot available again.
     drop(first);
-    viewer.expect_line(0, &["camera 1 (", "disconnected after 1 frames"]);
+    viewer.expect_line(0, &["camera 1 (", "disconnected after 2 frames"]);
     let mut fourth = TcpStream::connect(viewer.addr).unwrap();
     fourth.write_all(&bars_frame(4, 16, 8, 0)).unwrap();
     viewer.wait_recorded(4, 1);
