@@ -21,7 +21,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 vm=$here/..
 cache=${CAMSTREAM_VM_CACHE:-$vm/cache}
-archive=${CAMSTREAM_CACHE:-/var/cache/camstream}/vm-systemd/bookworm-amd64.cpio
+archive=$("$here/setup.sh" --archive)
 # shellcheck source=tests/vm/lib.sh
 . "$vm/lib.sh"
 

@@ -7,9 +7,10 @@
 #                                       cache it as one cpio archive
 #   tests/vm/systemd/setup.sh --check   only report what is missing; exit 1 if
 #                                       anything is
+#   tests/vm/systemd/setup.sh --archive print the archive's path (for run.sh)
 #
 # The cache lives outside the source tree, in $CAMSTREAM_CACHE (default
-# /var/cache/camstream), as vm-systemd/bookworm-amd64.cpio: a debootstrap
+# /var/cache/camstream), as vm-systemd/bookworm-amd64.vN.cpio: a debootstrap
 # --variant=minbase root with systemd, udev, kmod and v4l-utils, trimmed of
 # documentation, with the units a test guest has no use for masked. With the
 # archive present this does nothing and takes milliseconds; making it needs
@@ -21,7 +22,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${CAMSTREAM_CACHE:-/var/cache/camstream}/vm-systemd
-archive=$cache/bookworm-amd64.cpio
+# Bump when what goes into the root changes: an older archive is then made
+# again instead of being reused (and removed).
+layout=2
+archive=$cache/bookworm-amd64.v$layout.cpio
 mirror=${CAMSTREAM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # What the guest needs beyond minbase: systemd as init, udev (the hot-plug
 # chain under test), kmod (modprobe vivid), v4l-utils (v4l2-ctl presses
@@ -29,7 +33,10 @@ mirror=${CAMSTREAM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 include=systemd,systemd-sysv,udev,kmod,v4l-utils
 
 check_only=0
-[[ ${1:-} == --check ]] && check_only=1
+case ${1:-} in
+--check) check_only=1 ;;
+--archive) echo "$archive"; exit 0 ;;
+esac
 
 # The vivid rig's kernel is this guest's kernel.
 vm_ok=1
@@ -126,7 +133,9 @@ printf '[Journal]\nStorage=volatile\n' >"$root/etc/systemd/journald.conf.d/10-vo
 chroot "$root" systemd-machine-id-setup >/dev/null 2>&1 || true
 
 # --- trim: everything the guest never reads makes every boot slower ----------
+# (gconv: iconv's charsets; hwdb.d: the source of udev's compiled hwdb.bin)
 rm -rf "$root"/usr/share/{doc,man,info,locale,lintian,bash-completion} \
+    "$root"/usr/lib/x86_64-linux-gnu/gconv "$root"/usr/lib/udev/hwdb.d \
     "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
     "$root"/var/lib/apt/lists/* "$root"/var/log/*.log "$root"/debootstrap
 # The guest mounts its own /dev, /proc, /sys, /run and /tmp.
@@ -139,4 +148,7 @@ done
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc) >"$work/root.cpio"
 chmod 0644 "$work/root.cpio"
 mv "$work/root.cpio" "$archive"
+for old in "$cache"/bookworm-amd64*.cpio; do
+    [[ $old == "$archive" ]] || rm -f "$old"
+done
 echo "vm-systemd: root file system ready: $archive ($(du -m "$archive" | cut -f1) MB, made in $((SECONDS - started)) s)"
