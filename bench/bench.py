@@ -22,6 +22,12 @@ Sections:
            one thread (goal <= 1.2x), at 640x480 and 1280x720.
   latency  agent --fps 30 -> viewer --headless on loopback; the p50/p99 each
            prints in its stats line.
+  jpeg     JPEG bodies and MJPEG (issues 12 and 13): bytes per frame and agent
+           CPU per frame of --encoding jpeg q85 and MJPEG passthrough against
+           gzip-bmp, agent fps with jpeg at 720p, agent fps from an MJPEG 720p
+           source at level 9 against the original design fed the same JPEGs,
+           JPEG decode/encode against cv2.imdecode/imencode, and the viewer's
+           decode of a JPEG body against a gzip-BMP one.
 
 Nothing here asserts: it prints figures and marks each goal met or missed.
 """
@@ -323,10 +329,11 @@ def finish_sink(sink):
     return res, info
 
 
-def agent_python(py, size, frames, tag):
+def agent_python(py, size, frames, tag, jpeg=None):
     sink, addr = run_sink(tag)
     machine = Machine()
-    ref = Proc(f"pyagent-{tag}", [py, HERE / "ref_agent.py", "--input", FRAMES[size], "--size", size,
+    source = ["--jpeg", jpeg] if jpeg else ["--input", FRAMES[size]]
+    ref = Proc(f"pyagent-{tag}", [py, HERE / "ref_agent.py", *source, "--size", size,
                                   "--frames", frames, "--server", addr])
     res = ref.wait(600)
     busy = machine.busy_cores()
@@ -347,10 +354,10 @@ def agent_python(py, size, frames, tag):
     }
 
 
-def agent_ours(size, frames, tag, workers=None):
+def agent_ours(size, frames, tag, workers=None, extra=(), source=None):
     sink, addr = run_sink(tag)
-    cmd = [BIN / "agent", "--source", f"file:{FRAMES[size]}", "--size", size, "--fps", "0",
-           "--frames", frames, "--level", "9", "--server", addr, "--stats-interval", "1"]
+    cmd = [BIN / "agent", "--source", f"file:{source or FRAMES[size]}", "--size", size, "--fps", "0",
+           "--frames", frames, "--level", "9", "--server", addr, "--stats-interval", "1", *extra]
     if workers:
         cmd += ["--workers", workers]
     machine = Machine()
@@ -588,6 +595,156 @@ def bench_stages(cfg, py, prepared):
                 f"original {med([x['cv2'] for x in rounds]):.3f} ms")
             out[(name, size)] = rounds
     return out
+
+
+# ---------------------------------------------------------------- jpeg
+
+JPEG_QUALITY = 85
+
+
+def prepare_jpeg(py):
+    """Per noisy frame, with OpenCV: its BGR (cvtColor of the YUYV), and a
+    camera-like JPEG of it (cv2.imencode q85 4:2:2, what a UVC camera's
+    MJPEG looks like), made once into target/bench/."""
+    made = {}
+    for size, yuyv in FRAMES.items():
+        bgr, jpg = WORK / f"{yuyv.stem}.bgr", WORK / f"{yuyv.stem}.q{JPEG_QUALITY}.jpg"
+        if not (bgr.exists() and jpg.exists()) or jpg.stat().st_mtime < yuyv.stat().st_mtime:
+            w, h = size.split("x")
+            subprocess.run([str(py), "-c", (
+                "import cv2, numpy as np\n"
+                f"y = np.fromfile({str(yuyv)!r}, np.uint8)[:{w}*{h}*2].reshape({h}, {w}, 2)\n"
+                "bgr = cv2.cvtColor(y, cv2.COLOR_YUV2BGR_YUYV)\n"
+                f"bgr.tofile({str(bgr)!r})\n"
+                f"ok, j = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, {JPEG_QUALITY}, "
+                "cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422])\n"
+                f"open({str(jpg)!r}, 'wb').write(j.tobytes())\n")], check=True)
+        made[size] = {"bgr": bgr, "jpg": jpg}
+    return made
+
+
+# (name, stagebench stage, stages.py stage, input kind): ours against OpenCV.
+JPEG_STAGES = [
+    ("JPEG decode to BGR", "jpegdecode", "jpegdecode", "jpg"),
+    ("JPEG encode q85", "jpegencode", "jpegencode", "bgr"),
+]
+
+
+def bench_jpeg(cfg, py, prepared):
+    jp = prepare_jpeg(py)
+    out = {"stages": {}, "agent": {}, "viewer_decode": []}
+    for size in cfg.stage_sizes:
+        for name, ours, theirs, kind in JPEG_STAGES:
+            inp = jp[size][kind]
+            iters = cfg.stage_iters(theirs, size)
+            rounds = []
+            for r in range(cfg.rounds):
+                contenders = [
+                    ("ours", [BIN / "stagebench", "--stage", ours, "--input", inp, "--size", size,
+                              "--iters", iters]),
+                    ("cv2", [py, HERE / "stages.py", "--stage", theirs, "--input", inp, "--size", size,
+                             "--iters", iters]),
+                ]
+                if r % 2:
+                    contenders.reverse()
+                res = {who: stage_once(cmd)["cpu_ms"] for who, cmd in contenders}
+                res["ratio"] = ratio(res["ours"], res["cv2"])
+                rounds.append(res)
+            log(f"jpeg stage {name} {size}: ours {med([x['ours'] for x in rounds]):.3f} ms, "
+                f"cv2 {med([x['cv2'] for x in rounds]):.3f} ms")
+            out["stages"][(name, size)] = rounds
+    # The viewer's per-frame decode path (proto::body) on a JPEG body and on
+    # a gzip-BMP body of the same 640x480 frame, one thread.
+    iters = cfg.stage_iters("decode", "640x480")
+    for r in range(cfg.rounds):
+        res = {}
+        for who, inp in (("jpeg", jp["640x480"]["jpg"]), ("gzip_bmp", prepared["640x480"]["gz"])):
+            res[who] = stage_once([BIN / "stagebench", "--stage", "bodydecode", "--input", inp,
+                                   "--size", "640x480", "--iters", iters])["cpu_ms"]
+        res["ratio"] = ratio(res["jpeg"], res["gzip_bmp"])
+        out["viewer_decode"].append(res)
+    # The agent: each encoding on the same frames, into a discard sink.
+    jpeg_args = ("--encoding", "jpeg", "--quality", str(JPEG_QUALITY))
+    mjpg = ("--format", "MJPG")
+    for size in ("640x480", "1280x720"):
+        frames = cfg.agent_frames[size] * (3 if size == "1280x720" else 1)
+        runs = {
+            "gzip_bmp": lambda tag: agent_ours(size, frames, tag),
+            "jpeg": lambda tag: agent_ours(size, frames, tag, extra=jpeg_args),
+            "passthrough": lambda tag: agent_ours(size, frames, tag, extra=jpeg_args + mjpg,
+                                                  source=jp[size]["jpg"]),
+            "mjpeg_gzip_bmp": lambda tag: agent_ours(size, frames, tag, extra=mjpg, source=jp[size]["jpg"]),
+            "py_mjpeg": lambda tag: agent_python(py, size, frames, tag, jpeg=jp[size]["jpg"]),
+        }
+        rounds = []
+        for r in range(cfg.rounds):
+            order = list(runs) if r % 2 == 0 else list(reversed(runs))
+            res = {}
+            for who in order:
+                log(f"jpeg agent {size} round {r + 1}/{cfg.rounds}: {who}")
+                res[who] = runs[who](f"jpeg-{size}-r{r}-{who}")
+            g = res["gzip_bmp"]
+            res["bytes_ratio"] = ratio(res["jpeg"]["body_bytes"], g["body_bytes"])
+            res["cpu_ratio"] = ratio(res["jpeg"]["cpu_per_frame_ms"], g["cpu_per_frame_ms"])
+            res["passthrough_cpu_ratio"] = ratio(res["passthrough"]["cpu_per_frame_ms"], g["cpu_per_frame_ms"])
+            res["mjpeg_fps_ratio"] = ratio(res["mjpeg_gzip_bmp"]["fps"], res["py_mjpeg"]["fps"])
+            rounds.append(res)
+        out["agent"][size] = rounds
+    return out
+
+
+def jpeg_report(cfg, jp):
+    L = ["### JPEG bodies and MJPEG (issues 12 and 13)", "",
+         f"Noisy frames; JPEG quality {JPEG_QUALITY}. The MJPEG source is the same frame as "
+         "cv2.imencode q85 4:2:2 (a camera-like JPEG), looped by `--source file: --format MJPG`. "
+         "Agents run `--fps 0` into a discard sink, whole process timed; medians of "
+         f"{cfg.rounds} round(s), ratios within a round.", "",
+         "| what | 640x480 | 1280x720 | goal |", "|---|---|---|---|"]
+
+    def agent(size, key, field):
+        return med([r[key][field] for r in jp["agent"].get(size, [])])
+
+    def ratio_of(size, key):
+        return med([r[key] for r in jp["agent"].get(size, [])])
+
+    sizes = ("640x480", "1280x720")
+    row = lambda what, vals, goal: L.append(f"| {what} | {vals[0]} | {vals[1]} | {goal} |")
+    row("bytes per frame, gzip-bmp level 9", [fmt(agent(s, "gzip_bmp", "body_bytes"), 0) for s in sizes], "")
+    row(f"bytes per frame, jpeg q{JPEG_QUALITY}", [fmt(agent(s, "jpeg", "body_bytes"), 0) for s in sizes], "")
+    row("**bytes ratio jpeg / gzip-bmp**", [f"**{fmt(ratio_of(s, 'bytes_ratio'), 3)}x**" for s in sizes],
+        "≤ 1/6 (0.167x)")
+    row("agent CPU ms per frame: gzip-bmp / jpeg / MJPEG passthrough",
+        [" / ".join(fmt(agent(s, k, "cpu_per_frame_ms"), 2) for k in ("gzip_bmp", "jpeg", "passthrough"))
+         for s in sizes], "")
+    row("**agent CPU ratio jpeg / gzip-bmp**", [f"**{fmt(ratio_of(s, 'cpu_ratio'), 3)}x**" for s in sizes],
+        "≤ 0.25x (VGA)")
+    row("**agent CPU ratio passthrough / gzip-bmp**",
+        [f"**{fmt(ratio_of(s, 'passthrough_cpu_ratio'), 3)}x**" for s in sizes], "≤ 0.05x (VGA)")
+    row("agent fps: gzip-bmp / jpeg / passthrough",
+        [" / ".join(fmt(agent(s, k, "fps"), 1) for k in ("gzip_bmp", "jpeg", "passthrough")) for s in sizes],
+        "jpeg ≥ 120 at 720p")
+    row("agent fps from MJPEG at level 9: ours / original (imdecode, imencode .bmp, gzip 9)",
+        [f"{fmt(agent(s, 'mjpeg_gzip_bmp', 'fps'), 1)} / {fmt(agent(s, 'py_mjpeg', 'fps'), 1)}" for s in sizes], "")
+    row("**MJPEG source fps ratio ours / original**",
+        [f"**{fmt(ratio_of(s, 'mjpeg_fps_ratio'), 2)}x**" for s in sizes], "≥ 3x (720p)")
+    stage_names = sorted({n for n, _ in jp["stages"]})
+    for name in stage_names:
+        vals = []
+        for s in sizes:
+            rounds = jp["stages"].get((name, s))
+            if not rounds:
+                vals.append("n/a")
+                continue
+            vals.append(f"{fmt(med([r['ours'] for r in rounds]), 3)} vs {fmt(med([r['cv2'] for r in rounds]), 3)} ms: "
+                        f"**{fmt(med([r['ratio'] for r in rounds]), 2)}x**")
+        goal = "≤ 1.5x cv2.imdecode" if "decode" in name else "report (cv2.imencode)"
+        row(f"{name}, one thread CPU, ours vs OpenCV", vals, goal)
+    vd = jp["viewer_decode"]
+    if vd:
+        L.append(f"| viewer decode path (proto::body), one thread: JPEG {fmt(med([r['jpeg'] for r in vd]), 3)} ms "
+                 f"vs gzip-BMP {fmt(med([r['gzip_bmp'] for r in vd]), 3)} ms | "
+                 f"**{fmt(med([r['ratio'] for r in vd]), 3)}x** | | report |")
+    return "\n".join(L) + "\n"
 
 
 # ---------------------------------------------------------------- formats
@@ -916,18 +1073,19 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny counts, 1 round (proves it runs)")
     ap.add_argument("--rounds", type=int, help="rounds per measurement (default 3; 1 with --quick)")
     ap.add_argument("--seconds", type=float, help="seconds per viewer run (default 10; 2 with --quick)")
-    ap.add_argument("--only", help="comma-separated sections: agent,viewer,unpaced,stages,formats,latency "
+    ap.add_argument("--only", help="comma-separated sections: agent,viewer,unpaced,stages,formats,latency,jpeg "
                     "(unpaced: only the viewer's 16 unpaced cameras)")
     ap.add_argument("--out", help="also write the markdown report to this file")
     args = ap.parse_args()
-    sections = set((args.only or "agent,viewer,stages,formats,latency").split(","))
-    unknown = sections - {"agent", "viewer", "unpaced", "stages", "formats", "latency"}
+    sections = set((args.only or "agent,viewer,stages,formats,latency,jpeg").split(","))
+    unknown = sections - {"agent", "viewer", "unpaced", "stages", "formats", "latency", "jpeg"}
     if unknown:
-        raise SystemExit(f"unknown section(s) {sorted(unknown)}: use agent, viewer, unpaced, stages, formats, latency")
+        raise SystemExit(f"unknown section(s) {sorted(unknown)}: use agent, viewer, unpaced, stages, formats, "
+                         "latency, jpeg")
     cfg = Config(args)
     py = venv_python()
     needs = {"agent": ["agent", "loadgen"], "viewer": ["viewer", "loadgen"], "unpaced": ["viewer", "loadgen"],
-             "stages": ["stagebench"], "formats": ["stagebench"],
+             "stages": ["stagebench"], "formats": ["stagebench"], "jpeg": ["agent", "loadgen", "stagebench"],
              "latency": ["agent", "viewer"]}
     for b in sorted({b for s in sections for b in needs[s]}):
         if not (BIN / b).exists():
@@ -954,10 +1112,13 @@ def main():
     if viewer is None and "viewer" not in sections:
         viewer = section("unpaced", lambda: bench_viewer(cfg, py, prepared, [], [], paced=False))
     latency = section("latency", lambda: bench_latency(cfg))
+    jpeg = section("jpeg", lambda: bench_jpeg(cfg, py, prepared))
     load_after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     text = report(cfg, agent, viewer, stages, latency, load_before, load_after, time.monotonic() - t0)
     if formats:
         text += "\n" + formats_report(formats)
+    if jpeg:
+        text += "\n" + jpeg_report(cfg, jpeg)
     if failures:
         text += "\n### Sections that failed\n\n" + "\n".join(f"- {f.splitlines()[0]}" for f in failures) + \
             f"\n\nLogs: {LOGS}\n"
@@ -967,7 +1128,10 @@ def main():
     raw = WORK / "last-run.json"
     raw.write_text(json.dumps({"agent": agent, "viewer": {f"{k[0]}x{k[1]}": v for k, v in (viewer or {}).items()},
                                "stages": {f"{k[0]} {k[1]}": v for k, v in (stages or {}).items()},
-                               "formats": formats, "latency": latency}, indent=1, default=str))
+                               "formats": formats, "latency": latency,
+                               "jpeg": jpeg and {**jpeg, "stages": {f"{k[0]} {k[1]}": v
+                                                                    for k, v in jpeg["stages"].items()}}},
+                              indent=1, default=str))
     log(f"raw figures: {raw}; logs: {LOGS}")
     sys.exit(1 if failures else 0)
 

@@ -5,6 +5,11 @@ gzip.compress(level 9) -> struct.pack('!BI') header -> sendall to a discard
 sink. The frame source is a raw YUYV file (the same one our agent loops over),
 so capture costs nothing on either side.
 
+With --jpeg FILE it is the original design fed an MJPEG camera's frames
+instead: per frame cv2.imdecode(JPEG) -> cv2.imencode('.bmp') -> gzip.compress
+-> sendall, the JPEG read once (what OpenCV's own capture would hand over after
+decoding, done here in the frame loop).
+
 Prints one JSON line: frames, wall and CPU seconds of the frame loop only
 (interpreter start-up and `import cv2` are left out, which favours the
 reference), and the process's peak RSS (ru_maxrss, which does include them:
@@ -25,7 +30,8 @@ import numpy as np
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--input", required=True, help="raw YUYV file")
+    ap.add_argument("--input", help="raw YUYV file")
+    ap.add_argument("--jpeg", help="a JPEG file: decode it per frame instead of converting YUYV")
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--level", type=int, default=9)
@@ -34,11 +40,22 @@ def main():
     args = ap.parse_args()
 
     width, height = (int(v) for v in args.size.split("x"))
-    raw = np.fromfile(args.input, dtype=np.uint8)
-    frame_len = width * height * 2
-    if raw.size < frame_len:
-        raise SystemExit(f"{args.input}: {raw.size} bytes, less than one {args.size} YUYV frame")
-    yuyv = raw[:frame_len].reshape(height, width, 2)
+    if args.jpeg:
+        jpg = np.fromfile(args.jpeg, dtype=np.uint8)
+
+        def to_bgr():
+            return cv2.imdecode(jpg, cv2.IMREAD_COLOR)
+    else:
+        if not args.input:
+            raise SystemExit("give --input (raw YUYV) or --jpeg")
+        raw = np.fromfile(args.input, dtype=np.uint8)
+        frame_len = width * height * 2
+        if raw.size < frame_len:
+            raise SystemExit(f"{args.input}: {raw.size} bytes, less than one {args.size} YUYV frame")
+        yuyv = raw[:frame_len].reshape(height, width, 2)
+
+        def to_bgr():
+            return cv2.cvtColor(yuyv, cv2.COLOR_YUV2BGR_YUYV)
     host, port = args.server.rsplit(":", 1)
     sock = socket.create_connection((host, int(port)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -47,7 +64,7 @@ def main():
     t0 = time.perf_counter()
     sent_bytes = 0
     for _ in range(args.frames):
-        bgr = cv2.cvtColor(yuyv, cv2.COLOR_YUV2BGR_YUYV)
+        bgr = to_bgr()
         ok, bmp = cv2.imencode(".bmp", bgr)
         if not ok:
             raise SystemExit("cv2.imencode failed")

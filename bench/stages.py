@@ -5,7 +5,9 @@ Stages: yuyv2bgr (cv2.cvtColor), raw2bgr (cv2.cvtColor of a raw frame of
 --format: COLOR_YUV2BGR_UYVY, _NV12, ..., GRAY2BGR, RGB2BGR), bmpdecode (cv2.imdecode), gunzip
 (zlib.decompress, wbits=31), gzip (gzip.compress), decode (gzip.decompress +
 cv2.imdecode: the original server's per-frame path), encode (cvtColor +
-imencode + gzip.compress: the original agent's per-frame path).
+imencode + gzip.compress: the original agent's per-frame path), jpegdecode
+(cv2.imdecode of a JPEG), jpegencode (cv2.imencode('.jpg') of a BGR frame at
+--quality).
 --threads N calls cv2.setNumThreads(N) first (0 keeps OpenCV's default).
 
 --make FOURCC --bgr FRAME.bgr --output PATH writes, instead of timing, the
@@ -73,6 +75,7 @@ def main():
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--level", type=int, default=9)
+    ap.add_argument("--quality", type=int, default=85)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--min-seconds", type=float, default=0.5)
     ap.add_argument("--format", default="YUYV", help="raw2bgr's input format (V4L2 fourcc)")
@@ -116,6 +119,11 @@ def main():
             bgr = cv2.cvtColor(yuyv, cv2.COLOR_YUV2BGR_YUYV)
             _, bmp = cv2.imencode(".bmp", bgr)
             return gzip.compress(bmp.tobytes(), compresslevel=args.level)
+    elif args.stage == "jpegdecode":
+        step = lambda: cv2.imdecode(arr, cv2.IMREAD_COLOR)
+    elif args.stage == "jpegencode":
+        bgr = arr[: width * height * 3].reshape(height, width, 3)
+        step = lambda: cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, args.quality])
     else:
         raise SystemExit(f"unknown --stage {args.stage!r}")
 

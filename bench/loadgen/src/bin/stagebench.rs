@@ -12,6 +12,10 @@
 //! - `gzip`       a BMP file: `proto::gzip::Compressor` at `--level`, one thread
 //! - `decode`     a gzip body: gunzip then BMP decode, the viewer's per-frame path
 //! - `encode`     raw YUYV: convert, BMP, gzip, the agent's per-frame path on one thread
+//! - `jpegdecode` a JPEG file: `proto::jpeg::Decoder` to BGR (the agent's MJPEG path)
+//! - `jpegencode` a BGR frame (`--size`): `proto::jpeg::Encoder` at `--quality`
+//! - `bodydecode` a frame body of either kind: `proto::body::Decoder` to 0RGB,
+//!   the viewer's per-frame path
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -20,13 +24,14 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use proto::format::{Layout, PixelFormat};
-use proto::{bmp, convert, gzip, pixel};
+use proto::{bmp, body, convert, gzip, jpeg, pixel};
 
 /// Time one proto stage.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// yuyv2bgr, raw2bgr, bmpdecode, gunzip, gzip, decode or encode.
+    /// yuyv2bgr, raw2bgr, bmpdecode, gunzip, gzip, decode, encode,
+    /// jpegdecode, jpegencode or bodydecode.
     #[arg(long)]
     stage: String,
     /// The input file for that stage.
@@ -44,6 +49,9 @@ struct Args {
     /// gzip level for `gzip` and `encode`.
     #[arg(long, default_value_t = 9)]
     level: u32,
+    /// JPEG quality for `jpegencode`.
+    #[arg(long, default_value_t = 85)]
+    quality: u8,
     /// Keep iterating until at least this much wall time has passed, so the
     /// CPU-time total (tick-granular) is precise.
     #[arg(long, default_value_t = 0.5)]
@@ -147,8 +155,42 @@ fn run(args: Args) -> Result<()> {
             black_box(&gz_out);
             Ok(())
         }),
+        "jpegdecode" => {
+            let mut decoder = jpeg::Decoder::new(bmp::MAX_PIXELS);
+            let (input, bgr) = (&input, &mut bgr);
+            Box::new(move || {
+                decoder.decode(input, jpeg::Layout::Bgr, bgr)?;
+                black_box(&bgr);
+                Ok(())
+            })
+        }
+        "jpegencode" => {
+            let encoder = jpeg::Encoder::new(args.quality)?;
+            let input = input
+                .get(..pixels * 3)
+                .context("jpegencode's input is a BGR frame of --size")?;
+            let (gz_out, gz_len) = (&mut gz_out, &gz_len);
+            Box::new(move || {
+                gz_out.clear();
+                encoder.encode_bgr(input, width, height, gz_out)?;
+                gz_len.set(gz_out.len());
+                black_box(&gz_out);
+                Ok(())
+            })
+        }
+        "bodydecode" => {
+            let mut decoder = body::Decoder::new(gzip::MAX_DECOMPRESSED_LEN);
+            let mut frame_body = input.clone();
+            let argb = &mut argb;
+            Box::new(move || {
+                decoder.decode_0rgb(&mut frame_body, argb)?;
+                black_box(&argb);
+                Ok(())
+            })
+        }
         other => bail!(
-            "unknown --stage {other:?}: use yuyv2bgr, raw2bgr, bmpdecode, gunzip, gzip, decode or encode"
+            "unknown --stage {other:?}: use yuyv2bgr, raw2bgr, bmpdecode, gunzip, gzip, decode, \
+             encode, jpegdecode, jpegencode or bodydecode"
         ),
     };
 
