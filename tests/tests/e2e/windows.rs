@@ -628,6 +628,51 @@ fn any_overlap(windows: &[XWindow]) -> bool {
         .any(|(i, a)| windows[i + 1..].iter().any(|b| overlap(a, b)))
 }
 
+/// SIGTERM while the X server hangs: the poll thread sees the signal at
+/// once (it never waits for X), the recordings are flushed, and the viewer
+/// exits 0 after giving the display thread its 2 s to close the windows,
+/// saying it left them to the process exit. The poll thread used to be
+/// stuck in Xlib, so the signal was never seen.
+#[test]
+fn sigterm_with_the_x_server_stopped_exits_0() {
+    let x = Xvfb::start(1280, 1024);
+    let record = tempfile::tempdir().expect("temp dir");
+    let record_dir = record.path().to_str().expect("utf-8 temp dir").to_owned();
+    let (mut viewer, _addr, _agent2, win2, _) =
+        viewer_with_camera_2_and(&x, &["--record", &record_dir, "--stats-interval", "0"]);
+    wait_for_bars(&x, &win2);
+    x.signal("STOP");
+    let mark = viewer.line_count();
+    let stalled = viewer.wait_for_line_after(mark, "windows are not updating", PATIENCE);
+    viewer.signal("TERM");
+    let status = viewer.wait_exit(PATIENCE);
+    x.signal("CONT");
+    let status =
+        status.unwrap_or_else(|| panic!("SIGTERM did not stop the viewer:\n{}", viewer.tail(20)));
+    assert!(status.success(), "exit {status}:\n{}", viewer.tail(20));
+    assert!(
+        stalled.is_some(),
+        "no line about the stalled windows:\n{}",
+        viewer.tail(20)
+    );
+    assert!(
+        viewer
+            .wait_for_line_after(
+                mark,
+                "leaving its windows to the process exit",
+                Duration::ZERO
+            )
+            .is_some(),
+        "{}",
+        viewer.tail(20)
+    );
+    let recorded = camstream_tests::recorded_counts(record.path());
+    assert!(
+        recorded.get(&2).copied().unwrap_or(0) > 0,
+        "camera 2's frames were recorded: {recorded:?}"
+    );
+}
+
 /// Issue 14: without a window manager, every window opened at the centre of
 /// the screen, each hiding the one before. Nine pattern cameras now open
 /// nine windows in a grid: no two overlap (xwininfo), all are on the
