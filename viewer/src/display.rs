@@ -128,11 +128,17 @@ impl fmt::Display for ShowError {
             ShowError::Protocol {
                 error_code,
                 request_code,
-            } => write!(
-                f,
-                "its window got X error {error_code} ({}) on request {request_code}",
-                xlib::error_name(*error_code)
-            ),
+            } => {
+                write!(
+                    f,
+                    "its window got X error {error_code} ({}) on request {request_code}",
+                    xlib::error_name(*error_code)
+                )?;
+                match xlib::request_name(*request_code) {
+                    Some(name) => write!(f, " ({name})"),
+                    None => Ok(()),
+                }
+            }
             ShowError::Panicked => write!(f, "its window failed inside minifb (a panic)"),
         }
     }
@@ -491,7 +497,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "its window got X error 11 (BadAlloc) on request 72"
+            "its window got X error 11 (BadAlloc) on request 72 (PutImage)"
         );
     }
 

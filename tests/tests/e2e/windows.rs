@@ -538,6 +538,48 @@ fn a_window_killed_with_xkill_costs_that_camera_only() {
     assert!(viewer.try_status().is_none(), "the viewer stopped");
 }
 
+/// Issue 16: Xlib's default error handler ends the process on any X
+/// protocol error. Another X client destroys camera 1's window under the
+/// viewer (`xdotool windowclose`, as a buggy window manager might), so the
+/// viewer's next request on it fails with BadWindow or BadDrawable: camera 1
+/// is dropped with the X error named, the viewer lives, camera 2's window
+/// keeps updating, and camera 1 comes back in a new window.
+#[test]
+fn an_x_protocol_error_on_one_window_costs_that_camera_only() {
+    let x = Xvfb::start(1280, 1024);
+    let (mut viewer, addr, _agent2, win2, before) = viewer_with_camera_2(&x);
+    let _agent1 = start_pattern_agent(addr, 1, "320x240", 15, &["--workers", "1"]);
+    let win1 = wait_until(Duration::from_secs(60), || camera_window(&x, 1))
+        .unwrap_or_else(|| panic!("no window for camera 1:\n{}", viewer.tail(20)));
+    wait_for_bars(&x, &win1);
+    let mark = viewer.line_count();
+
+    x.run("xdotool", &["windowclose", &win1.id.to_string()]);
+    let line = viewer
+        .wait_for_line_after(mark, "got X error", PATIENCE)
+        .unwrap_or_else(|| panic!("no line about the X error:\n{}", viewer.tail(20)));
+    println!("{line}");
+    assert!(line.contains("camera 1 ("), "{line}");
+    assert!(
+        line.contains("BadWindow") || line.contains("BadDrawable"),
+        "{line}"
+    );
+    assert!(
+        viewer.try_status().is_none(),
+        "the viewer stopped:\n{}",
+        viewer.tail(20)
+    );
+    let after = camera_2_keeps_updating(&x, &win2, before);
+    camera_2_never_dropped(&viewer, mark);
+    println!("camera 2 went on from frame {before} to {after}");
+    let old_peer = peer_in_title(&win1.name).map(str::to_owned);
+    let back = wait_until(Duration::from_secs(60), || {
+        camera_window(&x, 1).filter(|w| peer_in_title(&w.name) != old_peer.as_deref())
+    })
+    .unwrap_or_else(|| panic!("camera 1 never got a window again:\n{}", viewer.tail(20)));
+    wait_for_bars(&x, &back);
+}
+
 /// The frames recorded so far for cameras 1 and 2.
 fn recorded_1_and_2(dir: &std::path::Path) -> (usize, usize) {
     let counts = camstream_tests::recorded_counts(dir);

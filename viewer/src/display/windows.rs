@@ -304,10 +304,13 @@ fn close_window(view: &mut View, grid: &mut Grid) {
         grid.release(cell);
     }
     if let Some(window) = view.window.take() {
-        xlib::forget(view.display);
         // A window whose connection is lost returns at once from these
         // calls (Xlib marked it dead); a panic leaves it to leak.
         let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(window)));
+        // Only now: closing can raise errors of its own (destroying a window
+        // that is already gone), recorded against this connection, whose
+        // address the next connection may reuse.
+        xlib::forget(view.display);
     }
 }
 

@@ -272,6 +272,25 @@ pub fn error_name(code: u8) -> &'static str {
         .unwrap_or("an extension's error")
 }
 
+/// The X protocol's name of a core request's major opcode, for the
+/// requests a minifb window makes; `None` for the others.
+pub fn request_name(code: u8) -> Option<&'static str> {
+    // X11 protocol, "Requests" (core major opcodes).
+    Some(match code {
+        1 => "CreateWindow",
+        2 => "ChangeWindowAttributes",
+        4 => "DestroyWindow",
+        8 => "MapWindow",
+        12 => "ConfigureWindow",
+        16 => "InternAtom",
+        18 => "ChangeProperty",
+        38 => "QueryPointer",
+        55 => "CreateGC",
+        72 => "PutImage",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,5 +334,8 @@ mod tests {
         assert_eq!(error_name(3), "BadWindow");
         assert_eq!(error_name(0), "an extension's error");
         assert_eq!(error_name(200), "an extension's error");
+        assert_eq!(request_name(38), Some("QueryPointer"));
+        assert_eq!(request_name(72), Some("PutImage"));
+        assert_eq!(request_name(130), None);
     }
 }
