@@ -42,7 +42,9 @@
 //! windows are not updating. When the server answers again the display
 //! thread closes what was closed meanwhile, draws the newest pictures and
 //! says so. At shutdown it is given [`SHUTDOWN_WAIT`] to close its windows;
-//! if the X server still hangs, the process exits without it.
+//! if the X server still hangs, the process exits without it. The one X
+//! call outside the display thread is [`probe`], at startup, before any
+//! camera is served: a display that hangs then holds the start.
 //!
 //! **Windows tile.** A new window goes to the next free cell of a grid that
 //! fits the screen (`grid`), sized for `--max-clients` windows, and keeps
