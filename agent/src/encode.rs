@@ -207,6 +207,9 @@ pub fn run(encoder: &mut Encoder, links: &Links) {
         links.stats.encoded(encode_time);
         let captured = frame.captured;
         let compressed = frame.layout.format().is_compressed();
+        if compressed && result.is_ok() && matches!(encoder.body, Body::Jpeg(_)) {
+            links.stats.passed_through();
+        }
         links.raw_pool.put(frame.data);
         match result {
             Ok((bmp_len, wire_len)) => {

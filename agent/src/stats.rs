@@ -59,6 +59,9 @@ pub struct Stats {
     camera_id: CameraId,
     /// What the bodies are, named in the stats line (`jpeg q85`).
     encoding: String,
+    /// MJPEG frames passed through (not re-encoded) in the interval: the
+    /// line then says `jpeg passthrough`, whatever `--quality` says.
+    passed_through: AtomicU64,
     interval: Counters,
     total: Counters,
     /// Behind mutexes: every encoder pushes encode times.
@@ -92,6 +95,7 @@ impl Stats {
         Stats {
             camera_id,
             encoding: "gzip-bmp".into(),
+            passed_through: AtomicU64::new(0),
             interval: Counters::default(),
             total: Counters::default(),
             encode: Mutex::new(Reservoir::new(SAMPLES)),
@@ -105,6 +109,11 @@ impl Stats {
     /// Names the encoding in the stats line (default `gzip-bmp`).
     pub fn with_encoding(self, encoding: String) -> Stats {
         Stats { encoding, ..self }
+    }
+
+    /// An encoder passed a camera's JPEG through.
+    pub fn passed_through(&self) {
+        self.passed_through.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn captured(&self) {
@@ -195,6 +204,11 @@ impl Stats {
         let wire_bytes = take(&self.interval.wire_bytes);
         let bmp_bytes = take(&self.interval.bmp_bytes);
         let body_bytes = take(&self.interval.body_bytes);
+        let encoding = if take(&self.passed_through) > 0 {
+            "jpeg passthrough"
+        } else {
+            &self.encoding
+        };
 
         let ratio = if body_bytes > 0 {
             format!("{:.2}", bmp_bytes as f64 / body_bytes as f64)
@@ -213,7 +227,7 @@ impl Stats {
             skipped_before,
             skipped_after,
             wire_bytes as f64 * 8.0 / secs / 1e6,
-            self.encoding,
+            encoding,
             ratio,
             encode_p50,
             encode_p99,
@@ -260,7 +274,11 @@ mod tests {
             "camera 3: 30.0 fps captured, 10.0 sent, 20 dropped, 19 before encoding + 1 after, \
              0.1 Mbit/s jpeg q85, ratio 2.00, encode p50 14 ms p99 19 ms, latency p50 20 ms p99 20 ms"
         );
+        stats.passed_through();
         let line = stats.line(Duration::from_secs(1));
+        assert!(line.contains(" Mbit/s jpeg passthrough, "), "{line}");
+        let line = stats.line(Duration::from_secs(1));
+        assert!(line.contains(" Mbit/s jpeg q85, "), "{line}");
         assert!(
             line.contains("0.0 fps captured, 0.0 sent, 0 dropped, 0 before encoding + 0 after"),
             "{line}"

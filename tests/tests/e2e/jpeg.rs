@@ -71,6 +71,7 @@ fn stream(file: &MjpegFile, encoding: &str) -> (Vec<PathBuf>, Vec<String>, Recor
         .arg(format!("file:{}", file.path("frames.mjpg").display()))
         .args(["--format", "MJPG", "--size", "640x480", "--fps", "15"])
         .args(["--encoding", encoding, "--id", "5", "--workers", "1"])
+        .args(["--stats-interval", "0.2"])
         .args(["--server", &viewer.addr.to_string()])
         .args(["--frames", &FRAMES.to_string()]);
     let mut agent = LoggedChild::spawn(&format!("agent --encoding {encoding}"), cmd);
@@ -85,6 +86,17 @@ fn stream(file: &MjpegFile, encoding: &str) -> (Vec<PathBuf>, Vec<String>, Recor
         log.iter()
             .any(|l| l.contains("dropping a broken MJPEG frame") && l.contains("truncated")),
         "the cut frame was not dropped by name:\n{}",
+        log.join("\n")
+    );
+    // The stats line names what went out.
+    let named = if encoding == "jpeg" {
+        " Mbit/s jpeg passthrough, "
+    } else {
+        " Mbit/s gzip-bmp level 9, "
+    };
+    assert!(
+        log.iter().any(|l| l.contains("fps captured") && l.contains(named)),
+        "no stats line with {named:?}:\n{}",
         log.join("\n")
     );
     (frames, log, viewer)
