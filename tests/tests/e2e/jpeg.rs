@@ -95,7 +95,8 @@ fn stream(file: &MjpegFile, encoding: &str) -> (Vec<PathBuf>, Vec<String>, Recor
         " Mbit/s gzip-bmp level 9, "
     };
     assert!(
-        log.iter().any(|l| l.contains("fps captured") && l.contains(named)),
+        log.iter()
+            .any(|l| l.contains("fps captured") && l.contains(named)),
         "no stats line with {named:?}:\n{}",
         log.join("\n")
     );

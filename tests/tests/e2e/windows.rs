@@ -280,6 +280,53 @@ fn windows_show_bars_close_reopen_and_esc_quits() {
         .is_some());
 }
 
+/// A camera sending JPEG bodies (`agent --encoding jpeg`) gets its window
+/// like a gzip-BMP one, showing its bars: the middle of each bar within 10
+/// of its colour (JPEG is lossy, most at the bars' edges, so the BMP test's
+/// every-pixel check does not apply).
+#[test]
+fn a_jpeg_camera_shows_its_bars_in_a_window() {
+    let x = Xvfb::start(1280, 1024);
+    let mut cmd = Command::new(bin_path("viewer"));
+    cmd.args(["--listen", "127.0.0.1:0", "--stats-interval", "1"])
+        .args(["--max-clients", "4"]);
+    x.env(&mut cmd);
+    let (viewer, addr) = start_viewer_cmd(cmd);
+    let _agent = start_pattern_agent(
+        addr,
+        3,
+        "320x240",
+        15,
+        &["--workers", "1", "--encoding", "jpeg", "--quality", "90"],
+    );
+    wait_until(Duration::from_secs(60), || camera_window(&x, 3))
+        .unwrap_or_else(|| panic!("no window for camera 3:\n{}", viewer.tail(20)));
+    let win = move_window(&x, 3, (0, 0));
+    let mut last = String::new();
+    let shown = wait_until(Duration::from_secs(60), || {
+        let frame = window_contents(&x.screenshot(), &win)?;
+        let (w, h) = frame.size();
+        for (k, bar) in BARS.iter().enumerate() {
+            let (cx, cy) = ((2 * k as u32 + 1) * w / 16, pattern::bars_height(h) / 2);
+            let (want, got) = (bar.pixel(LEVEL_75), frame.get(cx, cy));
+            if got.is_none_or(|p| channel_distance(p, want) > 10) {
+                last = format!("bar {k} at ({cx}, {cy}) is {got:06x?}, should be {want:06x}");
+                return None;
+            }
+        }
+        Some(())
+    });
+    assert!(
+        shown.is_some(),
+        "the JPEG camera's window never showed its bars: {last}"
+    );
+    let dropped = viewer
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("camera 3 ") && l.contains("dropped"));
+    assert!(dropped.is_none(), "{dropped:?}");
+}
+
 // ---------------------------------------------------------------------------
 // Window faults: one camera's, never the others'
 // ---------------------------------------------------------------------------
