@@ -600,6 +600,8 @@ fn launcher_pins_the_id_and_passes_optional_settings() {
             ("CAMSTREAM_SIZE", "1280x720"),
             ("CAMSTREAM_FPS", "15"),
             ("CAMSTREAM_LEVEL", "6"),
+            ("CAMSTREAM_ENCODING", "jpeg"),
+            ("CAMSTREAM_QUALITY", "70"),
             ("CAMSTREAM_AGENT_ARGS", "--reopen --frames 9"),
         ],
     );
@@ -607,11 +609,13 @@ fn launcher_pins_the_id_and_passes_optional_settings() {
     assert_eq!(flag(&args, "--size"), Some("1280x720"));
     assert_eq!(flag(&args, "--fps"), Some("15"));
     assert_eq!(flag(&args, "--level"), Some("6"));
+    assert_eq!(flag(&args, "--encoding"), Some("jpeg"));
+    assert_eq!(flag(&args, "--quality"), Some("70"));
     assert_eq!(flag(&args, "--frames"), Some("9"));
     assert!(args.iter().any(|a| a == "--reopen"), "{args:?}");
     // Unset optional settings pass no flag at all (never an empty value).
     let plain = l.args("video2", &[SERVER]);
-    for unset in ["--size", "--fps", "--level"] {
+    for unset in ["--size", "--fps", "--level", "--encoding", "--quality"] {
         assert!(
             !plain.iter().any(|a| a == unset),
             "{unset} passed though unset: {plain:?}"
