@@ -126,7 +126,9 @@ fn read_frames(stream: &mut TcpStream, limit: usize) -> Vec<Received> {
             break;
         }
         let mut input = &buf[..n];
-        while !input.is_empty() {
+        // One read can hold more frames than are left to take (the agent
+        // runs ahead while this test is descheduled): take `limit`, no more.
+        while !input.is_empty() && frames.len() < limit {
             let (used, frame) = reader.feed(input).expect("a valid frame header");
             input = &input[used..];
             let Some(frame) = frame else { continue };
