@@ -166,10 +166,11 @@ static PORTABLE: Shuffles = Shuffles {
     rgb: rgb_to_bgr,
 };
 
-/// The fastest shuffles this CPU runs: on x86-64 SSE2 (every x86-64 CPU)
-/// for the YUV gathers and SSSE3 for GREY and RGB; elsewhere the portable
-/// code (on aarch64 the compiler turns its fixed-size loops into NEON's
-/// interleaving loads and stores).
+/// The fastest shuffles this CPU runs: on x86-64 with SSSE3, SSE2 gathers
+/// for the YUV layouts and SSSE3 (RGB: AVX2 where present) for GREY and
+/// RGB; elsewhere the portable code, written in fixed-size blocks for the
+/// vectorizer (its speed on aarch64 is not measured; its exactness is
+/// tested there under qemu-user).
 fn shuffles() -> &'static Shuffles {
     #[cfg(target_arch = "x86_64")]
     {

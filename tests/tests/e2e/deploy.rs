@@ -597,6 +597,7 @@ fn launcher_pins_the_id_and_passes_optional_settings() {
         &[
             SERVER,
             ("CAMSTREAM_ID", "42"),
+            ("CAMSTREAM_FORMAT", "mjpg"),
             ("CAMSTREAM_SIZE", "1280x720"),
             ("CAMSTREAM_FPS", "15"),
             ("CAMSTREAM_LEVEL", "6"),
@@ -606,6 +607,7 @@ fn launcher_pins_the_id_and_passes_optional_settings() {
         ],
     );
     assert_eq!(flag(&args, "--id"), Some("42"));
+    assert_eq!(flag(&args, "--format"), Some("mjpg"));
     assert_eq!(flag(&args, "--size"), Some("1280x720"));
     assert_eq!(flag(&args, "--fps"), Some("15"));
     assert_eq!(flag(&args, "--level"), Some("6"));
@@ -615,7 +617,7 @@ fn launcher_pins_the_id_and_passes_optional_settings() {
     assert!(args.iter().any(|a| a == "--reopen"), "{args:?}");
     // Unset optional settings pass no flag at all (never an empty value).
     let plain = l.args("video2", &[SERVER]);
-    for unset in ["--size", "--fps", "--level", "--encoding", "--quality"] {
+    for unset in ["--format", "--size", "--fps", "--level", "--encoding", "--quality"] {
         assert!(
             !plain.iter().any(|a| a == unset),
             "{unset} passed though unset: {plain:?}"
