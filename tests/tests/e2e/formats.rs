@@ -324,7 +324,7 @@ echo OFFERED=$offered
 /// `v4l2-ctl` gives, the others on one line), in fewer lines than
 /// `v4l2-ctl --list-formats-ext`. Then `--format auto`'s logged choice at
 /// 640x480 and 25 fps, and a mode vivid does not offer refused naming the
-/// nearest ones it does.
+/// nearest ones it does; and vivid made multi-planar, refused by name.
 #[test]
 fn list_formats_against_vivid() {
     let test = "formats::list_formats_against_vivid";
@@ -352,6 +352,16 @@ grep -o 'format auto chose.*' /tmp/auto | head -n 1 | sed 's/^/AUTO=/'
 /agent --device /dev/video0 --format nv12 --size 1000x700 --frames 1 --server 10.0.2.2:9 > /tmp/refused 2>&1
 echo REFUSED_RC=$?
 sed 's/^/REFUSED=/' /tmp/refused | tail -n 1
+# vivid as a multi-planar device: refused by name, listed as such.
+rmmod vivid || exit 95
+modprobe vivid $VIVID_WEBCAM multiplanar=2 || exit 96
+/usr/bin/v4l2-ctl -d /dev/video0 --all | grep -q 'Video Capture Multiplanar' && echo VIVID_MPLANE=1
+/agent --device /dev/video0 --frames 1 --server 10.0.2.2:9 > /tmp/mplane 2>&1
+echo MPLANE_RC=$?
+sed 's/^/MPLANE=/' /tmp/mplane | tail -n 1
+/agent --list-formats --device /dev/video0 > /tmp/mplane_list 2>&1
+echo MPLANE_LIST_RC=$?
+grep -o 'is multi-planar capture only.*' /tmp/mplane_list | sed 's/^/MPLANE_LIST=/'
 "
     );
     let run = run_agent_in_guest(&script, Duration::from_secs(120));
@@ -475,5 +485,27 @@ sed 's/^/REFUSED=/' /tmp/refused | tail -n 1
             "does not offer NV12 at 1000x700; nearest: NV12 1280x720 @ 12.5 fps, NV12 640x480 @ 25 fps"
         ),
         "{refused}"
+    );
+
+    // A multi-planar driver: refused, saying so (the README's decision).
+    assert_eq!(
+        run.value("VIVID_MPLANE"),
+        Some("1"),
+        "vivid did not turn multi-planar\n{}",
+        run.tail(30)
+    );
+    assert_eq!(run.value("MPLANE_RC"), Some("1"), "{}", run.tail(20));
+    let mplane = run.value("MPLANE").unwrap_or("");
+    assert!(
+        mplane.contains("is a multi-planar capture device (V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE")
+            && mplane.contains("which the agent does not support"),
+        "{mplane}"
+    );
+    assert_eq!(run.value("MPLANE_LIST_RC"), Some("0"), "{}", run.tail(20));
+    assert_eq!(
+        run.value("MPLANE_LIST"),
+        Some("is multi-planar capture only, which the agent does not support"),
+        "{}",
+        run.tail(20)
     );
 }
