@@ -617,7 +617,14 @@ fn launcher_pins_the_id_and_passes_optional_settings() {
     assert!(args.iter().any(|a| a == "--reopen"), "{args:?}");
     // Unset optional settings pass no flag at all (never an empty value).
     let plain = l.args("video2", &[SERVER]);
-    for unset in ["--format", "--size", "--fps", "--level", "--encoding", "--quality"] {
+    for unset in [
+        "--format",
+        "--size",
+        "--fps",
+        "--level",
+        "--encoding",
+        "--quality",
+    ] {
         assert!(
             !plain.iter().any(|a| a == unset),
             "{unset} passed though unset: {plain:?}"
