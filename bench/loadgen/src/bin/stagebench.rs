@@ -16,6 +16,15 @@
 //! - `jpegencode` a BGR frame (`--size`): `proto::jpeg::Encoder` at `--quality`
 //! - `bodydecode` a frame body of either kind: `proto::body::Decoder` to 0RGB,
 //!   the viewer's per-frame path
+//! - `frame`      raw YUYV: the agent's per-frame stages timed one by one
+//!   (YUYV→BGR, YUYV→BMP, gzip of that BMP at `--level`), printed as a
+//!   table for people rather than JSON. The figure to run on a Raspberry Pi:
+//!   `stagebench --stage frame --input coffee_640x480_noise.yuyv` (README,
+//!   "Raspberry Pi").
+//!
+//! `--path` picks the YUYV→BGR code for `yuyv2bgr` (`portable`, or the
+//! intrinsics this CPU has: `ssse3`, `avx2`, `neon`), so paths can be
+//! compared; the default is the one the agent uses.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -31,9 +40,13 @@ use proto::{bmp, body, convert, gzip, jpeg, pixel};
 #[command(version, about)]
 struct Args {
     /// yuyv2bgr, raw2bgr, bmpdecode, gunzip, gzip, decode, encode,
-    /// jpegdecode, jpegencode or bodydecode.
+    /// jpegdecode, jpegencode, bodydecode or frame.
     #[arg(long)]
     stage: String,
+    /// For yuyv2bgr: portable, or an intrinsics path this CPU has (ssse3,
+    /// avx2, neon). Default: the one the agent uses.
+    #[arg(long)]
+    path: Option<String>,
     /// The input file for that stage.
     #[arg(long)]
     input: PathBuf,
@@ -101,12 +114,26 @@ fn run(args: Args) -> Result<()> {
 
     // Each closure does one iteration of the stage and reports failure as text.
     let mut step: Box<dyn FnMut() -> Result<()>> = match args.stage.as_str() {
-        "yuyv2bgr" => Box::new(|| {
-            pixel::yuyv_to_bgr(&input, width, height, width as usize * 2, &mut bgr)
-                .map_err(|e| anyhow::anyhow!("yuyv_to_bgr: {e}"))?;
-            black_box(&bgr);
-            Ok(())
-        }),
+        "yuyv2bgr" => {
+            let row = row_path(args.path.as_deref())?;
+            let row_in = width as usize * 2;
+            let row_out = width as usize * 3;
+            // Once through the checked API: rejects a size the input does not fit.
+            pixel::yuyv_to_bgr(&input, width, height, row_in, &mut bgr).map_err(|e| {
+                anyhow::anyhow!("--input is not a {width}x{height} YUYV frame: {e}")
+            })?;
+            Box::new(move || {
+                // Row by row with the chosen path, as yuyv_to_bgr does with its own.
+                for (src, dst) in input
+                    .chunks_exact(row_in.max(1))
+                    .zip(bgr.chunks_exact_mut(row_out.max(1)))
+                {
+                    row(src, dst);
+                }
+                black_box(&bgr);
+                Ok(())
+            })
+        }
         "raw2bgr" => {
             let format = PixelFormat::parse(&args.format)?;
             let layout = Layout::new(format, width, height, 0)?;
@@ -188,12 +215,54 @@ fn run(args: Args) -> Result<()> {
                 Ok(())
             })
         }
+        "frame" => return frame(&args, &input, width, height),
         other => bail!(
             "unknown --stage {other:?}: use yuyv2bgr, raw2bgr, bmpdecode, gunzip, gzip, decode, \
-             encode, jpegdecode, jpegencode or bodydecode"
+             encode, jpegdecode, jpegencode, bodydecode or frame"
         ),
     };
 
+    let timing = measure(&args, &mut step)?;
+    println!(
+        "{{\"stage\":\"{}\",\"impl\":\"proto\",\"iters\":{},\"median_ms\":{:.5},\"min_ms\":{:.5},\"cpu_ms\":{},\"gzip_len\":{}}}",
+        args.stage,
+        timing.iters,
+        timing.median_ms,
+        timing.min_ms,
+        timing.cpu_ms.map_or("null".to_string(), |ms| format!("{ms:.5}")),
+        gz_len.get()
+    );
+    Ok(())
+}
+
+/// The row converter `--path` names, or the one the agent uses.
+fn row_path(name: Option<&str>) -> Result<pixel::RowFn> {
+    let paths = pixel::row_paths();
+    let name = name.unwrap_or(pixel::yuyv_path());
+    match paths.iter().find(|(n, _)| *n == name) {
+        Some(&(_, row)) => Ok(row),
+        None => {
+            let names: Vec<&str> = paths.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "--path {name:?} does not run on this CPU: use one of {}",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// One stage's figures: wall-time median and minimum per call, and the
+/// thread's CPU time per call when the kernel reports it.
+struct Timing {
+    iters: usize,
+    median_ms: f64,
+    min_ms: f64,
+    cpu_ms: Option<f64>,
+}
+
+/// Runs `step` for warm-up (10% of `--iters`, at least 1), then at least
+/// `--iters` times and `--min-seconds` long, timing each call.
+fn measure(args: &Args, step: &mut dyn FnMut() -> Result<()>) -> Result<Timing> {
     let warmup = (args.iters / 10).max(1);
     for _ in 0..warmup {
         step()?;
@@ -209,17 +278,71 @@ fn run(args: Args) -> Result<()> {
         times_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let cpu_ms = match (cpu0, thread_cpu_ns()) {
-        (Some(a), Some(b)) => format!("{:.5}", (b - a) as f64 / 1e6 / times_ms.len() as f64),
-        _ => "null".to_string(),
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6 / times_ms.len() as f64),
+        _ => None,
     };
     times_ms.sort_by(f64::total_cmp);
-    let median = times_ms[times_ms.len() / 2];
+    Ok(Timing {
+        iters: times_ms.len(),
+        median_ms: times_ms[times_ms.len() / 2],
+        min_ms: times_ms[0],
+        cpu_ms,
+    })
+}
+
+/// `--stage frame`: the agent's per-frame stages on one thread, each timed
+/// alone, as a table.
+fn frame(args: &Args, yuyv: &[u8], width: u32, height: u32) -> Result<()> {
+    let stride = width as usize * 2;
+    let mut bgr = vec![0u8; width as usize * height as usize * 3];
+    let mut bmp_out = Vec::new();
+    let mut gz_out = Vec::new();
+    let mut compressor = gzip::Compressor::new(args.level).context("gzip level")?;
+    // One encode up front: it checks the input, and gzip needs the BMP.
+    bmp::encode_yuyv(yuyv, width, height, stride, &mut bmp_out)
+        .map_err(|e| anyhow::anyhow!("--input is not a {width}x{height} YUYV frame: {e}"))?;
+    let bmp_file = bmp_out.clone();
+
+    let to_bgr = measure(args, &mut || {
+        pixel::yuyv_to_bgr(yuyv, width, height, stride, &mut bgr)
+            .map_err(|e| anyhow::anyhow!("yuyv_to_bgr: {e}"))?;
+        black_box(&bgr);
+        Ok(())
+    })?;
+    let to_bmp = measure(args, &mut || {
+        bmp::encode_yuyv(yuyv, width, height, stride, &mut bmp_out)
+            .map_err(|e| anyhow::anyhow!("encode_yuyv: {e}"))?;
+        black_box(&bmp_out);
+        Ok(())
+    })?;
+    let gz = measure(args, &mut || {
+        gz_out.clear();
+        compressor.compress_append(&bmp_file, &mut gz_out);
+        black_box(&gz_out);
+        Ok(())
+    })?;
+
+    let ms = |t: &Timing| t.cpu_ms.unwrap_or(t.median_ms);
     println!(
-        "{{\"stage\":\"{}\",\"impl\":\"proto\",\"iters\":{},\"median_ms\":{median:.5},\"min_ms\":{:.5},\"cpu_ms\":{cpu_ms},\"gzip_len\":{}}}",
-        args.stage,
-        times_ms.len(),
-        times_ms[0],
-        gz_len.get()
+        "stagebench frame: {width}x{height} YUYV, {} arch, YUYV→BGR path {}, one thread, ms per frame (thread CPU time{})",
+        std::env::consts::ARCH,
+        pixel::yuyv_path(),
+        if to_bgr.cpu_ms.is_some() { "" } else { " unavailable: wall-time medians" },
+    );
+    println!("  YUYV→BGR        {:8.3}", ms(&to_bgr));
+    println!("  YUYV→BMP        {:8.3}", ms(&to_bmp));
+    println!(
+        "  gzip level {:<2}   {:8.3}   ({} → {} bytes)",
+        args.level,
+        ms(&gz),
+        bmp_file.len(),
+        gz_out.len()
+    );
+    let per_frame = ms(&to_bmp) + ms(&gz);
+    println!(
+        "  BMP + gzip      {:8.3}   = {:.1} frames/s per core",
+        per_frame,
+        1e3 / per_frame
     );
     Ok(())
 }
