@@ -7,7 +7,7 @@
 #   TRIPLE   aarch64-unknown-linux-gnu      (Pi 3/4/5 with a 64-bit OS; .deb arch arm64)
 #            armv7-unknown-linux-gnueabihf  (Pi 2/3/4 with a 32-bit OS; .deb arch armhf)
 #   --test   instead of the release build, run the proto and agent test
-#            suites for TRIPLE under qemu-user (CARGO_ARGS go to `cargo test`,
+#            suites for TRIPLE under qemu-user (ARGS go to `cargo test`,
 #            e.g. `-- --test golden`)
 #   --cargo  run `cargo ARGS...` in the build root with `--target TRIPLE`
 #            added after the subcommand; `run` and `test` run the target's
@@ -81,12 +81,12 @@ main() {
 
     exec 9>"$cache/trixie-root.lock"
     flock -s 9
-    if ! root_ready "$arch"; then
+    if ! root_ready "$arch" "$gnu"; then
         # Upgrade to exclusive (flock drops the shared lock first, so two
         # upgrading runs cannot deadlock), then look again: another run may
         # have done the work while we waited.
         flock -x 9
-        root_ready "$arch" || setup_root "$arch" "$gnu"
+        root_ready "$arch" "$gnu" || setup_root "$arch" "$gnu"
         flock -s 9
     fi
     copy_ca_certificates
@@ -133,6 +133,8 @@ root_packages() {
     # Rust 1.96 (trixie's plain rustc is 1.85, older than the lock needs)
     # and its standard library for the target.
     echo rustc-web cargo-web "libstd-rust-web-dev:$arch"
+    # Clippy for the target: ./run-tests lints the ARM code too.
+    echo rust-web-clippy
     # The linker and libdeflate's C compiler, with the target's libc.
     echo "gcc-$gnu" "libc6-dev-$arch-cross"
     # bindgen (the v4l crate's V4L2 bindings) loads libclang.
@@ -168,10 +170,12 @@ need_space() {
         die "$3 needs about $2 MiB free in $1, there are ${free:-0} MiB: free some space (or set CAMSTREAM_CACHE elsewhere)"
 }
 
-# root_ready ARCH: the root exists, in this layout, with ARCH's packages.
+# root_ready ARCH GNU: the root exists, in this layout, with ARCH's packages
+# as root_packages lists them now (a package added to the list is installed
+# on the next run).
 root_ready() {
     [ "$(cat "$root/.camstream-layout" 2>/dev/null)" = "$ROOT_LAYOUT" ] &&
-        [ -e "$root/.camstream-ready-$1" ]
+        [ "$(cat "$root/.camstream-ready-$1" 2>/dev/null)" = "$(root_packages "$1" "$2" | tr '\n' ' ')" ]
 }
 
 # setup_root ARCH GNU: make the root if it is missing or of an older layout,
@@ -192,7 +196,7 @@ setup_root() {
         "apt-get update -q && apt-get install -y -q --no-install-recommends $packages && apt-get clean" >&2; then
         die "could not install $packages from $mirror into $root (network down, or the mirror unreachable? see apt's message above; set CAMSTREAM_DEBIAN_MIRROR for another mirror)"
     fi
-    touch "$root/.camstream-ready-$arch"
+    echo "$packages" >"$root/.camstream-ready-$arch"
 }
 
 # make_root: debootstrap trixie into a scratch directory and move it into
