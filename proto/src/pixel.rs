@@ -638,10 +638,11 @@ mod x86 {
 ///
 /// How it stays exact: NEON has the 32-bit multiply SSE2 lacks, so the
 /// products are OpenCV's own `i32` ones (`mul`/`mla` by the 20-bit
-/// constants). `(y + c) >> 20` is taken in two exact steps: `addhn` keeps
-/// the high half of the 32-bit sum (an arithmetic `>> 16`, the sums fit in
-/// `i32` as they do in the scalar code), then `>> 4` on 16-bit lanes;
-/// `sqxtun` saturates to 0..=255 like OpenCV's `saturate_cast<uchar>`.
+/// constants). `(y + c + HALF) >> 20` is taken in two exact steps (see
+/// `channel`): `addhn` keeps the high half of the 32-bit sum (the sums fit
+/// in `i32` as they do in the scalar code), then a rounding `>> 4` on
+/// 16-bit lanes adds `HALF`; `sqxtun` saturates to 0..=255 like OpenCV's
+/// `saturate_cast<uchar>`.
 ///
 /// Why no NEON on armv7 (32-bit Raspberry Pi OS, armhf): Rust's
 /// `core::arch::arm` NEON intrinsics and `is_arm_feature_detected!` are
@@ -655,7 +656,7 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 #[allow(unsafe_code)]
 pub(crate) mod neon {
-    use super::{yuyv_pair_to_bgr, CUB, CUG, CVG, CVR, CY, HALF};
+    use super::{yuyv_pair_to_bgr, CUB, CUG, CVG, CVR, CY};
     use std::arch::aarch64::*;
 
     /// Pixels per step: one 32-byte YUYV load, one 48-byte BGR store.
@@ -713,14 +714,14 @@ pub(crate) mod neon {
         let v = vreinterpretq_s16_u16(vsubl_u8(v, bias));
         let (ul, uh) = (vmovl_s16(vget_low_s16(u)), vmovl_high_s16(u));
         let (vl, vh) = (vmovl_s16(vget_low_s16(v)), vmovl_high_s16(v));
-        // The chroma terms of each pair, rounding offset included.
-        let half = vdupq_n_s32(HALF);
-        let b = [vmlaq_n_s32(half, ul, CUB), vmlaq_n_s32(half, uh, CUB)];
+        // The chroma terms of each pair, without the rounding offset
+        // (`channel` rounds instead).
+        let b = [vmulq_n_s32(ul, CUB), vmulq_n_s32(uh, CUB)];
         let g = [
-            vmlaq_n_s32(vmlaq_n_s32(half, ul, CUG), vl, CVG),
-            vmlaq_n_s32(vmlaq_n_s32(half, uh, CUG), vh, CVG),
+            vmlaq_n_s32(vmulq_n_s32(ul, CUG), vl, CVG),
+            vmlaq_n_s32(vmulq_n_s32(uh, CUG), vh, CVG),
         ];
-        let r = [vmlaq_n_s32(half, vl, CVR), vmlaq_n_s32(half, vh, CVR)];
+        let r = [vmulq_n_s32(vl, CVR), vmulq_n_s32(vh, CVR)];
         let (l0, l1) = (luma(y0), luma(y1));
         uint8x16x3_t(channel(l0, l1, b), channel(l0, l1, g), channel(l0, l1, r))
     }
@@ -735,17 +736,24 @@ pub(crate) mod neon {
         [vmulq_n_s32(lo, CY), vmulq_n_s32(hi, CY)]
     }
 
-    /// One channel of 16 pixels: `(luma + chroma) >> 20`, saturated, with
-    /// the even (`l0`) and odd (`l1`) pixels interleaved back into order.
+    /// One channel of 16 pixels: `(luma + chroma + HALF) >> 20`,
+    /// saturated, with the even (`l0`) and odd (`l1`) pixels interleaved
+    /// back into order.
+    ///
+    /// In two exact steps: `addhn` keeps the high half of each 32-bit sum,
+    /// `t = (l + c) >> 16`, then `srshr` gives `(t + 8) >> 4`. That equals
+    /// `(l + c + 2^19) >> 20`: with `l + c = 2^16 t + r`, `0 <= r < 2^16`,
+    /// `(2^16 (t + 8) + r) >> 20` cannot differ from `(t + 8) >> 4`, as `r`
+    /// stays below one step of `t`. So `HALF` costs no instruction.
     #[inline]
     unsafe fn channel(l0: [int32x4_t; 2], l1: [int32x4_t; 2], c: [int32x4_t; 2]) -> uint8x16_t {
         let shift = |l: [int32x4_t; 2]| {
-            // addhn: the high 16 bits of each 32-bit sum, i.e. `>> 16`.
             let high = vaddhn_high_s32(vaddhn_s32(l[0], c[0]), l[1], c[1]);
-            vshrq_n_s16::<4>(high)
+            vqmovun_s16(vrshrq_n_s16::<4>(high))
         };
         let (even, odd) = (shift(l0), shift(l1));
-        vqmovun_high_s16(vqmovun_s16(vzip1q_s16(even, odd)), vzip2q_s16(even, odd))
+        // zip1 reads the low halves only: e0 o0 e1 o1 ... e7 o7.
+        vzip1q_u8(vcombine_u8(even, even), vcombine_u8(odd, odd))
     }
 }
 
