@@ -139,6 +139,28 @@ pub struct Args {
     /// TCP_USER_TIMEOUT), counts as a broken connection; the agent reconnects.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_positive_seconds)]
     pub send_timeout: Seconds,
+
+    /// Speak TLS 1.3 to the viewer, and accept only a viewer certificate
+    /// signed by this CA (PEM). Needs --tls-cert and --tls-key: the viewer
+    /// requires a client certificate. Without --tls-* the agent speaks the
+    /// original plaintext protocol.
+    #[arg(long, value_name = "PEM", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+
+    /// This node's certificate (PEM, leaf first), signed by the viewer's
+    /// --tls-client-ca. If it names cameras (camstream-camera-N.invalid),
+    /// the viewer accepts only those ids.
+    #[arg(long, value_name = "PEM", requires = "tls_ca")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_ca")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The name the viewer's certificate must carry [default: --server's
+    /// host], for when --server is an address the certificate does not name.
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
 }
 
 impl Args {

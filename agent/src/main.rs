@@ -22,13 +22,14 @@
 //!
 //! ```text
 //! main      cli pipeline source(CameraLost, for the exit status; list_formats)
-//! pipeline  cli source encode send mailbox outbox pool stats sync metrics
+//! pipeline  cli source encode send mailbox outbox pool stats sync metrics tls
 //! ├─ source (capture thread)   cli mailbox outbox pool stats sync
 //! │    file, pattern, v4l2     cli source(Capture)
 //! │    ├─ v4l2::mmap           (none: mmap streaming over v4l's ioctls)
 //! │    └─ v4l2::modes          cli v4l2(names): what a camera offers, auto's pick
 //! ├─ encode (encoder threads)  mailbox outbox pool stats sync
-//! ├─ send   (sender thread)    outbox pool stats sync
+//! ├─ send   (sender thread)    outbox pool stats sync tls
+//! │    tls  optional TLS 1.3 over the sender's socket (none of ours)
 //! ├─ mailbox  newest raw frame, one slot            sync
 //! ├─ outbox   encoded frames, in order              pool sync
 //! ├─ stats    counters, nearest-rank percentiles    sync
@@ -62,6 +63,7 @@ mod send;
 mod source;
 mod stats;
 mod sync;
+mod tls;
 
 use std::process::ExitCode;
 

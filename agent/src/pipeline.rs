@@ -37,6 +37,7 @@ use crate::send::{self, CurrentSocket};
 use crate::source::{self, Capture};
 use crate::stats::Stats;
 use crate::sync::Stop;
+use crate::tls;
 
 /// How often the main thread looks at the signal flag.
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
@@ -141,6 +142,21 @@ pub fn run(args: &Args) -> Result<()> {
             .context("cannot install the SIGINT/SIGTERM handler")?;
     }
 
+    // Certificates are read and checked now, so a wrong path fails at start.
+    let tls_client = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let files = tls::Files {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+                server_name: args.tls_server_name.clone(),
+            };
+            Some(tls::Client::new(&files, &args.server, args.id)?)
+        }
+        // clap requires all three together.
+        _ => None,
+    };
+
     let parts = Arc::new(Parts::new(args, workers));
     prefill_pools(&parts, args, workers)?;
     if let Some(addr) = args.metrics {
@@ -205,6 +221,7 @@ pub fn run(args: &Args) -> Result<()> {
                 server: &server,
                 send_timeout: timeout,
                 frames,
+                tls: tls_client.as_ref(),
             };
             Ok(match send::run(&cfg, &parts.send()) {
                 send::Finished::Stopped => Exit::Stopped,

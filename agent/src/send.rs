@@ -25,6 +25,13 @@
 //! - When the sender spends most of its time waiting for the link, not for
 //!   frames, the link limits the frame rate: said once ([`LinkWatch`]), and
 //!   again at most every [`LINK_REPORT_EVERY`], across reconnections.
+//! - With `--tls-*` ([`crate::tls`]) the same socket carries TLS 1.3: the
+//!   handshake follows the connect, each frame goes through rustls, and all
+//!   of its records are in the kernel when the write returns, so the pacing
+//!   above is unchanged (rustls holds nothing between frames). Before each
+//!   frame the socket is checked for an alert from the viewer (it refused
+//!   our certificate, or our camera id), whose text replaces a bare
+//!   "connection reset".
 //! - While disconnected, frames are dropped, so memory stays flat.
 //! - The backoff is reset only by a connection that stayed up for
 //!   [`HEALTHY_AFTER`]: a viewer that accepts and then refuses us
@@ -51,6 +58,7 @@ use crate::outbox::Outbox;
 use crate::pool::BufferPool;
 use crate::stats::Stats;
 use crate::sync::{lock, Stop, WAIT_SLICE};
+use crate::tls;
 
 /// First reconnect delay.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -104,6 +112,8 @@ pub struct Config<'a> {
     pub send_timeout: Duration,
     /// Stop after this many frames were sent; 0 means never.
     pub frames: u64,
+    /// `Some`: TLS to the viewer (`--tls-*`).
+    pub tls: Option<&'a tls::Client>,
 }
 
 /// What the sender thread works with.
@@ -171,10 +181,25 @@ pub fn run(cfg: &Config, links: &Links) -> Finished {
                 continue;
             }
         };
+        let mut secure = match cfg.tls {
+            None => None,
+            Some(client) => match client.handshake(&stream, cfg.send_timeout) {
+                Ok(conn) => Some((client, conn)),
+                Err(e) => {
+                    let (level, _) = reports.unreachable();
+                    log::log!(level, "TLS with {server} failed: {e}; retrying");
+                    if links.stop.sleep(backoff.next_delay()) {
+                        break;
+                    }
+                    continue;
+                }
+            },
+        };
         let peer = stream
             .peer_addr()
             .map_or_else(|_| server.to_string(), |a| a.to_string());
-        log::log!(reports.connected(), "connected to {peer}");
+        let over = if secure.is_some() { " over TLS" } else { "" };
+        log::log!(reports.connected(), "connected to {peer}{over}");
         links.stats.connected();
         // Let the supervisor shut the socket down to unblock a write at exit.
         links.socket.set(stream.try_clone().ok());
@@ -190,7 +215,18 @@ pub fn run(cfg: &Config, links: &Links) -> Finished {
             }
         };
         tally.watch.restart(connected);
-        let result = stream_frames(cfg, links, &stream, &mut tally, connected, &mut on_healthy);
+        let result = stream_frames(
+            cfg,
+            links,
+            &stream,
+            secure.as_mut().map(|(client, conn)| (*client, conn)),
+            &mut tally,
+            connected,
+            &mut on_healthy,
+        );
+        if let (Ok(_), Some((_, conn))) = (&result, secure.as_mut()) {
+            tls::close(conn, &stream);
+        }
         let dropped = links.outbox.on_disconnect(links.wire_pool);
         links.stats.skipped_after_encoding(dropped as u64);
         links.socket.set(None);
@@ -236,6 +272,7 @@ fn stream_frames(
     cfg: &Config,
     links: &Links,
     stream: &TcpStream,
+    mut secure: Option<(&tls::Client, &mut rustls::ClientConnection)>,
     tally: &mut Tally,
     connected: Instant,
     on_healthy: &mut dyn FnMut(),
@@ -244,6 +281,11 @@ fn stream_frames(
     // The frame last written: when it was captured and taken.
     let mut on_the_way: Option<(Instant, Instant)> = None;
     loop {
+        if let Some((client, conn)) = secure.as_mut() {
+            if let Some(e) = tls::check_incoming(client, conn, stream) {
+                return Err(e);
+            }
+        }
         let polled = Instant::now();
         let waited = wait_writable(stream, cfg.send_timeout, links.stop)?;
         let writable = Instant::now();
@@ -277,7 +319,18 @@ fn stream_frames(
             took - frame.captured,
             took - writable
         );
-        let result = write_frame(stream, frame.frame_bytes(), cfg.send_timeout);
+        let result = match secure.as_mut() {
+            None => write_frame(stream, frame.frame_bytes(), cfg.send_timeout),
+            Some((client, conn)) => {
+                tls::write_frame(conn, stream, frame.frame_bytes(), cfg.send_timeout, || {
+                    blocked(cfg.send_timeout)
+                })
+                .map_err(|e| {
+                    // A refusal from the viewer explains a reset better.
+                    tls::check_incoming(client, conn, stream).unwrap_or(e)
+                })
+            }
+        };
         let written = Instant::now();
         let wire_len = frame.frame_bytes().len();
         let captured = frame.captured;

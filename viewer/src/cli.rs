@@ -91,6 +91,22 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub http_max_clients: u32,
+    /// Turn on TLS 1.3 with this certificate (PEM; the chain, leaf first).
+    /// Needs --tls-key and --tls-client-ca: every agent must then present a
+    /// certificate signed by that CA, and plaintext clients are refused.
+    /// Make them with camstream-cert, or use any CA's PEM files.
+    #[arg(long, value_name = "PEM", requires_all = ["tls_key", "tls_client_ca"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The CA(s) whose client certificates are accepted (PEM). A client
+    /// certificate naming camstream-camera-N.invalid among its DNS names may
+    /// send camera id N only (several names: several ids).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// A duration in seconds, fractions allowed, zero allowed.
@@ -135,6 +151,32 @@ mod tests {
         assert_eq!(args.stats_interval, Duration::from_secs(10));
         assert!(args.http.is_none(), "--http is off by default");
         assert_eq!(args.http_max_clients, 32);
+        assert!(args.tls_cert.is_none(), "plaintext is the default");
+    }
+
+    #[test]
+    fn tls_needs_all_three_files() {
+        let all = [
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+        ];
+        assert!(Args::try_parse_from(std::iter::once("viewer").chain(all)).is_ok());
+        for missing in [0, 2, 4] {
+            let mut args = vec!["viewer"];
+            for (i, pair) in all.chunks(2).enumerate() {
+                if i * 2 != missing {
+                    args.extend(pair);
+                }
+            }
+            assert!(
+                Args::try_parse_from(&args).is_err(),
+                "{args:?} was accepted"
+            );
+        }
     }
 
     #[test]

@@ -19,8 +19,15 @@
 //! never drop a slow camera; they find a dead one even while the idle
 //! timeout is stopped (a recording backlog) or set longer than theirs.
 //!
-//! `Conn` is generic over its stream only so that a test can hand it more
-//! input at once than a loopback socket buffers; the server uses `TcpStream`.
+//! `Conn` reads a [`Transport`]: the accepted `TcpStream`, or a
+//! [`TlsStream`] (`--tls-cert`) that hands it the decrypted bytes through the
+//! same `io::Read`, so framing, limits and the read budget are the same
+//! with TLS (the budget counts plaintext). A TLS client certificate that
+//! names camera ids ([`proto::identity`]) limits the ids its frame headers
+//! may carry: any other closes the connection
+//! ([`CloseError::NotItsCamera`]), checked as soon as the header is in.
+//! `Conn` is generic over its [`Stream`] so that a test can also hand it more
+//! input at once than a loopback socket buffers.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -28,9 +35,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
+use proto::identity::CameraIds;
 use proto::wire::{CameraId, Frame, FrameReader, WireError};
 
 use crate::stats::{Stats, Totals};
+use crate::tls::{TlsError, TlsStream};
 
 /// Bytes read from the socket per `read` call. Each connection owns one
 /// buffer of this size; it holds input the frame reader has not consumed yet.
@@ -105,6 +114,11 @@ pub enum CloseError {
     /// Silence for the idle timeout between frames (after `frames` whole
     /// ones): a peer gone without a FIN, or one holding a slot for nothing.
     Silent { frames: u64, timeout: Duration },
+    /// TLS refused the peer (handshake, certificate) or one of its records.
+    Tls(TlsError),
+    /// A frame header carried camera `id`, which the peer's TLS certificate
+    /// does not name.
+    NotItsCamera { id: CameraId, named: CameraIds },
 }
 
 impl fmt::Display for CloseError {
@@ -150,6 +164,13 @@ impl fmt::Display for CloseError {
                 "sent nothing for {:.1} s after its last frame (--idle-timeout)",
                 timeout.as_secs_f64()
             ),
+            CloseError::Tls(e) => write!(f, "{e}"),
+            CloseError::NotItsCamera { id, named } => write!(
+                f,
+                "a frame for camera {id}, but its TLS certificate names camera {named} only \
+                 (a node may send only the ids its certificate names: fix the agent's --id, \
+                 or issue it a certificate for camera {id})"
+            ),
         }
     }
 }
@@ -163,8 +184,76 @@ pub enum Status {
     Eof,
 }
 
+/// What `Conn` reads from: plaintext through `io::Read`, and what TLS adds.
+pub trait Stream: Read {
+    /// The camera ids the peer may send; `None`: any.
+    fn camera_ids(&self) -> Option<CameraIds> {
+        None
+    }
+
+    /// Bytes wait to be sent (a TLS handshake): poll for POLLOUT too.
+    fn wants_write(&self) -> bool {
+        false
+    }
+
+    /// Input waits inside the stream, which the socket will not poll
+    /// readable for again.
+    fn has_buffered_input(&self) -> bool {
+        false
+    }
+}
+
+impl Stream for TcpStream {}
+
+/// An accepted connection: plaintext, or TLS (`--tls-cert`).
+pub enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Stream for Transport {
+    fn camera_ids(&self) -> Option<CameraIds> {
+        match self {
+            Transport::Plain(_) => None,
+            Transport::Tls(s) => s.camera_ids(),
+        }
+    }
+
+    fn wants_write(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(s) => s.wants_write(),
+        }
+    }
+
+    fn has_buffered_input(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(s) => s.has_buffered_input(),
+        }
+    }
+}
+
+impl AsFd for Transport {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Transport::Plain(s) => s.as_fd(),
+            Transport::Tls(s) => s.as_fd(),
+        }
+    }
+}
+
 /// One client connection; every field is its own, behind the methods below.
-pub struct Conn<S = TcpStream> {
+pub struct Conn<S = Transport> {
     stream: S,
     peer: SocketAddr,
     reader: FrameReader,
@@ -190,18 +279,18 @@ pub struct Conn<S = TcpStream> {
     stats: Stats,
 }
 
-impl Conn {
-    /// Takes an accepted stream, makes it non-blocking and turns on TCP
-    /// keepalive. A connection that sends nothing for `idle_timeout` is
+impl<S: Stream + AsFd> Conn<S> {
+    /// Takes an accepted stream, makes its socket non-blocking and turns on
+    /// TCP keepalive. A connection that sends nothing for `idle_timeout` is
     /// closed.
     pub fn new(
-        stream: TcpStream,
+        stream: S,
         peer: SocketAddr,
         max_body_len: u32,
         idle_timeout: Duration,
         now: Instant,
-    ) -> io::Result<Conn> {
-        stream.set_nonblocking(true)?;
+    ) -> io::Result<Conn<S>> {
+        set_nonblocking(&stream)?;
         set_keepalive(&stream)?;
         Ok(Conn::from_stream(
             stream,
@@ -213,7 +302,7 @@ impl Conn {
     }
 }
 
-impl<S: Read> Conn<S> {
+impl<S: Stream> Conn<S> {
     /// `stream` must be non-blocking: `read_some` reads until it would block.
     fn from_stream(
         stream: S,
@@ -263,14 +352,21 @@ impl<S: Read> Conn<S> {
     }
 
     /// True when read bytes are waiting to be fed (left over after
-    /// `max_frames`): call [`Conn::read_some`] again without waiting for poll.
+    /// `max_frames`, or decrypted and kept by TLS): call [`Conn::read_some`]
+    /// again without waiting for poll.
     pub fn has_buffered_input(&self) -> bool {
-        self.start < self.end
+        self.start < self.end || self.stream.has_buffered_input()
+    }
+
+    /// The stream has bytes to send (a TLS handshake): poll for POLLOUT
+    /// too, and call [`Conn::read_some`] when it comes.
+    pub fn wants_write(&self) -> bool {
+        self.stream.wants_write()
     }
 
     /// True when part of a frame has arrived but not all of it.
     fn is_mid_frame(&self) -> bool {
-        self.reader.is_mid_frame() || self.has_buffered_input()
+        self.reader.is_mid_frame() || self.start < self.end
     }
 
     /// Bytes of the unfinished frame received so far.
@@ -404,6 +500,13 @@ impl<S: Read> Conn<S> {
                 if let Some(id) = self.reader.camera_id() {
                     self.camera_id = Some(id);
                 }
+                if let Some(named) = self.stream.camera_ids() {
+                    let ids = [self.reader.camera_id(), frame.as_ref().map(|f| f.camera_id)];
+                    if let Some(id) = ids.into_iter().flatten().find(|&id| !named.contains(id)) {
+                        self.camera_id = Some(id);
+                        return Err(Close::Error(CloseError::NotItsCamera { id, named }));
+                    }
+                }
                 if let Some(frame) = frame {
                     self.hand_over(frame, frames);
                     self.take_spare(spares);
@@ -454,6 +557,10 @@ impl<S: Read> Conn<S> {
                 Err(e) if would_block(&e) => return Ok(Status::Open),
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => {
+                    let e = match into_tls_error(e) {
+                        Ok(tls) => return Err(Close::Error(CloseError::Tls(tls))),
+                        Err(e) => e,
+                    };
                     let mid_frame = self.reader.is_mid_frame();
                     if !mid_frame && e.kind() == io::ErrorKind::ConnectionReset {
                         return Err(Close::Reset);
@@ -492,9 +599,30 @@ impl<S: Read> Conn<S> {
     }
 }
 
+/// The [`TlsError`] inside `e`, if that is what it carries; else `e`.
+fn into_tls_error(e: io::Error) -> Result<TlsError, io::Error> {
+    if !e.get_ref().is_some_and(|inner| inner.is::<TlsError>()) {
+        return Err(e);
+    }
+    let kind = e.kind();
+    match e.into_inner().map(|inner| inner.downcast::<TlsError>()) {
+        Some(Ok(tls)) => Ok(*tls),
+        Some(Err(other)) => Err(io::Error::new(kind, other)),
+        None => Err(kind.into()),
+    }
+}
+
+/// O_NONBLOCK on the socket: `read_some` reads until it would block.
+fn set_nonblocking(stream: &impl AsFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_retain(fcntl(stream, FcntlArg::F_GETFL)?);
+    fcntl(stream, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
 /// SO_KEEPALIVE with [`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`] and
 /// [`KEEPALIVE_COUNT`].
-fn set_keepalive(stream: &TcpStream) -> io::Result<()> {
+fn set_keepalive(stream: &impl AsFd) -> io::Result<()> {
     use nix::sys::socket::{setsockopt, sockopt};
     let secs = |d: Duration| d.as_secs() as u32;
     setsockopt(stream, sockopt::KeepAlive, &true)?;
@@ -553,6 +681,9 @@ mod tests {
     use proto::wire;
 
     use super::*;
+
+    /// The tests' connections are plaintext TCP (or [`Staged`]).
+    type Conn<S = TcpStream> = super::Conn<S>;
 
     const MAX_BODY_LEN: u32 = 1000;
     const IDLE: Duration = Duration::from_secs(10);
@@ -705,6 +836,8 @@ mod tests {
             Ok(n)
         }
     }
+
+    impl Stream for Staged {}
 
     /// Issue 16: every body used to grow a fresh buffer through the input
     /// buffer, about 0.3 ms a frame in page faults and copies.

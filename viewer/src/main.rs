@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! main ─┬─ cli
-//!       └─ server ─┬─ conn ──── stats
+//!       └─ server ─┬─ conn ──┬─ stats
+//!                  │         └─ tls (also used by server, to wrap an accepted socket)
 //!                  ├─ decode ── record, http::hub (JPEGs for watchers)
 //!                  ├─ display ─┬─ windows   (the display thread)
 //!                  │           ├─ grid
@@ -31,6 +32,11 @@
 //! - [`conn`]: one client: non-blocking socket, bounded input buffer, proto
 //!   frame reader, and its stats; private state behind methods.
 //! - [`stats`]: per-camera counters, fps and latency percentiles.
+//! - [`tls`]: optional mutual TLS (`--tls-cert`): the rustls configuration,
+//!   and a non-blocking TLS stream that `conn` reads plaintext from; the
+//!   camera ids a client certificate names.
+//! - [`decode`]: worker threads that gunzip, decode the BMP and record;
+//!   only the newest frame of a camera is decoded.
 //! - [`decode`]: worker threads that decode each body by its magic bytes
 //!   (gzip-BMP: gunzip, then the BMP; JPEG: checked and capped, then
 //!   decoded) and record; only the newest frame of a camera is decoded.
@@ -68,6 +74,7 @@ mod peer_log;
 mod record;
 mod server;
 mod stats;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -122,6 +129,15 @@ fn run(args: cli::Args) -> Result<()> {
             max_clients: args.http_max_clients as usize,
             allow,
         }),
+        tls: match (&args.tls_cert, &args.tls_key, &args.tls_client_ca) {
+            (Some(cert), Some(key), Some(client_ca)) => Some(tls::server_config(&tls::Files {
+                cert,
+                key,
+                client_ca,
+            })?),
+            // clap requires all three together.
+            _ => None,
+        },
     };
     server::run(config)
 }

@@ -46,11 +46,12 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::allow::AllowList;
-use crate::conn::{interrupted, would_block, Close, CloseError, Conn, Received, Status};
+use crate::conn::{interrupted, would_block, Close, CloseError, Conn, Received, Status, Transport};
 use crate::decode::{self, DecodeError, Decoders, Done, Submitted};
 use crate::display::{self, Display, Events, Picture, ShowError};
 use crate::http;
 use crate::peer_log::{self, PeerLog, Summary, Verdict};
+use crate::tls::TlsStream;
 use crate::ConnId;
 use proto::wire::CameraId;
 
@@ -89,6 +90,8 @@ pub struct Config {
     pub decode_threads: usize,
     /// `--http`: the HTTP thread's settings.
     pub http: Option<http::Config>,
+    /// `Some`: every client speaks TLS 1.3 with a certificate (`tls`).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Runs the viewer until SIGINT, SIGTERM or Esc.
@@ -124,6 +127,9 @@ pub fn run(config: Config) -> Result<()> {
     info!("listening on {local}");
     if !config.allow.allows_all() {
         info!("accepting only {}", config.allow);
+    }
+    if config.tls.is_some() {
+        info!("TLS 1.3 only: every client must present a certificate signed by --tls-client-ca");
     }
 
     let http = config.http.clone().map(http::Link::start).transpose()?;
@@ -237,7 +243,13 @@ impl Server {
                 fds.push(PollFd::new(self.listener.as_fd(), listen_events));
                 for id in &polled {
                     if let Some(conn) = self.conns.get(id) {
-                        fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN));
+                        // POLLOUT only while TLS has a handshake flight to send.
+                        let out = if conn.wants_write() {
+                            PollFlags::POLLOUT
+                        } else {
+                            PollFlags::empty()
+                        };
+                        fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN | out));
                     }
                 }
                 match poll(&mut fds, timeout) {
@@ -397,7 +409,20 @@ impl Server {
             return;
         }
         let config = &self.config;
-        let conn = match Conn::new(stream, peer, config.max_frame_len, config.idle_timeout, now) {
+        let transport = match &config.tls {
+            None => Ok(Transport::Plain(stream)),
+            Some(tls) => TlsStream::new(stream, tls.clone()).map(|s| Transport::Tls(Box::new(s))),
+        };
+        let conn = transport.and_then(|transport| {
+            Conn::new(
+                transport,
+                peer,
+                config.max_frame_len,
+                config.idle_timeout,
+                now,
+            )
+        });
+        let conn = match conn {
             Ok(conn) => conn,
             Err(e) => {
                 warn!("dropped {peer}: cannot set up the socket: {e}");
