@@ -7,6 +7,10 @@ Written from the design, not from our Rust code:
 Instead of a camera it sends a raw BGR frame from a file (colour, or converted to
 grayscale with OpenCV, which makes imencode write an 8-bit paletted BMP).
 
+With --tls-ca (and --tls-cert/--tls-key for a client certificate) it speaks
+TLS 1.3 through Python's ssl module (OpenSSL) instead: the same frames, inside
+TLS, as camstream's optional mutual TLS expects.
+
 With --save-sent DIR it also writes what it sent, so a test can compare:
     DIR/sent.bmp  the BMP bytes exactly as cv2.imencode produced them
     DIR/sent.raw  the pixels (rows top-down, no padding; BGR or one byte of gray)
@@ -21,6 +25,7 @@ import argparse
 import gzip
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -51,6 +56,10 @@ def main():
     ap.add_argument("--interval", type=float, default=0.0, help="seconds between frames")
     ap.add_argument("--save-sent", help="directory for sent.bmp and sent.raw")
     ap.add_argument("--jpeg", type=int, metavar="QUALITY", help="send JPEG bodies, not gzip-BMP")
+    ap.add_argument("--tls-ca", help="speak TLS 1.3, trusting the viewer's certificate from this CA (PEM)")
+    ap.add_argument("--tls-cert", help="client certificate (PEM); omit to present none")
+    ap.add_argument("--tls-key", help="its private key (PEM)")
+    ap.add_argument("--tls-server-name", default=None, help="name to check in the viewer's certificate")
     args = ap.parse_args()
 
     width, height = parse_size(args.size)
@@ -93,15 +102,29 @@ def main():
                 with open(os.path.join(args.save_sent, f"sent_{i}.jpg"), "wb") as f:
                     f.write(jpg)
 
-    sock = socket.create_connection(parse_addr(args.server), timeout=30)
+    host, port = parse_addr(args.server)
+    sock = socket.create_connection((host, port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for i, message in enumerate(messages):
-        sock.sendall(message)
-        if args.interval and i + 1 < args.count:
-            time.sleep(args.interval)
-    # An orderly close: the viewer sees a read of 0 only after every byte above.
-    sock.shutdown(socket.SHUT_WR)
-    sock.close()
+    if args.tls_ca:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.load_verify_locations(args.tls_ca)
+        if args.tls_cert:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        sock = context.wrap_socket(sock, server_hostname=args.tls_server_name or host)
+        print(f"client: TLS {sock.version()} {sock.cipher()[0]}", flush=True)
+    try:
+        for i, message in enumerate(messages):
+            sock.sendall(message)
+            if args.interval and i + 1 < args.count:
+                time.sleep(args.interval)
+        # (With TLS, no close_notify: the framing tells a cut frame, and the
+        # viewer treats the TCP close as the end.)
+        # An orderly close: the viewer sees a read of 0 only after every byte above.
+        sock.shutdown(socket.SHUT_WR)
+        sock.close()
+    except (OSError, ssl.SSLError) as e:
+        sys.exit(f"client: the viewer ended the connection: {e}")
     kind = "gray" if args.gray else "colour"
     if args.jpeg:
         print(f"client: sent {args.count} {kind} {width}x{height} JPEG frames, "

@@ -20,7 +20,7 @@ pub fn testdata_frame(name: &str) -> PathBuf {
     workspace_root().join("testdata/frames").join(name)
 }
 
-/// Path of a workspace binary (`agent` or `viewer`), built on first use with
+/// Path of a workspace binary (`agent`, `viewer` or `camstream-cert`), built on first use with
 /// the same profile as the running test, so `cargo test --workspace` always
 /// tests the current code.
 pub fn bin_path(name: &str) -> PathBuf {
@@ -51,7 +51,16 @@ fn build_agent_and_viewer(release: bool) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     // -p: the tests run with cwd tests/, where `--bin agent` alone finds nothing.
-    cmd.args(["build", "--quiet", "-p", "agent", "-p", "viewer"]);
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "agent",
+        "-p",
+        "viewer",
+        "-p",
+        "camstream-cert",
+    ]);
     if release {
         cmd.arg("--release");
     }

@@ -31,6 +31,8 @@ mod jpeg;
 mod memory;
 #[path = "e2e/slow_link.rs"]
 mod slow_link;
+#[path = "e2e/tls.rs"]
+mod tls;
 #[path = "e2e/viewer.rs"]
 mod viewer;
 #[path = "e2e/vm.rs"]
