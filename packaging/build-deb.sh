@@ -174,6 +174,7 @@ stage_agent() {
     install -m 644 "$repo/systemd/camera-agent@.service" "$root/lib/systemd/system/camera-agent@.service"
     install -m 644 "$repo/udev/70-camera-agent.rules" "$root/lib/udev/rules.d/70-camera-agent.rules"
     install -m 644 "$repo/config/agent.env" "$root/etc/camstream/agent.env"
+    install -d -m 755 "$root/etc/camstream/tls"
     maintainer_files "$root" agent /etc/camstream/agent.env
 }
 
@@ -184,6 +185,7 @@ stage_viewer() {
     install -d -m 755 "$root/lib/systemd/system" "$root/etc/camstream"
     install -m 644 "$repo/systemd/camera-viewer.service" "$root/lib/systemd/system/camera-viewer.service"
     install -m 644 "$repo/config/viewer.env" "$root/etc/camstream/viewer.env"
+    install -d -m 755 "$root/etc/camstream/tls"
     maintainer_files "$root" viewer /etc/camstream/viewer.env
 }
 

@@ -636,6 +636,50 @@ fn launcher_pins_the_id_and_passes_optional_settings() {
     );
 }
 
+/// CAMSTREAM_TLS_*: bare names are files systemd handed over as
+/// credentials (LoadCredential=tls:/etc/camstream/tls), absolute paths stay.
+#[test]
+fn launcher_passes_the_tls_files_from_the_credentials_directory() {
+    let l = Launcher::new("ID_SERIAL=x");
+    let tls = [
+        ("CAMSTREAM_TLS_CA", "ca.pem"),
+        ("CAMSTREAM_TLS_CERT", "camera-3.pem"),
+        ("CAMSTREAM_TLS_KEY", "/root/keys/camera-3.key"),
+    ];
+    let creds = (
+        "CREDENTIALS_DIRECTORY",
+        "/run/credentials/camera-agent@video0.service",
+    );
+    let args = l.args("video0", &[&[SERVER, creds][..], &tls].concat());
+    assert_eq!(
+        flag(&args, "--tls-ca"),
+        Some("/run/credentials/camera-agent@video0.service/tls_ca.pem")
+    );
+    assert_eq!(
+        flag(&args, "--tls-cert"),
+        Some("/run/credentials/camera-agent@video0.service/tls_camera-3.pem")
+    );
+    assert_eq!(flag(&args, "--tls-key"), Some("/root/keys/camera-3.key"));
+    assert_eq!(flag(&args, "--tls-server-name"), None);
+    // Outside systemd, bare names are in /etc/camstream/tls.
+    let name = ("CAMSTREAM_TLS_SERVER_NAME", "workstation.local");
+    let args = l.args("video0", &[&[SERVER, name][..], &tls].concat());
+    assert_eq!(flag(&args, "--tls-ca"), Some("/etc/camstream/tls/ca.pem"));
+    assert_eq!(flag(&args, "--tls-server-name"), Some("workstation.local"));
+    // Plaintext by default.
+    let plain = l.args("video0", &[SERVER]);
+    assert!(!plain.iter().any(|a| a.starts_with("--tls")), "{plain:?}");
+    // Two of three is a configuration error, not a silent plaintext agent.
+    let out = l.run("video0", &[SERVER, tls[0], tls[1]]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("set all of CAMSTREAM_TLS_CA, CAMSTREAM_TLS_CERT and CAMSTREAM_TLS_KEY"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn launcher_rejects_bad_configuration_with_exit_78() {
     let l = Launcher::new("ID_SERIAL=x");
@@ -824,6 +868,18 @@ systemctl poweroff
 /// udev start are tested in a booted guest with vivid (`hotplug`).
 #[test]
 fn units_run_hardened_under_systemd() {
+    units_run_hardened(false);
+}
+
+/// The same, over mutual TLS: the certificates sit root-only in
+/// /etc/camstream/tls, and each unit gets them through LoadCredential=
+/// (the dynamic users could not read them otherwise).
+#[test]
+fn units_run_hardened_under_systemd_over_tls() {
+    units_run_hardened(true);
+}
+
+fn units_run_hardened(tls: bool) {
     require_tool("systemd-nspawn", "systemd-container");
     let stage = tempfile::tempdir().expect("temp dir");
     let s = stage.path();
@@ -877,11 +933,28 @@ fn units_run_hardened_under_systemd() {
         0o644,
     );
     install(s, "camstream-check", CONTAINER_SCRIPT.as_bytes(), 0o755);
+    let (agent_tls, viewer_tls) = if tls {
+        let dir = s.join("etc/tls");
+        let dir = dir.to_str().expect("utf-8 path");
+        let cert = |args: &[&str]| {
+            run_ok(Command::new(bin_dir().join("camstream-cert")).args(args).args(["--dir", dir]))
+        };
+        cert(&["ca"]);
+        cert(&["viewer", "--ip", "127.0.0.1"]);
+        cert(&["camera", "--id", "7"]);
+        let creds = "/run/credentials/camera-viewer.service";
+        (
+            "CAMSTREAM_ID=7\nCAMSTREAM_TLS_CA=ca.pem\nCAMSTREAM_TLS_CERT=camera-7.pem\nCAMSTREAM_TLS_KEY=camera-7.key\n".to_owned(),
+            format!("CAMSTREAM_VIEWER_ARGS=--record /var/lib/camstream-viewer --tls-cert {creds}/tls_viewer.pem --tls-key {creds}/tls_viewer.key --tls-client-ca {creds}/tls_ca.pem\n"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     install(
         s,
         "etc/agent.env",
         format!(
-            "CAMSTREAM_SERVER=127.0.0.1:{port}\nCAMSTREAM_SOURCE=pattern\nCAMSTREAM_SIZE=320x240\nCAMSTREAM_FPS=10\nCAMSTREAM_AGENT_ARGS=--frames 20\n"
+            "CAMSTREAM_SERVER=127.0.0.1:{port}\nCAMSTREAM_SOURCE=pattern\nCAMSTREAM_SIZE=320x240\nCAMSTREAM_FPS=10\nCAMSTREAM_AGENT_ARGS=--frames 20\n{agent_tls}"
         )
         .as_bytes(),
         0o644,
@@ -889,10 +962,12 @@ fn units_run_hardened_under_systemd() {
     install(
         s,
         "etc/viewer.env",
-        format!("CAMSTREAM_LISTEN=127.0.0.1:{port}\n").as_bytes(),
+        format!("CAMSTREAM_LISTEN=127.0.0.1:{port}\n{viewer_tls}").as_bytes(),
         0o644,
     );
     fs::create_dir_all(s.join("out")).expect("mkdir out");
+    // The units load /etc/camstream/tls as credentials; empty: plaintext.
+    fs::create_dir_all(s.join("etc/tls")).expect("mkdir etc/tls");
 
     let mut cmd = Command::new("systemd-nspawn");
     cmd.args(["-D", "/", "--volatile=yes", "--register=no", "--keep-unit"])
@@ -995,4 +1070,10 @@ fn units_run_hardened_under_systemd() {
         recorded >= 10,
         "viewer recorded {recorded} of the agent's 20 frames\n{context}"
     );
+    if tls {
+        assert!(
+            journal.contains("over TLS") && journal.contains("TLS 1.3 only"),
+            "the units did not speak TLS\n{context}"
+        );
+    }
 }
