@@ -28,6 +28,11 @@ Sections:
            source at level 9 against the original design fed the same JPEGs,
            JPEG decode/encode against cv2.imdecode/imencode, and the viewer's
            decode of a JPEG body against a gzip-BMP one.
+  tls      TLS 1.3 against plaintext, our binaries only, alternated each round:
+           the agent's CPU per 640x480 frame (into a headless viewer, both
+           ways), and the viewer's CPU per frame and slowest camera with 16
+           cameras x 640x480 x 30 fps (loadgen --tls-*). Certificates from
+           camstream-cert.
 
 Nothing here asserts: it prints figures and marks each goal met or missed.
 """
@@ -38,6 +43,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -441,15 +447,16 @@ def received_fps_from_viewer(stderr):
     return {cam: statistics.median(v[1:-1] if len(v) >= 4 else v) for cam, v in per_cam.items()}
 
 
-def server_run(kind, py, n, fps, seconds, frame, tag, cfg):
+def server_run(kind, py, n, fps, seconds, frame, tag, cfg, tls=None):
     if kind == "py":
         server = Proc(f"pyserver-{tag}", [py, HERE / "ref_server.py", "--listen", "127.0.0.1:0"])
     else:
         server = Proc(f"viewer-{tag}", [BIN / "viewer", "--listen", "127.0.0.1:0", "--headless",
-                                        "--max-clients", max(16, n), "--stats-interval", cfg.stats_interval])
+                                        "--max-clients", max(16, n), "--stats-interval", cfg.stats_interval]
+                      + (tls["viewer"] if tls else []))
     addr = listening_addr(server)
     gen = Proc(f"loadgen-{tag}", [BIN / "loadgen", "send", "--server", addr, "--clients", n, "--fps", fps,
-                                  "--seconds", seconds, "--frame", frame])
+                                  "--seconds", seconds, "--frame", frame] + (tls["client"] if tls else []))
     # Wait until every client is connected (the generator connects all, then starts).
     time.sleep(0.2)
     cpu0 = proc_cpu_s(server.pid)
@@ -540,6 +547,85 @@ def bench_viewer(cfg, py, prepared, rows, notes, paced=True):
             rounds.append(res)
         out[(n, fps)] = rounds
     return out
+
+
+# ---------------------------------------------------------------- tls
+
+def make_pki():
+    """CA, viewer (127.0.0.1) and one client certificate naming cameras
+    0-15 (loadgen's ids; the agent sends as 0), made by camstream-cert."""
+    d = WORK / "pki"
+    shutil.rmtree(d, ignore_errors=True)
+    cert = BIN / "camstream-cert"
+    subprocess.run([cert, "ca", "--dir", d], check=True, capture_output=True)
+    subprocess.run([cert, "viewer", "--dir", d, "--ip", "127.0.0.1"], check=True, capture_output=True)
+    ids = [a for i in range(16) for a in ("--id", str(i))]
+    subprocess.run([cert, "camera", "--dir", d] + ids, check=True, capture_output=True)
+    return {"viewer": ["--tls-cert", d / "viewer.pem", "--tls-key", d / "viewer.key", "--tls-client-ca", d / "ca.pem"],
+            "client": ["--tls-ca", d / "ca.pem", "--tls-cert", d / "camera-0.pem", "--tls-key", d / "camera-0.key"]}
+
+
+def agent_into_viewer(size, frames, tag, tls):
+    """Our agent (file source, unpaced) into a headless viewer; the agent's
+    CPU per frame. Plaintext and TLS get the same sink: our viewer."""
+    viewer = Proc(f"tlsviewer-{tag}", [BIN / "viewer", "--listen", "127.0.0.1:0", "--headless",
+                                       "--stats-interval", "0"] + (tls["viewer"] if tls else []))
+    addr = listening_addr(viewer)
+    agent = Proc(f"tlsagent-{tag}", [BIN / "agent", "--source", f"file:{FRAMES[size]}", "--size", size,
+                                     "--fps", "0", "--frames", frames, "--level", "9", "--server", addr,
+                                     "--stats-interval", "0"] + (tls["client"] if tls else []))
+    res = agent.wait(600)
+    viewer.stop(signal.SIGINT)
+    if res["code"] != 0:
+        raise RuntimeError(f"agent exited {res['code']}: {agent.stderr()[-1500:]}")
+    return {"cpu_per_frame_ms": res["cpu_s"] / frames * 1e3, "fps": frames / res["wall_s"]}
+
+
+def bench_tls(cfg, prepared):
+    """TLS against plaintext, same binaries, alternated each round: the
+    agent's CPU per frame at 640x480 gzip-9 BMP, and the viewer's CPU per
+    frame and slowest camera with 16 cameras x 640x480 x 30 fps."""
+    pki = make_pki()
+    frames = cfg.agent_frames["640x480"]
+    out = {"agent": [], "viewer": []}
+    for r in range(cfg.rounds):
+        res = {}
+        for who in (["plain", "tls"] if r % 2 == 0 else ["tls", "plain"]):
+            log(f"tls agent round {r + 1}/{cfg.rounds}: {who}")
+            res[who] = agent_into_viewer("640x480", frames, f"r{r}-{who}", pki if who == "tls" else None)
+        res["cpu_ratio"] = ratio(res["tls"]["cpu_per_frame_ms"], res["plain"]["cpu_per_frame_ms"])
+        out["agent"].append(res)
+    n = 2 if cfg.quick else 16
+    for r in range(cfg.rounds):
+        res = {}
+        for who in (["plain", "tls"] if r % 2 == 0 else ["tls", "plain"]):
+            log(f"tls viewer round {r + 1}/{cfg.rounds}: {who} ({n} cameras)")
+            res[who] = server_run("ours", None, n, cfg.fps, cfg.viewer_seconds, prepared["640x480"]["gz"],
+                                  f"tls-r{r}-{who}", cfg, tls=pki if who == "tls" else None)
+        res["cpu_ratio"] = ratio(res["tls"]["server_cpu_ms_per_frame"], res["plain"]["server_cpu_ms_per_frame"])
+        out["viewer"].append(res)
+    return out
+
+
+def tls_report(tls):
+    a, v = tls["agent"], tls["viewer"]
+
+    def m(rounds, who, key):
+        return med([x[who][key] for x in rounds if x[who].get(key) is not None])
+    L = ["", "### TLS against plaintext (issue 15)", "",
+         "| what | plaintext | TLS 1.3 | ratio (median of rounds) | goal |", "|---|---|---|---|---|"]
+    ar = med([x["cpu_ratio"] for x in a if x["cpu_ratio"]])
+    L.append(f"| agent CPU ms per frame, 640x480 gzip-9 BMP | {fmt(m(a, 'plain', 'cpu_per_frame_ms'), 2)} | "
+             f"{fmt(m(a, 'tls', 'cpu_per_frame_ms'), 2)} | {fmt(ar, 3)}x | ≤ 1.05x {goal(ar <= 1.05 if ar else None)} |")
+    vr = med([x["cpu_ratio"] for x in v if x["cpu_ratio"]])
+    L.append(f"| viewer CPU ms per frame, 16 cameras × 640x480 × 30 fps | {fmt(m(v, 'plain', 'server_cpu_ms_per_frame'), 2)} | "
+             f"{fmt(m(v, 'tls', 'server_cpu_ms_per_frame'), 2)} | {fmt(vr, 3)}x | ≤ 1.10x {goal(vr <= 1.10 if vr else None)} |")
+    slow = m(v, "tls", "per_cam_min")
+    L.append(f"| viewer slowest camera, fps | {fmt(m(v, 'plain', 'per_cam_min'), 1)} | {fmt(slow, 1)} | | "
+             f"≥ 29 with 16 TLS cameras {goal(slow >= 29 if slow is not None else None)} |")
+    L.append(f"| others' load, cores (viewer runs) | {fmt(m(v, 'plain', 'others_cores'), 2)} | "
+             f"{fmt(m(v, 'tls', 'others_cores'), 2)} | | |")
+    return "\n".join(L) + "\n"
 
 
 # ---------------------------------------------------------------- stages
@@ -1083,20 +1169,20 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny counts, 1 round (proves it runs)")
     ap.add_argument("--rounds", type=int, help="rounds per measurement (default 3; 1 with --quick)")
     ap.add_argument("--seconds", type=float, help="seconds per viewer run (default 10; 2 with --quick)")
-    ap.add_argument("--only", help="comma-separated sections: agent,viewer,unpaced,stages,formats,latency,jpeg "
-                    "(unpaced: only the viewer's 16 unpaced cameras)")
+    ap.add_argument("--only", help="comma-separated sections: agent,viewer,unpaced,stages,formats,latency,jpeg,tls "
+                    "(unpaced: only the viewer's 16 unpaced cameras; tls: TLS against plaintext)")
     ap.add_argument("--out", help="also write the markdown report to this file")
     args = ap.parse_args()
-    sections = set((args.only or "agent,viewer,stages,formats,latency,jpeg").split(","))
-    unknown = sections - {"agent", "viewer", "unpaced", "stages", "formats", "latency", "jpeg"}
+    sections = set((args.only or "agent,viewer,stages,formats,latency,jpeg,tls").split(","))
+    unknown = sections - {"agent", "viewer", "unpaced", "stages", "formats", "latency", "jpeg", "tls"}
     if unknown:
         raise SystemExit(f"unknown section(s) {sorted(unknown)}: use agent, viewer, unpaced, stages, formats, "
-                         "latency, jpeg")
+                         "latency, jpeg, tls")
     cfg = Config(args)
     py = venv_python()
     needs = {"agent": ["agent", "loadgen"], "viewer": ["viewer", "loadgen"], "unpaced": ["viewer", "loadgen"],
              "stages": ["stagebench"], "formats": ["stagebench"], "jpeg": ["agent", "loadgen", "stagebench"],
-             "latency": ["agent", "viewer"]}
+             "latency": ["agent", "viewer"], "tls": ["agent", "viewer", "loadgen", "camstream-cert"]}
     for b in sorted({b for s in sections for b in needs[s]}):
         if not (BIN / b).exists():
             raise SystemExit(f"missing {BIN / b}: run bench/run, which builds it")
@@ -1123,12 +1209,15 @@ def main():
         viewer = section("unpaced", lambda: bench_viewer(cfg, py, prepared, [], [], paced=False))
     latency = section("latency", lambda: bench_latency(cfg))
     jpeg = section("jpeg", lambda: bench_jpeg(cfg, py, prepared))
+    tls = section("tls", lambda: bench_tls(cfg, prepared))
     load_after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     text = report(cfg, agent, viewer, stages, latency, load_before, load_after, time.monotonic() - t0)
     if formats:
         text += "\n" + formats_report(formats)
     if jpeg:
         text += "\n" + jpeg_report(cfg, jpeg)
+    if tls:
+        text += tls_report(tls)
     if failures:
         text += "\n### Sections that failed\n\n" + "\n".join(f"- {f.splitlines()[0]}" for f in failures) + \
             f"\n\nLogs: {LOGS}\n"
@@ -1140,7 +1229,8 @@ def main():
                                "stages": {f"{k[0]} {k[1]}": v for k, v in (stages or {}).items()},
                                "formats": formats, "latency": latency,
                                "jpeg": jpeg and {**jpeg, "stages": {f"{k[0]} {k[1]}": v
-                                                                    for k, v in jpeg["stages"].items()}}},
+                                                                    for k, v in jpeg["stages"].items()}},
+                               "tls": tls},
                               indent=1, default=str))
     log(f"raw figures: {raw}; logs: {LOGS}")
     sys.exit(1 if failures else 0)

@@ -6,6 +6,8 @@
 //!   frame at once and counts the ticks it missed, instead of building a
 //!   backlog. The threads sleep between frames, so the generator's own CPU
 //!   is mostly the kernel's loopback copy; `bench/run` measures and reports it.
+//!   With `--tls-ca/--tls-cert/--tls-key` each camera speaks TLS 1.3
+//!   (rustls, as the agent does), for the viewer's TLS figures.
 //! - `loadgen sink`: a discard server for the agent benchmarks. It walks the
 //!   `[id][u32 BE len][body]` headers without copying bodies, so it can count
 //!   whole frames at next to no cost, and prints the count when its senders
@@ -53,6 +55,19 @@ enum Command {
         /// Camera id of the first client; the others count up from it.
         #[arg(long, default_value_t = 0)]
         first_id: u8,
+        /// Speak TLS 1.3, trusting the viewer's certificate from this CA.
+        #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+        tls_ca: Option<std::path::PathBuf>,
+        /// Client certificate (PEM); it must not name camera ids, or only
+        /// the ones sent.
+        #[arg(long)]
+        tls_cert: Option<std::path::PathBuf>,
+        /// Its key (PEM).
+        #[arg(long)]
+        tls_key: Option<std::path::PathBuf>,
+        /// The name to check in the viewer's certificate.
+        #[arg(long, default_value = "127.0.0.1")]
+        tls_server_name: String,
     },
     /// Accept connections and discard whole frames, counting them.
     Sink {
@@ -75,13 +90,50 @@ fn main() {
             seconds,
             frame,
             first_id,
-        } => send(server, clients, fps, seconds, &frame, first_id),
+            tls_ca,
+            tls_cert,
+            tls_key,
+            tls_server_name,
+        } => {
+            let tls = match (tls_ca, tls_cert, tls_key) {
+                (Some(ca), Some(cert), Some(key)) => {
+                    tls_config(&ca, &cert, &key).map(|c| Some((c, tls_server_name)))
+                }
+                _ => Ok(None),
+            };
+            tls.and_then(|tls| send(server, clients, fps, seconds, &frame, first_id, tls))
+        }
         Command::Sink { listen, conns } => sink(listen, conns),
     };
     if let Err(err) = result {
         eprintln!("loadgen: {err:#}");
         std::process::exit(1);
     }
+}
+
+/// TLS 1.3 with the ring provider and a client certificate, as the agent.
+fn tls_config(
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).context("--tls-ca")? {
+        roots.add(c.context("--tls-ca")?)?;
+    }
+    let chain = CertificateDer::pem_file_iter(cert)
+        .context("--tls-cert")?
+        .collect::<Result<Vec<_>, _>>()
+        .context("--tls-cert")?;
+    let key = PrivateKeyDer::from_pem_file(key).context("--tls-key")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    Ok(Arc::new(config))
 }
 
 /// What one camera thread did.
@@ -99,6 +151,7 @@ fn send(
     seconds: f64,
     frame: &std::path::Path,
     first_id: u8,
+    tls: Option<(Arc<rustls::ClientConfig>, String)>,
 ) -> Result<()> {
     if clients == 0 || clients > 256 {
         bail!("--clients {clients} is out of range 1..=256");
@@ -129,6 +182,20 @@ fn send(
         stream
             .set_write_timeout(Some(Duration::from_secs(5)))
             .context("write timeout")?;
+        let stream: Box<dyn Write + Send> = match &tls {
+            None => Box::new(stream),
+            Some((config, name)) => {
+                let name = rustls::pki_types::ServerName::try_from(name.clone())
+                    .context("--tls-server-name")?;
+                let mut conn = rustls::ClientConnection::new(config.clone(), name)?;
+                let mut sock = stream;
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut sock)
+                        .with_context(|| format!("client {i}: TLS handshake"))?;
+                }
+                Box::new(rustls::StreamOwned::new(conn, sock))
+            }
+        };
         streams.push(stream);
     }
 
