@@ -937,7 +937,11 @@ fn units_run_hardened(tls: bool) {
         let dir = s.join("etc/tls");
         let dir = dir.to_str().expect("utf-8 path");
         let cert = |args: &[&str]| {
-            run_ok(Command::new(bin_dir().join("camstream-cert")).args(args).args(["--dir", dir]))
+            run_ok(
+                Command::new(bin_dir().join("camstream-cert"))
+                    .args(args)
+                    .args(["--dir", dir]),
+            )
         };
         cert(&["ca"]);
         cert(&["viewer", "--ip", "127.0.0.1"]);
