@@ -347,7 +347,9 @@ impl Read for TlsStream {
                     self.plaintext_len = self.plaintext_len.saturating_sub(n);
                     return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Nothing decrypted is waiting, whatever was counted: a
+                // stale count would make the loop poll with no timeout.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.plaintext_len = 0,
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     return if self.tls.is_handshaking() {
                         Err(io::Error::new(
