@@ -73,7 +73,25 @@ def write(target, name, data):
     (d / name).write_bytes(data)
 
 
+def raw_convert_seeds():
+    """raw_convert: byte 0 the format (PixelFormat::ALL's raw ones in order:
+    YUYV UYVY YVYU NV12 NV21 YU12 YV12 RGB3 BGR3 GREY), bytes 1-2 the width,
+    3 the height, 4 the bytesperline padding, then the frame's bytes."""
+    rng = np.random.default_rng(12)
+
+    def seed(name, fmt, w, h, pad, n):
+        head = bytes([fmt]) + struct.pack("<H", w) + bytes([h, pad])
+        write("raw_convert", name, head + rng.integers(0, 256, n, dtype=np.uint8).tobytes())
+
+    seed("yuyv_34x3", 0, 34, 3, 0, 34 * 3 * 2)
+    seed("nv12_34x4_padded", 3, 34, 4, 6, 40 * 4 + 40 * 2)
+    seed("yv12_36x2", 6, 36, 2, 0, 36 * 2 * 3 // 2)
+    seed("rgb3_21x2_padded", 7, 21, 2, 5, 68 + 63)
+    seed("grey_17x3_short", 9, 17, 3, 0, 17 * 3 - 1)
+
+
 def main():
+    raw_convert_seeds()
     bgr = crop("coffee_640x480_noise", 640, 480, 300, 200, 24, 16)
     odd = crop("astronaut_1280x720_noise", 1280, 720, 600, 300, 13, 7)
     bars = crop("bars75_640x480", 640, 480, 0, 100, 640, 2)[:, ::20]  # 32x2, every bar
