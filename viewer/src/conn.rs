@@ -839,6 +839,51 @@ mod tests {
 
     impl Stream for Staged {}
 
+    /// A stream whose peer's certificate names `ids` (what TLS reports).
+    struct Named {
+        staged: Staged,
+        ids: CameraIds,
+    }
+
+    impl Read for Named {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.staged.read(buf)
+        }
+    }
+
+    impl Stream for Named {
+        fn camera_ids(&self) -> Option<CameraIds> {
+            Some(self.ids)
+        }
+    }
+
+    /// Issue 15: a certificate for camera 3 must not carry frames of
+    /// camera 4, and the header alone condemns them.
+    #[test]
+    fn a_header_for_a_camera_the_certificate_does_not_name_is_refused_at_once() {
+        let ids = CameraIds::from_dns_names(["camstream-camera-3.invalid"]);
+        let mut bytes = frame_bytes(3, b"ok");
+        // Camera 4's header and only the start of its body.
+        bytes.extend_from_slice(&frame_bytes(4, &[9; 500])[..8]);
+        let staged = Staged::new(bytes);
+        let peer = "127.0.0.1:9".parse().unwrap();
+        let now = Instant::now();
+        let mut conn = Conn::from_stream(Named { staged, ids }, peer, MAX_BODY_LEN, IDLE, now);
+        let mut frames = Vec::new();
+        let end = conn.read_some(now, ANY, &mut frames, &mut Vec::new());
+        assert_eq!(seqs_and_bodies(&frames), [(0, 3, &b"ok"[..])]);
+        match end {
+            Err(Close::Error(e @ CloseError::NotItsCamera { id: 4, .. })) => assert!(
+                e.to_string().starts_with(
+                    "a frame for camera 4, but its TLS certificate names camera 3 only"
+                ),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(conn.camera_id(), Some(4), "the log line names the id sent");
+    }
+
     /// Issue 16: every body used to grow a fresh buffer through the input
     /// buffer, about 0.3 ms a frame in page faults and copies.
     #[test]
