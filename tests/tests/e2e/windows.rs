@@ -446,6 +446,39 @@ fn camera_2_never_dropped(viewer: &LoggedChild, mark: usize) {
     assert!(hurt.is_none(), "camera 2 was dropped: {hurt:?}");
 }
 
+/// Camera 1, a 320x240 pattern agent at 15 fps sending to `addr`, once its
+/// window shows the bars. Returns the agent and the window.
+fn camera_1_showing_bars(
+    x: &Xvfb,
+    viewer: &LoggedChild,
+    addr: SocketAddr,
+) -> (LoggedChild, XWindow) {
+    let agent = start_pattern_agent(addr, 1, "320x240", 15, &["--workers", "1"]);
+    let win = wait_until(Duration::from_secs(60), || camera_window(x, 1))
+        .unwrap_or_else(|| panic!("no window for camera 1:\n{}", viewer.tail(20)));
+    wait_for_bars(x, &win);
+    (agent, win)
+}
+
+/// Camera 2 came through what happened after `mark`: its window shows
+/// frames past `before` and no line says it was dropped.
+fn camera_2_went_on(x: &Xvfb, viewer: &LoggedChild, win2: &XWindow, before: u32, mark: usize) {
+    let after = camera_2_keeps_updating(x, win2, before);
+    camera_2_never_dropped(viewer, mark);
+    println!("camera 2 went on from frame {before} to {after}");
+}
+
+/// Camera 1's agent reconnected after it lost `old`: a new connection, so a
+/// new peer in the title, and the new window shows the bars.
+fn camera_1_back_in_a_new_window(x: &Xvfb, viewer: &LoggedChild, old: &XWindow) {
+    let old_peer = peer_in_title(&old.name).map(str::to_owned);
+    let back = wait_until(Duration::from_secs(60), || {
+        camera_window(x, 1).filter(|w| peer_in_title(&w.name) != old_peer.as_deref())
+    })
+    .unwrap_or_else(|| panic!("camera 1 never got a window again:\n{}", viewer.tail(20)));
+    wait_for_bars(x, &back);
+}
+
 /// Issue 16: a client alternating two frame sizes made the poll thread
 /// create a new window, a new X connection, for every frame. Windows now
 /// scale their pictures, so a size change reuses the window: the client
@@ -486,9 +519,7 @@ fn a_client_alternating_frame_sizes_keeps_one_window_and_others_go_on() {
     );
     println!("camera 5 sent {sent} frames of two sizes into one window");
     assert!(viewer.try_status().is_none(), "the viewer stopped");
-    let after = camera_2_keeps_updating(&x, &win2, before);
-    camera_2_never_dropped(&viewer, mark);
-    println!("camera 2 went on from frame {before} to {after}");
+    camera_2_went_on(&x, &viewer, &win2, before, mark);
 }
 
 /// Issue 16: `display.show(..)?` ended the whole viewer when one camera's
@@ -533,9 +564,7 @@ fn a_window_the_x_server_refuses_costs_that_camera_only() {
 
     // Screenshots and xwininfo are X clients too: free the slots first.
     drop(held);
-    let after = camera_2_keeps_updating(&x, &win2, before);
-    camera_2_never_dropped(&viewer, mark);
-    println!("camera 2 went on from frame {before} to {after}");
+    camera_2_went_on(&x, &viewer, &win2, before, mark);
 
     // With room again, a camera gets its window.
     let again = SizeClient::start(addr, 6, &[(160, 120)]);
@@ -554,10 +583,7 @@ fn a_window_the_x_server_refuses_costs_that_camera_only() {
 fn a_window_killed_with_xkill_costs_that_camera_only() {
     let x = Xvfb::start(1280, 1024);
     let (mut viewer, addr, _agent2, win2, before) = viewer_with_camera_2(&x);
-    let _agent1 = start_pattern_agent(addr, 1, "320x240", 15, &["--workers", "1"]);
-    let win1 = wait_until(Duration::from_secs(60), || camera_window(&x, 1))
-        .unwrap_or_else(|| panic!("no window for camera 1:\n{}", viewer.tail(20)));
-    wait_for_bars(&x, &win1);
+    let (_agent1, win1) = camera_1_showing_bars(&x, &viewer, addr);
     let mark = viewer.line_count();
 
     x.kill_client(win1.id);
@@ -571,17 +597,10 @@ fn a_window_killed_with_xkill_costs_that_camera_only() {
         "the viewer stopped:\n{}",
         viewer.tail(20)
     );
-    let after = camera_2_keeps_updating(&x, &win2, before);
-    camera_2_never_dropped(&viewer, mark);
-    println!("camera 2 went on from frame {before} to {after}");
+    camera_2_went_on(&x, &viewer, &win2, before, mark);
 
     // The agent reconnects; a new connection, so a new peer in the title.
-    let old_peer = peer_in_title(&win1.name).map(str::to_owned);
-    let back = wait_until(Duration::from_secs(60), || {
-        camera_window(&x, 1).filter(|w| peer_in_title(&w.name) != old_peer.as_deref())
-    })
-    .unwrap_or_else(|| panic!("camera 1 never got a window again:\n{}", viewer.tail(20)));
-    wait_for_bars(&x, &back);
+    camera_1_back_in_a_new_window(&x, &viewer, &win1);
     assert!(viewer.try_status().is_none(), "the viewer stopped");
 }
 
@@ -595,10 +614,7 @@ fn a_window_killed_with_xkill_costs_that_camera_only() {
 fn an_x_protocol_error_on_one_window_costs_that_camera_only() {
     let x = Xvfb::start(1280, 1024);
     let (mut viewer, addr, _agent2, win2, before) = viewer_with_camera_2(&x);
-    let _agent1 = start_pattern_agent(addr, 1, "320x240", 15, &["--workers", "1"]);
-    let win1 = wait_until(Duration::from_secs(60), || camera_window(&x, 1))
-        .unwrap_or_else(|| panic!("no window for camera 1:\n{}", viewer.tail(20)));
-    wait_for_bars(&x, &win1);
+    let (_agent1, win1) = camera_1_showing_bars(&x, &viewer, addr);
     let mark = viewer.line_count();
 
     x.run("xdotool", &["windowclose", &win1.id.to_string()]);
@@ -616,15 +632,8 @@ fn an_x_protocol_error_on_one_window_costs_that_camera_only() {
         "the viewer stopped:\n{}",
         viewer.tail(20)
     );
-    let after = camera_2_keeps_updating(&x, &win2, before);
-    camera_2_never_dropped(&viewer, mark);
-    println!("camera 2 went on from frame {before} to {after}");
-    let old_peer = peer_in_title(&win1.name).map(str::to_owned);
-    let back = wait_until(Duration::from_secs(60), || {
-        camera_window(&x, 1).filter(|w| peer_in_title(&w.name) != old_peer.as_deref())
-    })
-    .unwrap_or_else(|| panic!("camera 1 never got a window again:\n{}", viewer.tail(20)));
-    wait_for_bars(&x, &back);
+    camera_2_went_on(&x, &viewer, &win2, before, mark);
+    camera_1_back_in_a_new_window(&x, &viewer, &win1);
 }
 
 /// The frames recorded so far for cameras 1 and 2.
@@ -650,10 +659,7 @@ fn a_stopped_x_server_freezes_the_windows_only() {
     let record_dir = record.path().to_str().expect("utf-8 temp dir").to_owned();
     let (mut viewer, addr, _agent2, win2, _) =
         viewer_with_camera_2_and(&x, &["--record", &record_dir, "--stats-interval", "1"]);
-    let _agent1 = start_pattern_agent(addr, 1, "320x240", 15, &["--workers", "1"]);
-    let win1 = wait_until(Duration::from_secs(60), || camera_window(&x, 1))
-        .unwrap_or_else(|| panic!("no window for camera 1:\n{}", viewer.tail(20)));
-    wait_for_bars(&x, &win1);
+    let (_agent1, _) = camera_1_showing_bars(&x, &viewer, addr);
     let shot = wait_for_bars(&x, &win2);
     let shown_before = read_counter(&shot, &win2).expect("camera 2's counter on screen");
 
@@ -840,10 +846,7 @@ fn a_resized_window_keeps_the_aspect_ratio() {
         .args(["--max-clients", "4"]);
     x.env(&mut cmd);
     let (viewer, addr) = start_viewer_cmd(cmd);
-    let _agent = start_pattern_agent(addr, 1, "320x240", 15, &["--workers", "1"]);
-    let win = wait_until(Duration::from_secs(60), || camera_window(&x, 1))
-        .unwrap_or_else(|| panic!("no window for camera 1:\n{}", viewer.tail(20)));
-    wait_for_bars(&x, &win);
+    let (_agent, win) = camera_1_showing_bars(&x, &viewer, addr);
     let hints =
         String::from_utf8_lossy(&x.run("xprop", &["-id", &win.id.to_string(), "WM_NORMAL_HINTS"]))
             .into_owned();
@@ -897,8 +900,5 @@ fn the_viewer_starts_on_an_x_server_that_resets() {
         drop(viewer);
     }
     let (viewer, addr) = start();
-    let _agent = start_pattern_agent(addr, 1, "320x240", 15, &["--workers", "1"]);
-    let win = wait_until(Duration::from_secs(60), || camera_window(&x, 1))
-        .unwrap_or_else(|| panic!("no window for camera 1:\n{}", viewer.tail(20)));
-    wait_for_bars(&x, &win);
+    let (_agent, _) = camera_1_showing_bars(&x, &viewer, addr);
 }
