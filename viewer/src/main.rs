@@ -21,6 +21,7 @@
 //!                           └─ (Link reads a conn's figures for the hub)
 //!
 //! allow: a leaf, used by main, cli, server and http (the --allow list)
+//! deadline: a leaf, used by server and http::serve (poll's timeout)
 //! ConnId (here): the name the server gives a connection, and the one
 //!                that decode and display keep their state under
 //! ```
@@ -67,6 +68,7 @@
 mod allow;
 mod cli;
 mod conn;
+mod deadline;
 mod decode;
 mod display;
 mod http;

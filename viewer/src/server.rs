@@ -355,15 +355,7 @@ impl Server {
         if let Some(t) = self.display.as_ref().and_then(Display::next_poll) {
             consider(t);
         }
-        match next {
-            None => PollTimeout::NONE,
-            Some(t) => {
-                // Round up, so a deadline 0.4 ms away does not spin at 0 ms.
-                let wait = t.saturating_duration_since(now);
-                let ms = wait.as_micros().div_ceil(1000);
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-            }
-        }
+        crate::deadline::timeout_until(next, now)
     }
 
     fn accept(&mut self, now: Instant) {

@@ -34,6 +34,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use super::hub::{Hub, Jpeg};
 use super::render;
 use crate::allow::AllowList;
+use crate::deadline;
 use crate::peer_log::{PeerLog, Verdict};
 use crate::ConnId;
 
@@ -231,13 +232,7 @@ impl Loop {
             .chain(self.accept_paused_until)
             .chain(self.complaints.next_flush())
             .min();
-        match next {
-            None => PollTimeout::NONE,
-            Some(t) => {
-                let ms = t.saturating_duration_since(now).as_micros().div_ceil(1000);
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-            }
-        }
+        deadline::timeout_until(next, now)
     }
 
     fn accept(&mut self, now: Instant) {
