@@ -608,13 +608,12 @@ impl Loop {
             // keeps the last frame; the page drops it on its next poll).
             match self.clients.get_mut(&id) {
                 Some(client) if matches!(client.phase, Phase::Snapshot { .. }) => {
-                    let reply = request::response(
+                    client.end_snapshot(
                         "404 Not Found",
-                        "text/plain",
                         b"the camera left before its next frame\n",
                         false,
+                        now,
                     );
-                    client.reply(reply, now);
                     self.watchers_dirty = true;
                 }
                 _ => self.close(id, None),
@@ -668,13 +667,12 @@ impl Loop {
                     );
                 }
                 Phase::Snapshot { head_only, .. } if !client.out.pending() => {
-                    let reply = request::response(
+                    client.end_snapshot(
                         "504 Gateway Timeout",
-                        "text/plain",
                         b"the camera sent no frame in time\n",
                         head_only,
+                        now,
                     );
-                    client.reply(reply, now);
                     self.watchers_dirty = true;
                 }
                 _ => {
@@ -818,6 +816,12 @@ impl Client {
         self.out = Out::head(bytes);
         self.deadline = now + STALL_TIMEOUT;
         let _ = self.write(now);
+    }
+
+    /// Answers a snapshot that will get no frame with a plain-text `status`
+    /// saying `why`; it no longer watches its camera.
+    fn end_snapshot(&mut self, status: &str, why: &[u8], head_only: bool, now: Instant) {
+        self.reply(request::response(status, "text/plain", why, head_only), now);
     }
 
     /// Writes what the socket takes now; progress moves the deadline.
