@@ -196,13 +196,7 @@ fn unplug_script(port: u16, extra: &str) -> String {
 /agent --device /dev/video0 --server 10.0.2.2:{port} --size 640x480 --fps 25 --id 11 \
     --stats-interval 0 {extra} > /tmp/agent.log 2>&1 &
 pid=$!
-# Wait (at most 60 s) until the agent holds /dev/video0 open.
-i=0
-until ls -l /proc/$pid/fd 2>/dev/null | grep -q /dev/video0; do
-    i=$((i+1)); [ $i -gt 600 ] && {{ echo 'agent never opened /dev/video0'; cat /tmp/agent.log; exit 95; }}
-    kill -0 $pid 2>/dev/null || {{ echo 'agent exited before opening the device'; cat /tmp/agent.log; exit 96; }}
-    sleep 0.1
-done
+{AWAIT_AGENT_HOLDS_VIDEO0}
 # Let it stream for a while before the unplug.
 sleep 3
 kill -0 $pid 2>/dev/null || {{ echo 'agent exited while streaming'; cat /tmp/agent.log; exit 97; }}
@@ -231,6 +225,33 @@ const PRINT_AGENT_LOG: &str = "echo '---- agent log ----'
 cat /tmp/agent.log
 echo '---- end ----'
 ";
+
+/// Guest script: waits (at most 60 s) until the background agent `$pid`
+/// holds /dev/video0 open; exits 95 if it never does, 96 if it exits first.
+const AWAIT_AGENT_HOLDS_VIDEO0: &str = "i=0
+until ls -l /proc/$pid/fd 2>/dev/null | grep -q /dev/video0; do
+    i=$((i+1)); [ $i -gt 600 ] && { echo 'agent never opened /dev/video0'; cat /tmp/agent.log; exit 95; }
+    kill -0 $pid 2>/dev/null || { echo 'agent exited before opening the device'; cat /tmp/agent.log; exit 96; }
+    sleep 0.1
+done";
+
+/// Guest script: SIGTERM to the background agent `$pid` (SIGKILL if it is
+/// still there 15 s later) and its status as `AGENT_EXIT`, which
+/// [`assert_sigterm_exit_0`] checks.
+const STOP_AGENT_WITH_SIGTERM: &str = "kill -TERM $pid
+( sleep 15; kill -9 $pid 2>/dev/null ) &
+wait $pid
+echo AGENT_EXIT=$?";
+
+/// The agent stopped by [`STOP_AGENT_WITH_SIGTERM`] exited with status 0.
+fn assert_sigterm_exit_0(run: &GuestRun) {
+    assert_eq!(
+        run.value("AGENT_EXIT"),
+        Some("0"),
+        "SIGTERM must stop the agent with status 0\n{}",
+        run.tail(60)
+    );
+}
 
 /// Reads an agent's `/proc/PID/stat` CPU ticks (utime + stime) in the guest.
 const CPU_TICKS_FN: &str = "cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }\n";
@@ -375,21 +396,13 @@ fn agent_reopen_after_a_fatal_streaming_error_is_not_busy() {
 /agent --device /dev/video0 --server 10.0.2.2:{port} --size 640x480 --fps 10 --id 13 \
     --stats-interval 0 --reopen --metrics 127.0.0.1:9101 > /tmp/agent.log 2>&1 &
 pid=$!
-i=0
-until ls -l /proc/$pid/fd 2>/dev/null | grep -q /dev/video0; do
-    i=$((i+1)); [ $i -gt 600 ] && {{ echo 'agent never opened /dev/video0'; cat /tmp/agent.log; exit 95; }}
-    kill -0 $pid 2>/dev/null || {{ echo 'agent exited before opening the device'; cat /tmp/agent.log; exit 96; }}
-    sleep 0.1
-done
+{AWAIT_AGENT_HOLDS_VIDEO0}
 sleep 3
 /usr/bin/v4l2-ctl -d /dev/video0 -c inject_fatal_streaming_error=1 || {{ echo 'cannot inject the error'; exit 98; }}
 /usr/bin/v4l2-ctl -d /dev/video0 -c test_pattern=1 || {{ echo 'cannot set test_pattern'; exit 99; }}
 sleep 8
 echo CAMERA_LOSSES=$(busybox wget -qO- http://127.0.0.1:9101/metrics | grep '^camstream_agent_camera_losses_total' | cut -d' ' -f2)
-kill -TERM $pid
-( sleep 15; kill -9 $pid 2>/dev/null ) &
-wait $pid
-echo AGENT_EXIT=$?
+{STOP_AGENT_WITH_SIGTERM}
 {PRINT_AGENT_LOG}"
     );
     let run = run_agent_in_guest(&script, Duration::from_secs(180));
@@ -414,12 +427,7 @@ echo AGENT_EXIT=$?
         sessions >= 2,
         "{sessions} capture sessions: the agent never streamed again after the error\n{log}"
     );
-    assert_eq!(
-        run.value("AGENT_EXIT"),
-        Some("0"),
-        "SIGTERM must stop the agent with status 0\n{}",
-        run.tail(60)
-    );
+    assert_sigterm_exit_0(&run);
     let (bars_75, bars_100) = check_recorded_bars(viewer.record_dir(), 640, 480);
     eprintln!("{test}: {bars_75} frames before the error, {bars_100} after the reopen");
     assert!(
@@ -470,10 +478,7 @@ if ls -l /proc/$pid/fd 2>/dev/null | grep -q /dev/video0; then
 else
     echo REOPENED_AFTER_S=never
 fi
-kill -TERM $pid
-( sleep 15; kill -9 $pid 2>/dev/null ) &
-wait $pid
-echo AGENT_EXIT=$?
+{STOP_AGENT_WITH_SIGTERM}
 {PRINT_AGENT_LOG}",
         unplug_script(viewer.addr.port(), "--reopen")
     );
@@ -514,12 +519,7 @@ echo AGENT_EXIT=$?
         reopened, "never",
         "the agent did not reopen /dev/video0 within 30 s of the camera coming back\n{log}"
     );
-    assert_eq!(
-        run.value("AGENT_EXIT"),
-        Some("0"),
-        "SIGTERM must stop the agent with status 0\n{}",
-        run.tail(60)
-    );
+    assert_sigterm_exit_0(&run);
     let (bars_75, bars_100) = check_recorded_bars(viewer.record_dir(), 640, 480);
     assert!(
         bars_75 > 0,
