@@ -46,6 +46,29 @@ struct Mapping {
     len: usize,
 }
 
+/// Maps `len` bytes of `device` from `offset`, shared and writable: how a
+/// capture buffer is mapped.
+///
+/// # Safety
+///
+/// `len` and `offset` must name memory the device can map (for a capture
+/// buffer, what VIDIOC_QUERYBUF gave), and the mapping must be unmapped
+/// once, by a [`Stream`] holding it.
+unsafe fn map_buffer(device: &Device, len: usize, offset: libc::off_t) -> io::Result<*mut c_void> {
+    // SAFETY: a new mapping at an address the kernel picks: it overlaps
+    // nothing of ours; the caller upholds the rest.
+    unsafe {
+        v4l2::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            device.handle().fd(),
+            offset,
+        )
+    }
+}
+
 /// The buffers of one capture session, mapped into our memory.
 pub struct Stream<'d> {
     device: &'d Device,
@@ -70,18 +93,9 @@ impl<'d> Stream<'d> {
             // SAFETY: VIDIOC_QUERYBUF reads and rewrites one v4l2_buffer.
             unsafe { stream.ioctl(vidioc::VIDIOC_QUERYBUF, &mut buf)? };
             let len = buf.length as usize;
-            // SAFETY: maps `len` bytes of the device at the offset the driver
-            // gave for this buffer; `m.offset` is the union member MMAP uses.
-            let ptr = unsafe {
-                v4l2::mmap(
-                    ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    device.handle().fd(),
-                    buf.m.offset as libc::off_t,
-                )?
-            };
+            // SAFETY: the length and offset the driver gave for this
+            // buffer; `m.offset` is the union member MMAP uses.
+            let ptr = unsafe { map_buffer(device, len, buf.m.offset as libc::off_t)? };
             stream.buffers.push(Mapping { ptr, len });
         }
         if stream.buffers.is_empty() {
@@ -319,19 +333,9 @@ mod tests {
 
         let device = Device::with_path(&path).unwrap();
         let len = 8192;
-        // SAFETY: a fresh shared mapping of the device's own fd, as mmap
-        // streaming makes; the stream unmaps it.
-        let ptr = unsafe {
-            v4l2::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                device.handle().fd(),
-                0,
-            )
-            .unwrap()
-        };
+        // SAFETY: the whole file, mapped as mmap streaming maps a buffer;
+        // the stream unmaps it.
+        let ptr = unsafe { map_buffer(&device, len, 0).unwrap() };
         assert_eq!(
             (fds(), maps()),
             (1, 1),
