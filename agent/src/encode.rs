@@ -2,7 +2,7 @@
 //! the send buffer behind a wire header.
 //!
 //! - `--encoding gzip-bmp` (the original format): raw frame → BMP (BGR rows
-//!   written straight into the file; [`Encoder::to_bmp`] is the one place a
+//!   written straight into the file; [`to_bmp`] is the one place a
 //!   capture format is turned into a BMP, MJPG by decoding it) → gzip.
 //! - `--encoding jpeg`: raw frame → BGR → JPEG at `--quality`; an MJPG
 //!   frame is passed through: checked (SOI, a sane frame header, EOI),
