@@ -17,6 +17,10 @@ use crate::allow::Cidr;
 /// Where to listen: 127.0.0.1 accepts this machine only; an interface's own
 /// address (e.g. 192.168.1.10) accepts that network only; 0.0.0.0 or [::]
 /// accepts every source, best combined with --allow.
+// These doc comments are `--help`, which clap prints verbatim: `[::]` is
+// the IPv6 any-address and `<ID>` a placeholder, not a link or an HTML tag
+// (escaping them for rustdoc would print the escapes in `--help`).
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 pub struct Args {
