@@ -10,7 +10,8 @@
 //! - The same client with a camera certificate streams frames the viewer
 //!   records byte for byte.
 //! - Our agent verifies an OpenSSL server, and refuses one whose name,
-//!   CA or validity is wrong, and a viewer that speaks no TLS, saying what to do.
+//!   CA or validity is wrong, and a viewer that speaks no TLS, saying what to
+//!   do; it also says so when the viewer refuses its certificate.
 //! - openssl-made certificates work in both directions.
 //! - A proxy flipping one byte mid-stream: that connection closes with a
 //!   TLS error, the other camera goes on.
@@ -380,7 +381,7 @@ fn the_agent_verifies_an_openssl_server_and_says_what_is_wrong() {
 }
 
 #[test]
-fn the_agent_says_what_to_do_about_an_expired_viewer_or_one_without_tls() {
+fn the_agent_says_what_to_do_about_a_viewer_expired_refusing_it_or_without_tls() {
     let pki = Pki::helper(&[3]);
     // Re-issue the viewer's certificate, expired yesterday.
     let ca_key =
@@ -415,6 +416,33 @@ fn the_agent_says_what_to_do_about_an_expired_viewer_or_one_without_tls() {
         agent.tail(10)
     );
     assert_eq!(viewer.recorded(3), 0);
+
+    // A viewer that trusts another CA for its clients: TLS 1.3 says so
+    // only after the handshake, and the agent still reports it.
+    let other = Pki::helper(&[3]);
+    let picky = RecordingViewer::start(&[
+        "--tls-cert",
+        &other.s("viewer.pem"),
+        "--tls-key",
+        &other.s("viewer.key"),
+        "--tls-client-ca",
+        &other.s("ca.pem"),
+    ]);
+    let args = [
+        vec!["--tls-ca".to_owned(), other.s("ca.pem")],
+        pki.agent_args("camera-3")[2..].to_vec(),
+        vec!["--tls-server-name".into(), "viewer.test".into()],
+    ]
+    .concat();
+    let agent = start_pattern_agent(picky.addr, 3, "320x240", 15, &strs(&args));
+    assert!(
+        agent
+            .wait_for_line("the viewer refused this agent's certificate", PATIENCE)
+            .is_some(),
+        "{}",
+        agent.tail(10)
+    );
+    assert_eq!(picky.recorded(3), 0);
 
     let plain = RecordingViewer::start(&[]);
     let agent = tls_agent(
