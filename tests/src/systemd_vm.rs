@@ -1,5 +1,6 @@
-//! The hot-plug guest: systemd as PID 1 on a small Debian bookworm root, on
-//! the vivid rig's kernel, under QEMU (TCG). udev, systemd and the network
+//! The hot-plug guest: systemd as PID 1 on a small Debian root, on the vivid
+//! rigs' kernels, under QEMU (TCG): bookworm on amd64, trixie on an emulated
+//! Cortex-A72 (arm64). udev, systemd and the network
 //! run as on a camera node, so the whole chain (vivid appears, udev's rules
 //! and ours tag it, systemd starts `camera-agent@video0.service`) is real.
 //! The scripts live in `tests/vm/systemd/` (`setup.sh` makes and caches the
@@ -8,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::vm::{run_script, vm_dir, GuestRun, SKIP_ENV};
@@ -19,44 +19,62 @@ pub fn systemd_vm_dir() -> PathBuf {
     vm_dir().join("systemd")
 }
 
-/// Whether the hot-plug guest tests should run: `false` (after saying so)
-/// only when [`SKIP_ENV`] is `1`, as for the vivid VM; a missing root file
-/// system or kernel fails the test with the setup command.
-pub fn systemd_vm_enabled(test: &str) -> bool {
+/// The Debian architectures the hot-plug guest comes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+impl Arch {
+    /// The name `setup.sh --arch` and `run.sh --arch` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+}
+
+/// Whether the hot-plug guest tests for `arch` should run: `false` (after
+/// saying so) only when [`SKIP_ENV`] is `1`, as for the vivid VM; a missing
+/// root file system or kernel fails the test with the setup command.
+pub fn systemd_vm_enabled(test: &str, arch: Arch) -> bool {
     if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
         eprintln!("SKIPPED {test}: {SKIP_ENV}=1 is set, so the VM tests do not run");
         return false;
     }
-    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
-    let check = CHECK.get_or_init(|| {
-        let out = Command::new(systemd_vm_dir().join("setup.sh"))
-            .arg("--check")
-            .output()
-            .map_err(|e| format!("cannot run tests/vm/systemd/setup.sh --check: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    });
-    if let Err(why) = check {
+    let out = Command::new(systemd_vm_dir().join("setup.sh"))
+        .args(["--arch", arch.name(), "--check"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tests/vm/systemd/setup.sh --check: {e}"));
+    if !out.status.success() {
         panic!(
-            "{test}: the hot-plug guest is not set up: {why}\n\
-             run `tests/vm/systemd/setup.sh` (as root: debootstraps a small Debian root into \
-             /var/cache/camstream/vm-systemd/), or set {SKIP_ENV}=1 to skip the VM tests on purpose"
+            "{test}: the {arch} hot-plug guest is not set up: {}\n\
+             run `tests/vm/systemd/setup.sh --arch {arch}` (as root: debootstraps a small Debian \
+             root into /var/cache/camstream/vm-systemd/), or set {SKIP_ENV}=1 to skip the VM tests \
+             on purpose",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            arch = arch.name()
         );
     }
     true
 }
 
-/// Boots the guest with `files` (host path, guest path) copied in, runs
+/// Boots the `arch` guest with `files` (host path, guest path) copied in, runs
 /// `script` under `/bin/sh` as root from a oneshot service once the network
 /// is online, and returns its status and the console. In the guest,
 /// `VIVID_WEBCAM` holds vivid's parameters for one webcam-like node; the
 /// host's 127.0.0.1 is 10.0.2.2.
-pub fn run_systemd_guest(script: &str, files: &[(&Path, &str)], timeout: Duration) -> GuestRun {
+pub fn run_systemd_guest(
+    arch: Arch,
+    script: &str,
+    files: &[(&Path, &str)],
+    timeout: Duration,
+) -> GuestRun {
     let mut cmd = Command::new(systemd_vm_dir().join("run.sh"));
-    cmd.args(["--timeout", &timeout.as_secs().max(1).to_string()]);
+    cmd.args(["--arch", arch.name()])
+        .args(["--timeout", &timeout.as_secs().max(1).to_string()]);
     for (host, guest) in files {
         cmd.arg("--file").arg(format!("{}:{guest}", host.display()));
     }

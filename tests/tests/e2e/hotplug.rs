@@ -1,5 +1,6 @@
 //! The hot-plug chain, booted for real: a guest running systemd as PID 1
-//! (Debian bookworm, the vivid rig's kernel, under QEMU) installs the
+//! (under QEMU: Debian bookworm on the vivid rig's amd64 kernel, and Debian
+//! trixie on an emulated Cortex-A72 with trixie's arm64 kernel) installs the
 //! camstream-agent package that `packaging/build-deb.sh` makes, is pointed at
 //! a headless viewer on the host, and then gets a camera: vivid is loaded.
 //! Nothing else starts the agent: udev's rules and ours tag the new node,
@@ -17,13 +18,16 @@
 //! node stays registered (it only answers ENODEV), so the device unit stays
 //! and the agent is restarted until the unit's start limit gives up.
 //!
-//! Setup once: `tests/vm/setup.sh` and `tests/vm/systemd/setup.sh` (as root;
-//! ./run-tests does both). `CAMSTREAM_SKIP_VM=1` skips this on purpose. Run
+//! Setup once: `tests/vm/systemd/setup.sh` and `tests/vm/systemd/setup.sh
+//! --arch arm64` (as root; ./run-tests does both; each sets up its kernel's
+//! rig first). `CAMSTREAM_SKIP_VM=1` skips this on purpose. Run
 //! it alone with `cargo test -p camstream-tests --test e2e hotplug::`.
 
+use std::path::Path;
 use std::time::Duration;
 
-use camstream_tests::systemd_vm::{build_agent_deb, run_systemd_guest, systemd_vm_enabled};
+use camstream_tests::arm_vm::{aarch64_agent, AARCH64};
+use camstream_tests::systemd_vm::{build_agent_deb, run_systemd_guest, systemd_vm_enabled, Arch};
 use camstream_tests::vivid::{check_vivid_recording, BAR_TOLERANCE};
 use camstream_tests::vm::GuestRun;
 use camstream_tests::{bin_path, recorded_counts, wait_until, RecordingViewer};
@@ -34,6 +38,9 @@ const CAMERA_ID: u8 = 21;
 /// Boot (about 10-30 s of TCG, depending on the machine's load), package
 /// install, two starts of the agent and the unplug in between.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(420);
+
+/// The same on an emulated ARM core, which runs systemd a few times slower.
+const ARM64_GUEST_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// The guest's part. `@PORT@` is the viewer's port on the host.
 ///
@@ -178,25 +185,41 @@ fn journal(run: &GuestRun) -> String {
         .replace('\r', "")
 }
 
+/// On a PC: the amd64 package of the binaries under test, in Debian bookworm.
 #[test]
 fn udev_starts_the_packaged_agent_for_vivid_and_unplug_stops_it() {
     let test = "hotplug::udev_starts_the_packaged_agent_for_vivid_and_unplug_stops_it";
-    if !systemd_vm_enabled(test) {
+    if !systemd_vm_enabled(test, Arch::Amd64) {
         return;
     }
     let agent = bin_path("agent");
     let bin_dir = agent.parent().expect("target/<profile>");
     let debs = tempfile::tempdir().expect("temp dir");
     let deb = build_agent_deb(bin_dir, None, debs.path());
+    hotplug_chain(test, Arch::Amd64, &deb, GUEST_TIMEOUT);
+}
+
+/// On an ARM node: the arm64 package of `packaging/cross-build.sh`'s aarch64
+/// build, in Debian trixie on an emulated Cortex-A72.
+#[test]
+fn arm64_udev_starts_the_packaged_agent_for_vivid_and_unplug_stops_it() {
+    let test = "hotplug::arm64_udev_starts_the_packaged_agent_for_vivid_and_unplug_stops_it";
+    if !systemd_vm_enabled(test, Arch::Arm64) {
+        return;
+    }
+    let bin_dir = aarch64_agent().parent().expect("target/<triple>/release");
+    let debs = tempfile::tempdir().expect("temp dir");
+    let deb = build_agent_deb(bin_dir, Some(AARCH64), debs.path());
+    hotplug_chain(test, Arch::Arm64, &deb, ARM64_GUEST_TIMEOUT);
+}
+
+/// The whole chain in a guest of `arch` with the package `deb`.
+fn hotplug_chain(test: &str, arch: Arch, deb: &Path, timeout: Duration) {
     let viewer = RecordingViewer::start(&[]);
     let script = GUEST_SCRIPT
         .replace("@PORT@", &viewer.addr.port().to_string())
         .replace("@ID@", &CAMERA_ID.to_string());
-    let run = run_systemd_guest(
-        &script,
-        &[(deb.as_path(), "/vm/camstream-agent.deb")],
-        GUEST_TIMEOUT,
-    );
+    let run = run_systemd_guest(arch, &script, &[(deb, "/vm/camstream-agent.deb")], timeout);
     let context = || format!("---- console ----\n{}", run.tail(120));
     assert_eq!(
         run.status,

@@ -8,6 +8,8 @@
 #                                     libraries the agent and v4l2-ctl need, and
 #                                     build the base initramfs
 #   tests/vm/arm64/setup.sh --check   only report what is missing; exit 1 if anything is
+#   tests/vm/arm64/setup.sh --image   print the kernel Image's path
+#   tests/vm/arm64/setup.sh --busybox DEST   copy the guest's static busybox to DEST
 #
 # Everything is cached in $CAMSTREAM_CACHE/vm-arm64 (default
 # /var/cache/camstream/vm-arm64): the kernel Image, the base initramfs and
@@ -48,7 +50,18 @@ declare -A pkg_of=(
 )
 
 check_only=0
-[[ ${1:-} == --check ]] && check_only=1
+case ${1:-} in
+--check) check_only=1 ;;
+# For the hot-plug guest's setup (tests/vm/systemd/setup.sh --arch arm64),
+# which boots this kernel with busybox to finish an arm64 debootstrap.
+--image) echo "$cache/Image"; exit 0 ;;
+--busybox)
+    dest=${2:?--busybox needs a destination file}
+    cpio -i --quiet --to-stdout bin/busybox <"$cache/base.cpio" >"$dest"
+    chmod 0755 "$dest"
+    exit 0
+    ;;
+esac
 
 missing_pkgs=()
 for cmd in "${!pkg_of[@]}"; do

@@ -2,11 +2,13 @@
 # Boot the hot-plug guest (systemd as PID 1 on a small Debian root), run one
 # command in it as a systemd service, and exit with the command's status.
 #
-#   tests/vm/systemd/run.sh [--timeout SECS] [--mem MB]
+#   tests/vm/systemd/run.sh [--arch amd64|arm64] [--timeout SECS] [--mem MB]
 #                           [--file HOST_FILE[:GUEST_PATH]]... (-c 'COMMAND' | SCRIPT)
 #
-# The guest is Debian bookworm (tests/vm/systemd/setup.sh) on the vivid rig's
-# kernel (tests/vm/setup.sh), its modules in /usr/lib/modules. systemd, udevd
+# The guest is Debian (tests/vm/systemd/setup.sh: bookworm on amd64, trixie on
+# arm64) on the vivid rig's kernel for that architecture (tests/vm/setup.sh,
+# an emulated Cortex-A72 from tests/vm/arm64/setup.sh), its modules in
+# /usr/lib/modules. systemd, udevd
 # and networkd run as on a real machine; eth0 gets 10.0.2.15/24 (the host's
 # 127.0.0.1 is 10.0.2.2). The command runs as /vm/cmd.sh under /bin/sh, as
 # root, from camstream-vm.service once the network is online, with
@@ -21,16 +23,17 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 vm=$here/..
 cache=${CAMSTREAM_VM_CACHE:-$vm/cache}
-archive=$("$here/setup.sh" --archive)
 # shellcheck source=tests/vm/lib.sh
 . "$vm/lib.sh"
 
+arch=amd64
 timeout_secs=180
 mem_mb=1024
 files=()
 script=""
 while [[ $# -gt 0 ]]; do
     case $1 in
+        --arch) arch=$2; shift 2 ;;
         --timeout) timeout_secs=$2; shift 2 ;;
         --mem) mem_mb=$2; shift 2 ;;
         --file) files+=("$2"); shift 2 ;;
@@ -39,8 +42,9 @@ while [[ $# -gt 0 ]]; do
         *) script=$(cat "$1"); shift ;;
     esac
 done
-[[ -n $script ]] || { echo "usage: $0 [--timeout S] [--mem MB] [--file H[:G]]... (-c CMD | SCRIPT)" >&2; exit 2; }
-"$here/setup.sh" --check >/dev/null || { echo "vm-systemd: not set up; run tests/vm/systemd/setup.sh (as root)" >&2; exit 1; }
+[[ -n $script ]] || { echo "usage: $0 [--arch A] [--timeout S] [--mem MB] [--file H[:G]]... (-c CMD | SCRIPT)" >&2; exit 2; }
+"$here/setup.sh" --arch "$arch" --check >/dev/null || { echo "vm-systemd: not set up; run tests/vm/systemd/setup.sh --arch $arch (as root)" >&2; exit 1; }
+archive=$("$here/setup.sh" --arch "$arch" --archive)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -49,7 +53,13 @@ trap 'rm -rf "$work"' EXIT
 # concatenated cpio archives in order, later files winning.
 overlay=$work/overlay
 init_stage "$overlay"
-cp -a "$cache/modules/lib/modules" "$overlay/usr/lib/"
+case $arch in
+amd64) cp -a "$cache/modules/lib/modules" "$overlay/usr/lib/" ;;
+arm64)
+    arm_initramfs=$(dirname "$("$vm/arm64/setup.sh" --image)")/base.cpio
+    (cd "$overlay" && cpio -id --quiet 'usr/lib/modules/*' <"$arm_initramfs")
+    ;;
+esac
 mkdir -p "$overlay/vm" "$overlay/etc/systemd/system/multi-user.target.wants"
 printf '%s\n' "$script" >"$overlay/vm/cmd.sh"
 cat >"$overlay/vm/run" <<'EOF'
@@ -57,6 +67,8 @@ cat >"$overlay/vm/run" <<'EOF'
 # Runs the test command and reports its status where run.sh looks for it.
 export VIVID_WEBCAM="n_devs=1 node_types=0x1 num_inputs=1 input_types=0x0 vid_cap_nr=0"
 cd /
+# A fresh line first: systemd may open the console with terminal escape codes.
+echo
 sh /vm/cmd.sh
 rc=$?
 echo
@@ -94,16 +106,27 @@ make_cpio "$overlay" "$work/overlay.cpio"
 cat "$archive" "$work/overlay.cpio" >"$work/initrd"
 
 log=$work/console.log
-# As tests/vm/run.sh: TCG (/dev/kvm here is PVM, which cannot boot a stock
-# kernel), the ELF vmlinux through its PVH entry with qboot. rdinit= makes
-# systemd PID 1 straight from the initramfs, which stays the root file system.
+# rdinit= makes systemd PID 1 straight from the initramfs, which stays the
+# root file system.
+append="quiet loglevel=3 panic=-1 rdinit=/lib/systemd/systemd systemd.show_status=error"
+case $arch in
+amd64)
+    # As tests/vm/run.sh: TCG (/dev/kvm here is PVM, which cannot boot a
+    # stock kernel), the ELF vmlinux through its PVH entry with qboot.
+    qemu=(qemu-system-x86_64 -machine pc -bios /usr/share/qemu/qboot.rom -kernel "$cache/vmlinux")
+    append="console=ttyS0 reboot=t $append"
+    ;;
+arm64)
+    # As tests/vm/arm64/run.sh: a Cortex-A72 (a Pi 4's core) under TCG.
+    qemu=(qemu-system-aarch64 -machine virt -cpu cortex-a72 -kernel "$("$vm/arm64/setup.sh" --image)")
+    append="console=ttyAMA0 $append"
+    ;;
+*) echo "run.sh: --arch must be amd64 or arm64, not $arch" >&2; exit 2 ;;
+esac
 set +e
-timeout --kill-after=5 "$timeout_secs" qemu-system-x86_64 \
-    -nodefaults -no-user-config -no-reboot \
-    -machine pc -accel tcg -smp 1 -m "$mem_mb" \
-    -bios /usr/share/qemu/qboot.rom \
-    -kernel "$cache/vmlinux" -initrd "$work/initrd" \
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 reboot=t rdinit=/lib/systemd/systemd systemd.show_status=error" \
+timeout --kill-after=5 "$timeout_secs" "${qemu[@]}" \
+    -nodefaults -no-user-config -no-reboot -accel tcg -smp 1 -m "$mem_mb" \
+    -initrd "$work/initrd" -append "$append" \
     -display none -monitor none -serial stdio \
     -netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
     </dev/null | tee "$log"
