@@ -21,6 +21,7 @@ Run as root (namespaces, tc), from the repository root, after
 
     python3 bench/slow_link.py                      # 100 and 20 Mbit/s, 20 s each
     python3 bench/slow_link.py --rates 100 --seconds 10 --bin /tmp/old-release
+    python3 bench/slow_link.py --encoding jpeg      # JPEG q85 bodies instead
 
 `bench/run --slow-link` builds and runs it. Only this machine is involved:
 10.232.X.0/30 exists only on the pair, and the namespace has no other route.
@@ -152,8 +153,10 @@ def pct(values, q):
     return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
 
 
-def run_agent(bindir, seconds, logdir, tag, link=None):
-    """One agent at 30 fps into a headless viewer, over `link` (or loopback)."""
+def run_agent(bindir, seconds, logdir, tag, encoding, link=None):
+    """One agent at 30 fps into a headless viewer, over `link` (or loopback),
+    sending `encoding` bodies (gzip-bmp at level 9, or jpeg at the agent's
+    default quality)."""
     listen = f"{link.host_ip}:0" if link else "127.0.0.1:0"
     viewer = start([bindir / "viewer", "--headless", "--listen", listen, "--stats-interval", STATS_S],
                    logdir, f"{tag}-viewer")
@@ -161,7 +164,8 @@ def run_agent(bindir, seconds, logdir, tag, link=None):
         addr = wait_listening(logdir / f"{tag}-viewer.err")
         port = addr.rsplit(":", 1)[1]
         cmd = [bindir / "agent", "--source", f"file:{FRAME}", "--size", "640x480", "--fps", "30",
-               "--level", "9", "--id", "1", "--server", addr, "--stats-interval", STATS_S]
+               "--encoding", encoding, "--level", "9", "--id", "1", "--server", addr,
+               "--stats-interval", STATS_S]
         agent = start(link.exec(*cmd) if link else cmd, logdir, f"{tag}-agent")
         try:
             time.sleep(WARMUP_S)
@@ -254,6 +258,8 @@ def main():
     ap.add_argument("--rates", default="100,20", help="link rates in Mbit/s, comma-separated")
     ap.add_argument("--seconds", type=float, default=20, help="measured seconds per run (after 4 s warm-up)")
     ap.add_argument("--bin", default=str(ROOT / "target" / "release"), help="directory of agent and viewer")
+    ap.add_argument("--encoding", default="gzip-bmp", choices=["gzip-bmp", "jpeg"],
+                    help="the agent's --encoding (gzip-bmp at level 9, or jpeg at its default quality)")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -262,13 +268,13 @@ def main():
     logdir = Path(tempfile.mkdtemp(prefix="slow_link-"))
     results = {"bin": str(bindir), "logs": str(logdir)}
     log(f"free link (loopback), {args.seconds:.0f} s")
-    results["free"] = free = run_agent(bindir, args.seconds, logdir, "free")
+    results["free"] = free = run_agent(bindir, args.seconds, logdir, "free", args.encoding)
     for mbit in [float(r) for r in args.rates.split(",")]:
         link = Link(mbit)
         try:
             goodput = bulk_goodput_mbit(link)
             log(f"{mbit:g} Mbit/s link: one bulk TCP stream carries {goodput:.1f} Mbit/s; agent for {args.seconds:.0f} s")
-            r = run_agent(bindir, args.seconds, logdir, f"{mbit:g}mbit", link)
+            r = run_agent(bindir, args.seconds, logdir, f"{mbit:g}mbit", args.encoding, link)
         finally:
             link.close()
         fb = r["frame_bytes"]
@@ -279,7 +285,7 @@ def main():
         r["latency_bound_ms"] = r["encode_p99_ms"] + 1.5 * r["transmit_ms"]
         results[f"{mbit:g}"] = r
     print()
-    print(f"Slow links: agent file:{FRAME.name} 640x480 @ 30 fps, gzip 9, behind tc tbf; binaries {bindir}")
+    print(f"Slow links: agent file:{FRAME.name} 640x480 @ 30 fps, {args.encoding}{' level 9' if args.encoding == 'gzip-bmp' else ''}, behind tc tbf; binaries {bindir}")
     print()
     print(f"Free link (loopback): {fmt(free['sent_fps'])} fps, agent CPU {fmt(free['agent_cpu_ms_per_frame'])} ms/frame, "
           f"latency p50 {fmt(free['latency_p50_ms'], 0)} ms p99 {fmt(free['latency_p99_ms'], 0)} ms, "
