@@ -608,10 +608,18 @@ impl Loop {
             // keeps the last frame; the page drops it on its next poll).
             match self.clients.get_mut(&id) {
                 Some(client) if matches!(client.phase, Phase::Snapshot { .. }) => {
+                    // A HEAD request gets the head only, as on every path.
+                    let head_only = matches!(
+                        client.phase,
+                        Phase::Snapshot {
+                            head_only: true,
+                            ..
+                        }
+                    );
                     client.end_snapshot(
                         "404 Not Found",
                         b"the camera left before its next frame\n",
-                        false,
+                        head_only,
                         now,
                     );
                     self.watchers_dirty = true;
