@@ -18,9 +18,10 @@
 //! node stays registered (it only answers ENODEV), so the device unit stays
 //! and the agent is restarted until the unit's start limit gives up.
 //!
-//! Setup once: `tests/vm/systemd/setup.sh` and `tests/vm/systemd/setup.sh
-//! --arch arm64` (as root; ./run-tests does both; each sets up its kernel's
-//! rig first). `CAMSTREAM_SKIP_VM=1` skips this on purpose. Run
+//! Setup once: `tests/vm/systemd/setup.sh` (as root; ./run-tests does it;
+//! it sets up its kernel's rig first). The arm64 test is opt-in
+//! (`CAMSTREAM_ARM64_HOTPLUG=1`, after `tests/vm/systemd/setup.sh --arch
+//! arm64`): its cold root does not fit the suite's time budget. `CAMSTREAM_SKIP_VM=1` skips this on purpose. Run
 //! it alone with `cargo test -p camstream-tests --test e2e hotplug::`.
 
 use std::path::Path;
@@ -38,6 +39,9 @@ const CAMERA_ID: u8 = 21;
 /// Boot (about 10-30 s of TCG, depending on the machine's load), package
 /// install, two starts of the agent and the unplug in between.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(420);
+
+/// Set to 1 to run the arm64 hot-plug test (see it for why it is opt-in).
+const ARM64_OPT_IN: &str = "CAMSTREAM_ARM64_HOTPLUG";
 
 /// The same on an emulated ARM core, which runs systemd a few times slower.
 const ARM64_GUEST_TIMEOUT: Duration = Duration::from_secs(900);
@@ -204,6 +208,18 @@ fn udev_starts_the_packaged_agent_for_vivid_and_unplug_stops_it() {
 #[test]
 fn arm64_udev_starts_the_packaged_agent_for_vivid_and_unplug_stops_it() {
     let test = "hotplug::arm64_udev_starts_the_packaged_agent_for_vivid_and_unplug_stops_it";
+    // Opt-in: a cold arm64 root costs about 6 minutes of emulated CPU
+    // (debootstrap's second stage runs in the guest), which ./run-tests'
+    // 45-minute budget on 2 cores cannot spare on a fresh machine. The amd64
+    // test above runs the same chain every time; this one runs the arm64
+    // package through it when asked.
+    if std::env::var(ARM64_OPT_IN).map_or(true, |v| v != "1") {
+        eprintln!(
+            "SKIPPED {test}: set {ARM64_OPT_IN}=1 (after `sudo tests/vm/systemd/setup.sh --arch arm64`) \
+             to boot the arm64 hot-plug guest"
+        );
+        return;
+    }
     if !systemd_vm_enabled(test, Arch::Arm64) {
         return;
     }
