@@ -6,7 +6,7 @@
 //!   and name the server (DNS name or IP address); TLS 1.3 only. The agent
 //!   presents its own certificate, which the viewer checks against its
 //!   `--tls-client-ca`, and whose `camstream-camera-N.invalid` names
-//!   ([`proto::identity`]) bound the camera ids it may send.
+//!   ([`pki::identity`]) bound the camera ids it may send.
 //! - **Errors say what to do** ([`explain`]): an expired certificate, the
 //!   wrong CA, a name mismatch, a viewer that does not speak TLS, a viewer
 //!   that refused our certificate (its alert, read back after a failed
@@ -27,7 +27,6 @@
 //! The blocking socket is `send`'s own; this module only adds the record
 //! layer over it.
 
-use std::fs;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
@@ -35,13 +34,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use proto::identity::CameraIds;
+use pki::identity::certificate_camera_ids;
+use pki::pem::{load_certs, load_key};
 use proto::wire::CameraId;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{AlertDescription, CertificateError, ClientConfig, ClientConnection, RootCertStore};
 
 /// Most bytes of encrypted records rustls holds while a frame is written.
@@ -87,7 +86,7 @@ impl Client {
             })?;
         }
         let chain = load_certs(&files.cert, "--tls-cert")?;
-        let named = certificate_ids(&chain[0]);
+        let named = certificate_camera_ids(&chain[0]);
         if !named.is_empty() && !named.contains(id) {
             log::warn!(
                 "--tls-cert {} names camera {named}, but --id is {id}: the viewer will refuse every frame (use --id {}, or issue a certificate for camera {id})",
@@ -95,7 +94,7 @@ impl Client {
                 named.iter().next().unwrap_or_default()
             );
         }
-        let key = load_key(&files.key)?;
+        let key = load_key(&files.key, "--tls-key")?;
         let aes = has_aes_instructions();
         log::info!(
             "TLS 1.3: the viewer's certificate must be signed by {} and name {host}; {} first",
@@ -305,41 +304,6 @@ fn has_aes_instructions() -> bool {
     {
         false
     }
-}
-
-/// The camera ids the certificate names (empty: none, or unparsable).
-fn certificate_ids(cert: &CertificateDer) -> CameraIds {
-    webpki::EndEntityCert::try_from(cert)
-        .map(|cert| CameraIds::from_dns_names(cert.valid_dns_names()))
-        .unwrap_or_default()
-}
-
-fn load_certs(path: &Path, flag: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = read(path, flag)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{flag} {}: not valid PEM", path.display()))?;
-    if certs.is_empty() {
-        bail!(
-            "{flag} {} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
-            path.display()
-        );
-    }
-    Ok(certs)
-}
-
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    let pem = read(path, "--tls-key")?;
-    PrivateKeyDer::from_pem_slice(&pem).with_context(|| {
-        format!(
-            "--tls-key {} holds no private key (expected PEM: PKCS#8 -----BEGIN PRIVATE KEY-----, PKCS#1 RSA or SEC1 EC)",
-            path.display()
-        )
-    })
-}
-
-fn read(path: &Path, flag: &str) -> Result<Vec<u8>> {
-    fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))
 }
 
 /// Turns a TLS failure into a sentence that says what to do.

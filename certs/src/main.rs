@@ -15,7 +15,7 @@
 //! them) and are written 0600; no file is overwritten without `--force`.
 //!
 //! A camera certificate names its ids as DNS names `camstream-camera-N.invalid`
-//! ([`proto::identity`]): the viewer then refuses frames of any other id.
+//! ([`pki::identity`]): the viewer then refuses frames of any other id.
 //! The viewer certificate carries the DNS names and IP addresses agents
 //! connect to (`--server`), which they check.
 //!
@@ -31,7 +31,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use proto::identity::camera_dns_name;
+use pki::identity::camera_dns_name;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -360,7 +360,7 @@ mod tests {
                 None,
             )
             .unwrap();
-        let ids = proto::identity::CameraIds::from_dns_names(camera.valid_dns_names());
+        let ids = pki::identity::CameraIds::from_dns_names(camera.valid_dns_names());
         assert_eq!(ids.iter().collect::<Vec<_>>(), [3, 7]);
     }
 

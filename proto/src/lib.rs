@@ -23,12 +23,10 @@
 //!  │     └──▶ pixel
 //!  └──▶ pixel   YUYV→BGR (SSSE3/AVX2 on x86-64, NEON on aarch64) and BGR→0RGB, row by row
 //! stats   reservoir sample and nearest-rank percentiles for the stats lines
-//! identity  camera ids named in a TLS client certificate (camstream-camera-N.invalid)
 //! ```
 //!
 //! `bmp → pixel`: the BMP encoder converts YUYV rows straight into the
-//! file, and the decoder turns BGR rows into 0RGB. `identity` borrows only
-//! `wire`'s `CameraId` type. `convert` gathers every
+//! file, and the decoder turns BGR rows into 0RGB. `convert` gathers every
 //! other YUV layout into YUYV rows for `pixel`'s kernel and writes them
 //! into a BMP through `bmp`. `body` is the viewer's decode path: gzip then
 //! `bmp`, or `jpeg`. Only `convert` and `body` use `bmp`, and `wire`, `gzip`,
@@ -110,7 +108,6 @@ pub mod body;
 pub mod convert;
 pub mod format;
 pub mod gzip;
-pub mod identity;
 pub mod jpeg;
 pub mod pixel;
 pub mod stats;

@@ -23,7 +23,7 @@
 //! [`TlsStream`] (`--tls-cert`) that hands it the decrypted bytes through the
 //! same `io::Read`, so framing, limits and the read budget are the same
 //! with TLS (the budget counts plaintext). A TLS client certificate that
-//! names camera ids ([`proto::identity`]) limits the ids its frame headers
+//! names camera ids ([`pki::identity`]) limits the ids its frame headers
 //! may carry: any other closes the connection
 //! ([`CloseError::NotItsCamera`]), checked as soon as the header is in.
 //! `Conn` is generic over its [`Stream`] so that a test can also hand it more
@@ -35,7 +35,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use proto::identity::CameraIds;
+use pki::identity::CameraIds;
 use proto::wire::{CameraId, Frame, FrameReader, WireError};
 
 use crate::stats::{Stats, Totals};

@@ -24,7 +24,7 @@
 //!   `read_tls`; reading the socket that way cost one `recv` per 4 KiB of a
 //!   750 KB frame. [`TlsStream`] reads the socket in [`RAW_BUF_LEN`] bites
 //!   into a buffer of its own and lets rustls read from that.
-//! - **Identity** ([`proto::identity`]): once the handshake is done, the
+//! - **Identity** ([`pki::identity`]): once the handshake is done, the
 //!   camera ids the client certificate names become [`TlsStream::camera_ids`];
 //!   `Conn` refuses a frame header carrying any other id.
 //!
@@ -34,17 +34,15 @@
 //! reading): about 100 KiB.
 
 use std::fmt;
-use std::fs;
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
-use proto::identity::CameraIds;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use anyhow::{Context, Result};
+use pki::identity::{certificate_camera_ids, CameraIds};
+use pki::pem::{load_certs, load_key};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{CertificateError, RootCertStore, ServerConfig, ServerConnection};
 
@@ -65,7 +63,7 @@ pub struct Files<'a> {
 pub fn server_config(files: &Files) -> Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = load_certs(files.cert, "--tls-cert")?;
-    let key = load_key(files.key)?;
+    let key = load_key(files.key, "--tls-key")?;
     let mut roots = RootCertStore::empty();
     for ca in load_certs(files.client_ca, "--tls-client-ca")? {
         roots.add(ca).with_context(|| {
@@ -96,35 +94,6 @@ pub fn server_config(files: &Files) -> Result<Arc<ServerConfig>> {
     // instructions asks for ChaCha20-Poly1305 first.
     config.ignore_client_order = false;
     Ok(Arc::new(config))
-}
-
-/// Every certificate in a PEM file, in order; an error if it holds none.
-fn load_certs(path: &Path, flag: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = read(path, flag)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{flag} {}: not valid PEM", path.display()))?;
-    if certs.is_empty() {
-        bail!(
-            "{flag} {} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
-            path.display()
-        );
-    }
-    Ok(certs)
-}
-
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    let pem = read(path, "--tls-key")?;
-    PrivateKeyDer::from_pem_slice(&pem).with_context(|| {
-        format!(
-            "--tls-key {} holds no private key (expected PEM: PKCS#8 -----BEGIN PRIVATE KEY-----, PKCS#1 RSA or SEC1 EC)",
-            path.display()
-        )
-    })
-}
-
-fn read(path: &Path, flag: &str) -> Result<Vec<u8>> {
-    fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))
 }
 
 /// Why TLS ended a connection; its Display is what the log says.
@@ -324,12 +293,7 @@ impl TlsStream {
         let Some(cert) = self.tls.peer_certificates().and_then(<[_]>::first) else {
             return CameraIds::default();
         };
-        match webpki::EndEntityCert::try_from(cert) {
-            Ok(cert) => CameraIds::from_dns_names(cert.valid_dns_names()),
-            // rustls has just verified it, so this cannot happen; without
-            // names it may send any id, as a certificate that names none.
-            Err(_) => CameraIds::default(),
-        }
+        certificate_camera_ids(cert)
     }
 }
 
@@ -414,7 +378,7 @@ mod tests {
     fn missing_and_empty_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");
-        fs::write(&empty, "").unwrap();
+        std::fs::write(&empty, "").unwrap();
         let missing = dir.path().join("missing.pem");
         let files = Files {
             cert: &missing,

@@ -19,10 +19,12 @@
 //! node with several cameras lists several names. Names are compared in
 //! ASCII lowercase, as DNS names are.
 //!
-//! Pure functions, like the rest of proto: the viewer extracts the DNS names
-//! from the verified certificate and asks [`camera_id_of_dns_name`].
+//! The viewer reads a verified client certificate's ids with
+//! [`certificate_camera_ids`]; the agent reads its own certificate's the
+//! same way, to refuse at start an id its certificate does not name.
 
-use crate::wire::CameraId;
+use proto::wire::CameraId;
+use rustls::pki_types::CertificateDer;
 
 /// What comes before the decimal id.
 pub const CAMERA_NAME_PREFIX: &str = "camstream-camera-";
@@ -50,6 +52,15 @@ pub fn camera_id_of_dns_name(name: &str) -> Option<CameraId> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// The camera ids a certificate's DNS names name; empty when it names none
+/// or cannot be parsed (callers have had rustls verify it already, and a
+/// certificate that names no camera may send any id).
+pub fn certificate_camera_ids(cert: &CertificateDer) -> CameraIds {
+    webpki::EndEntityCert::try_from(cert)
+        .map(|cert| CameraIds::from_dns_names(cert.valid_dns_names()))
+        .unwrap_or_default()
 }
 
 /// A set of camera ids, one bit per id.
