@@ -114,6 +114,11 @@ def proc_hwm_kib(pid):
     return None
 
 
+def kib_to_mib(value):
+    """KiB to MiB; None (not measured) stays None."""
+    return value / 1024 if value else None
+
+
 def machine_jiffies():
     """(busy, total) jiffies of the whole machine, all processes of all users."""
     parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -142,7 +147,18 @@ class Machine:
 
 class Proc:
     """A child with its stdout/stderr in log files, reaped with wait4 so its
-    rusage (CPU of all threads, ru_maxrss) is exact."""
+    CPU (all threads) is exact.
+
+    Its peak RSS is VmHWM, read at every poll while it runs (every 10 ms in
+    wait), not ru_maxrss: Linux folds the parent's memory into a child's
+    ru_maxrss when the child execs (exec_mmap takes the high-water mark of
+    the mm it leaves, which after vfork or fork is this harness's), so
+    ru_maxrss can never be below this harness's own RSS. That floor is 14-18
+    MiB and grows over a run, and it was what the agent's "peak RSS" showed
+    (16.3 / 15.5 / 17.5 MiB) while the agent itself peaked at 10.2-11.0 MiB.
+    VmHWM belongs to the new program's own mm. Our binaries allocate all
+    their buffers before the first frame, so a sample every 10 ms misses
+    nothing of theirs."""
 
     def __init__(self, name, cmd, env=None):
         LOGS.mkdir(parents=True, exist_ok=True)
@@ -157,6 +173,7 @@ class Proc:
                                   env=env)
         self.pid = self.p.pid
         self.result = None
+        self.hwm_kib = None
 
     def stdout(self):
         return self.out_path.read_text(errors="replace")
@@ -185,6 +202,10 @@ class Proc:
 
     def poll(self):
         if self.result is None:
+            # Before the wait4: a process that has exited has no VmHWM left.
+            hwm = proc_hwm_kib(self.pid)
+            if hwm is not None:
+                self.hwm_kib = max(hwm, self.hwm_kib or 0)
             pid, status, ru = os.wait4(self.pid, os.WNOHANG)
             if pid == self.pid:
                 self._reaped(status, ru)
@@ -196,7 +217,9 @@ class Proc:
             "code": self.p.returncode,
             "wall_s": time.monotonic() - self.start,
             "cpu_s": ru.ru_utime + ru.ru_stime,
+            # Kept for the record only; it includes this harness's own RSS (see the class doc).
             "maxrss_kib": ru.ru_maxrss,
+            "peak_rss_kib": self.hwm_kib,
         }
         self.out.close()
         self.err.close()
@@ -351,7 +374,7 @@ def agent_python(py, size, frames, tag, jpeg=None):
     return {
         "fps": info["frames"] / info["wall_s"],
         "cpu_per_frame_ms": info["cpu_s"] / info["frames"] * 1e3,
-        "rss_mib": res["maxrss_kib"] / 1024,
+        "rss_mib": kib_to_mib(res["peak_rss_kib"]),
         "frames_at_sink": sinfo.get("frames"),
         "body_bytes": info["body_bytes_avg"],
         "others_cores": busy - (res["cpu_s"] + sres["cpu_s"]) / wall,
@@ -381,7 +404,7 @@ def agent_ours(size, frames, tag, workers=None, extra=(), source=None):
         # Whole process, start-up included: that only counts against us.
         "fps": (got or frames) / wall,
         "cpu_per_frame_ms": res["cpu_s"] / (got or frames) * 1e3,
-        "rss_mib": res["maxrss_kib"] / 1024,
+        "rss_mib": kib_to_mib(res["peak_rss_kib"]),
         "frames_at_sink": got,
         "body_bytes": (sinfo.get("bytes", 0) / got - 5) if got else None,
         "others_cores": busy - (res["cpu_s"] + sres["cpu_s"]) / wall,
@@ -519,7 +542,7 @@ def server_run(kind, py, n, fps, seconds, frame, tag, cfg, tls=None):
         "server_cpu_cores": server_cpu,
         "server_cpu_ms_per_frame": cpu_per_frame,
         "split": split,
-        "server_rss_mib": (hwm or sres["maxrss_kib"]) / 1024,
+        "server_rss_mib": kib_to_mib(hwm or sres["peak_rss_kib"]),
         "gen_cpu_cores": gres["cpu_s"] / gres["wall_s"],
         "machine_busy_cores": busy,
         "others_cores": busy - (server_cpu or 0) - gres["cpu_s"] / gres["wall_s"],
@@ -1013,7 +1036,8 @@ def report(cfg, agent, viewer, stages, latency, load_before, load_after, elapsed
         L.append("")
         L.append("frames/s and CPU are whole-process for `agent` (start-up included) and the frame loop only for "
                  "the Python reference (interpreter and `import cv2` excluded); both favour the reference. "
-                 "CPU includes all threads (wait4 rusage / getrusage). Peak RSS is ru_maxrss. "
+                 "CPU includes all threads (wait4 rusage / getrusage). Peak RSS is VmHWM, read every 10 ms while "
+                 "the process runs (ru_maxrss of a child includes this harness's own RSS). "
                  "\"others' load\" is the machine's busy cores (/proc/stat) minus the benchmarked processes: "
                  "other users of this shared machine; in brackets the part running at nice > 0. With autogroup "
                  f"scheduling ({autogroup_state()}), niceness only orders the processes of one session, so "

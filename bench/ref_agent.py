@@ -12,8 +12,10 @@ decoding, done here in the frame loop).
 
 Prints one JSON line: frames, wall and CPU seconds of the frame loop only
 (interpreter start-up and `import cv2` are left out, which favours the
-reference), and the process's peak RSS (ru_maxrss, which does include them:
-that is what the original design costs in memory).
+reference), and the process's ru_maxrss. bench.py takes the peak RSS from
+VmHWM instead (start-up and `import cv2` included: that is what the original
+design costs in memory): a child's ru_maxrss also counts its parent's memory,
+here the harness's (see bench.Proc).
 """
 
 import argparse
