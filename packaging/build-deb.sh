@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Build the camstream Debian packages, camstream-agent and camstream-viewer,
-# with plain `dpkg-deb --build` from a staged tree.
+# with plain `dpkg-deb --build` from a staged tree. camstream-viewer also
+# carries camstream-cert, the certificate helper: it runs on the workstation,
+# where the CA key stays (docs/DESIGN.md, "Optional mutual TLS").
 #
 #   packaging/build-deb.sh [--target TRIPLE] [--bin-dir DIR] [--out DIR]
 #
 #   --target TRIPLE  cross-build for another architecture, e.g.
 #                    aarch64-unknown-linux-gnu (Pi 3/4/5, 64-bit OS) or
 #                    armv7-unknown-linux-gnueabihf (32-bit Raspberry Pi OS).
-#   --bin-dir DIR    package the agent and viewer binaries already in DIR
+#   --bin-dir DIR    package the agent, viewer and camstream-cert binaries
+#                    already in DIR
 #                    instead of running `cargo build --release` (the tests
 #                    use this with their debug build).
 #   --out DIR        where the .deb files go (default: target/debian).
@@ -48,7 +51,7 @@ main() {
     arch=$(debian_arch "$target")
     [ -n "$bin_dir" ] || bin_dir=$(cargo_build "$target")
     local bin
-    for bin in agent viewer; do
+    for bin in agent viewer camstream-cert; do
         [ -x "$bin_dir/$bin" ] || die "no $bin binary in $bin_dir (build it, or pass --bin-dir)"
     done
     version=$(debian_version)
@@ -73,6 +76,7 @@ main() {
     root=$work/camstream-viewer
     stage_common "$root" camstream-viewer viewer "$bin_dir" "$strip" "$version"
     stage_viewer "$root"
+    stage_binary "$root" camstream-cert "$bin_dir" "$strip"
     depends=$(shlib_depends "$work/shlibs" "$root/usr/bin/viewer")
     # Windows need X11, loaded at run time (dlopen); headless needs neither.
     control camstream-viewer "$version" "$arch" "$(installed_size "$root")" "$depends" \
@@ -97,7 +101,7 @@ debian_arch() {
     esac
 }
 
-# cargo_build TRIPLE: release-build agent and viewer for TRIPLE ('' = this
+# cargo_build TRIPLE: release-build agent, viewer and camstream-cert for TRIPLE ('' = this
 # machine), cargo's output on stderr; prints the directory holding them. The
 # Raspberry Pi targets go through cross-build.sh (Debian's Rust in a cached
 # trixie build root, no rustup); other triples need `rustup target add`.
@@ -105,14 +109,14 @@ cargo_build() {
     local target=$1
     case $target in
     '')
-        cargo build --release --bin agent --bin viewer --manifest-path "$repo/Cargo.toml" >&2
+        cargo build --release --bin agent --bin viewer --bin camstream-cert --manifest-path "$repo/Cargo.toml" >&2
         echo "$repo/target/release"
         ;;
     aarch64-unknown-linux-gnu | armv7-unknown-linux-gnueabihf)
         "$repo/packaging/cross-build.sh" "$target" || die "cross-build.sh $target failed (see above)"
         ;;
     *)
-        cargo build --release --bin agent --bin viewer --target "$target" --manifest-path "$repo/Cargo.toml" >&2
+        cargo build --release --bin agent --bin viewer --bin camstream-cert --target "$target" --manifest-path "$repo/Cargo.toml" >&2
         echo "$repo/target/$target/release"
         ;;
     esac
@@ -150,19 +154,30 @@ strip_package() {
 }
 
 # stage_common ROOT PACKAGE BINARY BIN_DIR STRIP VERSION: stage, under ROOT,
-# the parts every package has: the binary (stripped with STRIP unless that is
-# empty), its man page, copyright, changelog, lintian overrides, and DEBIAN/.
+# the parts every package has: the binary and its man page (stage_binary),
+# copyright, changelog, lintian overrides, and DEBIAN/.
 stage_common() {
     local root=$1 pkg=$2 bin=$3 bin_dir=$4 strip=$5 version=$6
     local doc=$root/usr/share/doc/$pkg man=$root/usr/share/man/man1/$bin.1.gz
-    install -d -m 755 "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/man/man1" "$doc" "$root/usr/share/lintian/overrides"
+    install -d -m 755 "$root/DEBIAN" "$doc" "$root/usr/share/lintian/overrides"
     install -m 644 "$repo/packaging/$bin.lintian-overrides" "$root/usr/share/lintian/overrides/$pkg"
+    stage_binary "$root" "$bin" "$bin_dir" "$strip"
+    copyright >"$doc/copyright"
+    changelog "$pkg" "$version" | gzip -9n >"$doc/changelog.Debian.gz"
+    chmod 644 "$doc/copyright" "$doc/changelog.Debian.gz"
+}
+
+# stage_binary ROOT BINARY BIN_DIR STRIP: /usr/bin/BINARY from BIN_DIR
+# (stripped with STRIP unless that is empty) and its man page
+# packaging/BINARY.1, under ROOT.
+stage_binary() {
+    local root=$1 bin=$2 bin_dir=$3 strip=$4
+    local man=$root/usr/share/man/man1/$bin.1.gz
+    install -d -m 755 "$root/usr/bin" "$root/usr/share/man/man1"
     install -m 755 "$bin_dir/$bin" "$root/usr/bin/$bin"
     [ -z "$strip" ] || "$strip" --remove-section=.comment --remove-section=.note --strip-unneeded "$root/usr/bin/$bin"
     gzip -9n <"$repo/packaging/$bin.1" >"$man"
-    copyright >"$doc/copyright"
-    changelog "$pkg" "$version" | gzip -9n >"$doc/changelog.Debian.gz"
-    chmod 644 "$man" "$doc/copyright" "$doc/changelog.Debian.gz"
+    chmod 644 "$man"
 }
 
 # stage_agent ROOT: the agent's own files: launcher, unit, udev rule, config
@@ -267,6 +282,10 @@ Description: camstream viewer: one window per streaming camera
  Accepts camstream agents over TCP and shows one window per camera, or runs
  headless and records every frame (camera-viewer.service, not enabled by
  default: systemctl enable --now camera-viewer).
+ .
+ camstream-cert makes the certificates for the optional mutual TLS between
+ agents and viewer: a CA, whose key stays on this machine, the viewer's
+ certificate and one per camera node.
 EOF
 }
 

@@ -18,7 +18,8 @@
 #            with the environment --cargo has (bench/arm-insns uses it)
 #   --shell  open a shell in the build root, set up for TRIPLE (for debugging)
 #
-# Without --test it builds agent and viewer with `cargo build --release
+# Without --test it builds agent, viewer and camstream-cert (the viewer's
+# package carries it) with `cargo build --release
 # --locked` into target/TRIPLE/release/ of this source tree and prints that
 # directory on stdout (cargo's output goes to stderr).
 #
@@ -97,7 +98,7 @@ main() {
 
     case $mode in
     build)
-        in_root "$triple" "$arch" "$gnu" cargo build --release --locked --bin agent --bin viewer \
+        in_root "$triple" "$arch" "$gnu" cargo build --release --locked --bin agent --bin viewer --bin camstream-cert \
             --target "$triple" "$@" >&2
         echo "$repo/target/$triple/release"
         ;;
