@@ -29,9 +29,13 @@
 //!   `Conn` refuses a frame header carrying any other id.
 //!
 //! Memory per TLS connection, on top of a plaintext one: the raw buffer
-//! ([`RAW_BUF_LEN`]), rustls's record buffer (at most one record, about
-//! 17 KiB) and its decrypted plaintext (at most 16 KiB before it stops
-//! reading): about 100 KiB.
+//! ([`RAW_BUF_LEN`]), rustls's record buffer (one record, 18 KiB, or up to
+//! 64 KiB while it joins a handshake message), a handshake message being
+//! processed or the client's certificate chain (up to 64 KiB), and its
+//! decrypted plaintext (16 KiB before it stops reading, plus one record):
+//! at most 224 KiB, the README's L. `bench/tls_memory.py` measures it:
+//! 117-125 KiB for an idle client, 190-196 KiB for one stalled in a
+//! 64 KiB ClientHello.
 
 use std::fmt;
 use std::io::{self, Read};

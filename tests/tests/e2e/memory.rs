@@ -16,6 +16,10 @@
 //! frames queued for closed connections outside `--max-clients`. Every
 //! frame of a connection the viewer accepted must be recorded (the bound
 //! may refuse clients, never lose frames it received).
+//!
+//! The same again over mutual TLS (issue 15), with rustls clients holding a
+//! camera certificate from `camstream-cert`: every connection is a full
+//! handshake, and the bound has the README's TLS term per client place.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -28,6 +32,11 @@ use std::time::{Duration, Instant};
 
 use camstream_tests::{start_viewer, PATIENCE};
 use proto::{gzip, wire};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+use crate::tls::{strs, Pki};
 
 const MIB: u64 = 1 << 20;
 /// The flags under test: small, so the test runs in seconds.
@@ -36,16 +45,20 @@ const MAX_FRAME_BYTES: u64 = 2 * MIB;
 const MAX_BMP_BYTES: u64 = 4 * MIB;
 const DECODE_THREADS: u64 = 2;
 
+/// The README's TLS term: per client place, with `--tls-*`.
+const TLS_PLACE_BYTES: u64 = 224 << 10;
+
 /// The README's bound for these flags, in bytes, above the idle process:
-/// C·(128 KiB + (1+W)·F) + T·(F + B + 7P) + 8 MiB, with W = 2 (`--record`)
-/// and P = min(B, 16384²) pixels.
-fn bound_bytes() -> u64 {
+/// C·(128 KiB + (1+W)·F [+ 224 KiB with TLS]) + T·(F + B + 7P) + 8 MiB,
+/// with W = 2 (`--record`) and P = min(B, 16384²) pixels.
+fn bound_bytes(tls: bool) -> u64 {
     let (c, f, b, t) = (MAX_CLIENTS, MAX_FRAME_BYTES, MAX_BMP_BYTES, DECODE_THREADS);
     let w = 2;
     let p = b.min(16384 * 16384);
     let input = 128 << 10;
     let spare_bodies = 8 * MIB;
-    c * (input + (1 + w) * f) + t * (f + b + 7 * p) + spare_bodies
+    let tls_place = if tls { TLS_PLACE_BYTES } else { 0 };
+    c * (input + (1 + w) * f + tls_place) + t * (f + b + 7 * p) + spare_bodies
 }
 
 const WIDTH: u32 = 2048;
@@ -197,11 +210,61 @@ fn sweep(root: &Path, seen: &Seen, delete: bool) {
     }
 }
 
+/// A rustls client configuration with the camera certificate `stem` of
+/// `pki`, trusting its CA: what an agent with `--tls-*` holds.
+fn tls_client(pki: &Pki, stem: &str) -> Arc<ClientConfig> {
+    let pem = |name: &str| std::fs::read(pki.path(name)).expect("certificate file");
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&pem("ca.pem")) {
+        roots.add(ca.expect("CA PEM")).expect("CA certificate");
+    }
+    let chain = CertificateDer::pem_slice_iter(&pem(&format!("{stem}.pem")))
+        .collect::<Result<Vec<_>, _>>()
+        .expect("camera PEM");
+    let key = PrivateKeyDer::from_pem_slice(&pem(&format!("{stem}.key"))).expect("camera key");
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .expect("client certificate");
+    Arc::new(config)
+}
+
+/// Writes `frames` on `s`, through TLS when `tls` is given (the handshake
+/// first, then the frames and a close_notify), and closes the write side.
+fn send_frames(s: &TcpStream, frames: &[u8], tls: Option<&Arc<ClientConfig>>) -> bool {
+    let Ok(mut sock) = s.try_clone() else {
+        return false;
+    };
+    let sent = match tls {
+        None => sock.write_all(frames).is_ok(),
+        Some(config) => {
+            let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+            let Ok(conn) = ClientConnection::new(config.clone(), name) else {
+                return false;
+            };
+            let mut stream = StreamOwned::new(conn, sock);
+            stream.write_all(frames).is_ok() && {
+                stream.conn.send_close_notify();
+                stream.flush().is_ok()
+            }
+        }
+    };
+    sent && s.shutdown(Shutdown::Write).is_ok()
+}
+
 /// One hostile client: connects, sends its three frames, closes its side,
 /// waits for the viewer's close, and does it again until `stop`. Returns how
 /// many connections sent all their frames and were closed cleanly by the
 /// viewer (accepted ones), and how many it refused.
-fn churn(addr: SocketAddr, frames: Arc<Vec<u8>>, stop: Arc<AtomicBool>) -> (usize, u64) {
+fn churn(
+    addr: SocketAddr,
+    frames: Arc<Vec<u8>>,
+    tls: Option<Arc<ClientConfig>>,
+    stop: Arc<AtomicBool>,
+) -> (usize, u64) {
     let mut accepted = 0;
     let mut refused = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -210,7 +273,9 @@ fn churn(addr: SocketAddr, frames: Arc<Vec<u8>>, stop: Arc<AtomicBool>) -> (usiz
             continue;
         };
         s.set_read_timeout(Some(PATIENCE)).unwrap();
-        let sent = s.write_all(&frames).is_ok() && s.shutdown(Shutdown::Write).is_ok();
+        let sent = send_frames(&s, &frames, tls.as_ref());
+        // The viewer's close, read below TLS: it sends no more records
+        // (no session tickets), only, when it refuses, an alert.
         let mut buf = [0u8; 64];
         let closed_cleanly = loop {
             match s.read(&mut buf) {
@@ -236,7 +301,21 @@ fn churn(addr: SocketAddr, frames: Arc<Vec<u8>>, stop: Arc<AtomicBool>) -> (usiz
 /// must stay under the stated formula.
 #[test]
 fn worst_frames_with_record_and_churn_stay_under_the_memory_bound() {
+    worst_frames_with_record_and_churn(false);
+}
+
+/// The same over mutual TLS: rustls's buffers and our raw socket buffer on
+/// every place, and a handshake on every connection.
+#[test]
+fn worst_frames_over_tls_stay_under_the_memory_bound_with_its_tls_term() {
+    worst_frames_with_record_and_churn(true);
+}
+
+fn worst_frames_with_record_and_churn(tls: bool) {
     let record = tempfile::tempdir().expect("temp dir");
+    let ids: Vec<u8> = (0..MAX_CLIENTS as u8).map(|i| 10 + i).collect();
+    let pki = tls.then(|| Pki::helper(&ids));
+    let tls_args = pki.as_ref().map(Pki::viewer_args).unwrap_or_default();
     let record_dir = record.path().to_str().unwrap().to_owned();
     let flags = [
         ("--max-clients", MAX_CLIENTS),
@@ -258,6 +337,7 @@ fn worst_frames_with_record_and_churn_stay_under_the_memory_bound() {
         args.push(flag);
         args.push(value);
     }
+    args.extend(strs(&tls_args));
     let (mut viewer, addr) = start_viewer(&args);
     let pid = viewer.pid();
     // The idle process: code, libraries, the decode threads' stacks.
@@ -298,9 +378,12 @@ fn worst_frames_with_record_and_churn_stay_under_the_memory_bound() {
             }
         })
     };
-    let clients: Vec<_> = (0..MAX_CLIENTS as u8)
-        .map(|i| {
-            let id = 10 + i;
+    let clients: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let config = pki
+                .as_ref()
+                .map(|pki| tls_client(pki, &format!("camera-{id}")));
             let frames = [
                 wire_frame(id, &gray_body),
                 wire_frame(id, &bits_body),
@@ -308,7 +391,7 @@ fn worst_frames_with_record_and_churn_stay_under_the_memory_bound() {
             ]
             .concat();
             let (frames, stop) = (Arc::new(frames), stop.clone());
-            thread::spawn(move || churn(addr, frames, stop))
+            thread::spawn(move || churn(addr, frames, config, stop))
         })
         .collect();
 
@@ -336,11 +419,12 @@ fn worst_frames_with_record_and_churn_stay_under_the_memory_bound() {
     assert!(status.success(), "viewer: {status:?}\n{}", viewer.tail(20));
     sweep(record.path(), &seen, false);
 
-    let bound = bound_bytes();
+    let bound = bound_bytes(tls);
     let mb = |b: u64| b as f64 / MIB as f64;
     eprintln!(
-        "idle {:.1} MiB, peak {:.1} MiB (sampled {:.1}), above idle {:.1} MiB, bound {:.1} MiB; \
+        "{}: idle {:.1} MiB, peak {:.1} MiB (sampled {:.1}), above idle {:.1} MiB, bound {:.1} MiB; \
          {} connections recorded, {refused} refused",
+        if tls { "TLS" } else { "plaintext" },
         mb(idle),
         mb(peak),
         mb(peak_sampled.load(Ordering::Relaxed)),

@@ -30,13 +30,14 @@ use camstream_tests::{
 };
 
 /// Certificates in a temp dir: `ca`, `viewer` (viewer.test, 127.0.0.1) and
-/// `camera-N`, as `<stem>.pem` and `<stem>.key`.
-struct Pki {
+/// `camera-N`, as `<stem>.pem` and `<stem>.key`. Also used by the window
+/// test of TLS cameras (`windows::tls_cameras_*`) and `memory::`.
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
@@ -48,7 +49,7 @@ impl Pki {
     }
 
     /// `viewer --tls-*` arguments.
-    fn viewer_args(&self) -> Vec<String> {
+    pub(crate) fn viewer_args(&self) -> Vec<String> {
         vec![
             "--tls-cert".into(),
             self.s("viewer.pem"),
@@ -60,7 +61,7 @@ impl Pki {
     }
 
     /// `agent --tls-*` arguments for the camera certificate `stem`.
-    fn agent_args(&self, stem: &str) -> Vec<String> {
+    pub(crate) fn agent_args(&self, stem: &str) -> Vec<String> {
         vec![
             "--tls-ca".into(),
             self.s("ca.pem"),
@@ -72,7 +73,7 @@ impl Pki {
     }
 
     /// Made by our helper: a CA, the viewer, and cameras `ids`.
-    fn helper(ids: &[u8]) -> Pki {
+    pub(crate) fn helper(ids: &[u8]) -> Pki {
         let pki = Pki {
             dir: tempfile::tempdir().expect("temp dir"),
         };
@@ -159,7 +160,7 @@ fn openssl(dir: &Path, words: &str, args: &[&str]) {
     );
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
+pub(crate) fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
