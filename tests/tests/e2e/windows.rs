@@ -1,7 +1,8 @@
 //! The viewer's windows under a real X server (Xvfb): what they show, closing
 //! one with WM_DELETE_WINDOW as a window manager would, and Esc; and window
 //! faults (a client alternating frame sizes, a window the X server refuses)
-//! that must cost one camera, never the viewer or the other windows.
+//! that must cost one camera, never the viewer or the other windows; and
+//! cameras over mutual TLS, with a plaintext peer refused meanwhile.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,6 +19,8 @@ use camstream_tests::{
     XWindow, Xvfb, PATIENCE,
 };
 use proto::{bmp, gzip, wire};
+
+use crate::tls::{strs, Pki};
 
 /// The harness itself: Xvfb starts, xwininfo finds a window, xwd sees it,
 /// and our WM_DELETE_WINDOW message makes an ICCCM client (xlogo) quit. If
@@ -325,6 +328,87 @@ fn a_jpeg_camera_shows_its_bars_in_a_window() {
         .into_iter()
         .find(|l| l.contains("camera 3 ") && l.contains("dropped"));
     assert!(dropped.is_none(), "{dropped:?}");
+}
+
+/// Mutual TLS with windows (issue 15): two agents over TLS, with camera
+/// certificates from `camstream-cert`, each get a window showing every bar
+/// pixel right. Then a plaintext client sends a valid frame: the viewer
+/// refuses it by name, it never gets a window, and camera 2's window keeps
+/// showing new frames.
+#[test]
+fn tls_cameras_show_their_bars_and_a_plaintext_peer_is_refused() {
+    let pki = Pki::helper(&[1, 2]);
+    let x = Xvfb::start(1280, 1024);
+    let mut cmd = Command::new(bin_path("viewer"));
+    cmd.args(["--listen", "127.0.0.1:0", "--stats-interval", "1"])
+        .args(["--max-clients", "4"])
+        .args(pki.viewer_args());
+    x.env(&mut cmd);
+    let (viewer, addr) = start_viewer_cmd(cmd);
+    assert!(
+        viewer
+            .wait_for_line("TLS 1.3 only", Duration::from_secs(10))
+            .is_some(),
+        "the viewer did not turn TLS on:\n{}",
+        viewer.tail(20)
+    );
+
+    let sizes = [(1u8, (320u32, 240u32)), (2u8, (640, 480))];
+    let agents: Vec<LoggedChild> = sizes
+        .iter()
+        .map(|&(id, (w, h))| {
+            let mut args = pki.agent_args(&format!("camera-{id}"));
+            args.extend(["--workers".to_owned(), "1".to_owned()]);
+            start_pattern_agent(addr, id, &format!("{w}x{h}"), 15, &strs(&args))
+        })
+        .collect();
+    for (agent, &(id, (w, h))) in agents.iter().zip(&sizes) {
+        let win = wait_until(Duration::from_secs(60), || camera_window(&x, id))
+            .unwrap_or_else(|| panic!("no window for camera {id}:\n{}", viewer.tail(20)));
+        assert_eq!((win.width, win.height), (w, h), "camera {id}'s window");
+        assert!(
+            agent
+                .wait_for_line("over TLS", Duration::from_secs(10))
+                .is_some(),
+            "camera {id}'s agent is not connected over TLS:\n{}",
+            agent.tail(10)
+        );
+    }
+    let win1 = move_window(&x, 1, (0, 0));
+    let win2 = move_window(&x, 2, (400, 0));
+    wait_for_bars(&x, &win1);
+    let shot = wait_for_bars(&x, &win2);
+    let before = read_counter(&shot, &win2).expect("camera 2's counter on screen");
+
+    // A plaintext sender with a frame that would be valid without TLS.
+    let mark = viewer.line_count();
+    let mut plain = TcpStream::connect(addr).expect("connect to the viewer");
+    plain
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    // The viewer may close before the whole frame is in: a failed write is
+    // the refusal too.
+    let _ = plain.write_all(&bars_frame(5, (320, 240)));
+    let refused = viewer
+        .wait_for_line_after(mark, "not a TLS client", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no refusal of the plaintext client:\n{}", viewer.tail(20)));
+    assert!(refused.contains("TLS handshake refused"), "{refused}");
+    let mut rest = Vec::new();
+    // Closed by the viewer: EOF, or a reset after its alert.
+    let closed = match plain.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) => e.kind() == ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "the plaintext connection was not closed");
+
+    let after = camera_2_keeps_updating(&x, &win2, before);
+    camera_2_never_dropped(&viewer, mark);
+    assert!(
+        camera_window(&x, 5).is_none(),
+        "the plaintext client got a window"
+    );
+    check_bars(&x.screenshot(), &win1).expect("camera 1 still shows its bars");
+    println!("two TLS cameras in windows; a plaintext peer refused; camera 2 went on from frame {before} to {after}");
 }
 
 // ---------------------------------------------------------------------------
