@@ -5,7 +5,7 @@
 //! and ours tag it, systemd starts `camera-agent@video0.service`) is real.
 //! The scripts live in `tests/vm/systemd/` (`setup.sh` makes and caches the
 //! root file system, `run.sh` boots it and runs one command as a service);
-//! this module drives them and builds the package the guest installs.
+//! this module drives them and builds the packages the guest installs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,11 +82,18 @@ pub fn run_systemd_guest(
     run_script(cmd, timeout)
 }
 
-/// The camstream-agent package, as `packaging/build-deb.sh` makes it from
+/// The two packages `packaging/build-deb.sh` makes.
+pub struct Debs {
+    /// camstream-agent, what a camera node installs.
+    pub agent: PathBuf,
+    /// camstream-viewer, the workstation's, with camstream-cert.
+    pub viewer: PathBuf,
+}
+
+/// The camstream packages, as `packaging/build-deb.sh` makes them from
 /// the binaries in `bin_dir` (for `target`, a Rust target triple, or this
-/// machine), into a fresh directory that `out` keeps alive. Returns the
-/// `.deb`'s path.
-pub fn build_agent_deb(bin_dir: &Path, target: Option<&str>, out: &Path) -> PathBuf {
+/// machine), into a fresh directory that `out` keeps alive.
+pub fn build_debs(bin_dir: &Path, target: Option<&str>, out: &Path) -> Debs {
     let mut cmd = Command::new(workspace_root().join("packaging/build-deb.sh"));
     if let Some(target) = target {
         cmd.args(["--target", target]);
@@ -102,15 +109,19 @@ pub fn build_agent_deb(bin_dir: &Path, target: Option<&str>, out: &Path) -> Path
         result.status,
         String::from_utf8_lossy(&result.stderr)
     );
-    stdout
-        .lines()
-        .map(PathBuf::from)
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("camstream-agent_"))
-        })
-        .unwrap_or_else(|| {
-            panic!("packaging/build-deb.sh printed no camstream-agent_*.deb: {stdout}")
-        })
+    let find = |prefix: &str| {
+        stdout
+            .lines()
+            .map(PathBuf::from)
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix))
+            })
+            .unwrap_or_else(|| panic!("packaging/build-deb.sh printed no {prefix}*.deb: {stdout}"))
+    };
+    Debs {
+        agent: find("camstream-agent_"),
+        viewer: find("camstream-viewer_"),
+    }
 }

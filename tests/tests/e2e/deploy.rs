@@ -375,12 +375,18 @@ fn packages_hold_the_expected_files() {
         ("/etc/camstream/viewer.env", "-rw-r--r--"),
         ("/usr/share/man/man1/viewer.1.gz", "-rw-r--r--"),
         ("/usr/share/doc/camstream-viewer/copyright", "-rw-r--r--"),
+        // The certificate helper goes with the viewer: the CA key stays on
+        // the workstation (docs/DESIGN.md).
+        ("/usr/bin/camstream-cert", "-rwxr-xr-x"),
+        ("/usr/share/man/man1/camstream-cert.1.gz", "-rw-r--r--"),
     ] {
         assert_has(&viewer, path, mode, &d.viewer);
     }
     // Each package holds only its own side.
     assert!(
-        !agent.iter().any(|(p, _)| p.contains("viewer")),
+        !agent
+            .iter()
+            .any(|(p, _)| p.contains("viewer") || p.contains("camstream-cert")),
         "agent package holds viewer files"
     );
     assert!(
@@ -428,11 +434,12 @@ fn packages_extract_into_a_scratch_root_with_working_files() {
     let root = extracted_root();
     let r = root.path();
     // The extracted binaries are the ones under test and they run.
-    for bin in ["agent", "viewer"] {
+    for bin in ["agent", "viewer", "camstream-cert"] {
         let path = r.join("usr/bin").join(bin);
         let out = run_ok(Command::new(&path).arg("--help"));
         assert!(out.contains("--"), "{bin} --help printed no options: {out}");
     }
+    packaged_camstream_cert_makes_certificates(&r.join("usr/bin/camstream-cert"));
     // Every ExecStart= program of the units exists in the same root.
     for unit in ["camera-agent@.service", "camera-viewer.service"] {
         let body = fs::read_to_string(r.join("lib/systemd/system").join(unit)).expect("unit");
@@ -453,10 +460,38 @@ fn packages_extract_into_a_scratch_root_with_working_files() {
     assert!(rule.contains(r#"ENV{SYSTEMD_WANTS}+="camera-agent@%k.service""#));
     // Man pages are gzip files that decompress.
     require_tool("zcat", "gzip");
-    for page in ["agent.1.gz", "viewer.1.gz"] {
+    for page in ["agent.1.gz", "viewer.1.gz", "camstream-cert.1.gz"] {
         let man = run_ok(Command::new("zcat").arg(r.join("usr/share/man/man1").join(page)));
         assert!(man.starts_with(".TH"), "{page} is not a man page");
     }
+}
+
+/// The packaged `camstream-cert` makes a CA, a viewer and a camera
+/// certificate, keys 0600, and refuses to overwrite the CA.
+fn packaged_camstream_cert_makes_certificates(cert: &Path) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().to_str().expect("utf-8 temp path");
+    run_ok(Command::new(cert).args(["ca", "--dir", d]));
+    run_ok(Command::new(cert).args(["viewer", "--dir", d, "--ip", "127.0.0.1"]));
+    run_ok(Command::new(cert).args(["camera", "--dir", d, "--id", "3"]));
+    for stem in ["ca", "viewer", "camera-3"] {
+        let pem = fs::read_to_string(dir.path().join(format!("{stem}.pem"))).expect("pem");
+        assert!(
+            pem.starts_with("-----BEGIN CERTIFICATE-----"),
+            "{stem}.pem: {pem}"
+        );
+        let mode = fs::metadata(dir.path().join(format!("{stem}.key")))
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{stem}.key has mode {mode:o}");
+    }
+    let again = run(Command::new(cert).args(["ca", "--dir", d]));
+    assert!(
+        !again.status.success(),
+        "a second `ca` overwrote the CA: {}",
+        text(&again.stderr)
+    );
 }
 
 #[test]

@@ -9,7 +9,9 @@
 //! good, and its return must start it again. The unit's device sandbox is
 //! checked from both sides: the agent opens the camera under
 //! `DevicePolicy=closed` + `DeviceAllow=char-video4linux rw`, and the same
-//! unit without the `DeviceAllow=` line is refused it.
+//! unit without the `DeviceAllow=` line is refused it. The guest also
+//! installs the camstream-viewer package, whose `camstream-cert` must then
+//! be on PATH and make a CA (the one `dpkg -i` of that package in the tests).
 //!
 //! The unplug unbinds vivid from its platform device, which is what the USB
 //! core does to uvcvideo when a cable is pulled: the driver unregisters the
@@ -28,7 +30,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use camstream_tests::arm_vm::{aarch64_agent, AARCH64};
-use camstream_tests::systemd_vm::{build_agent_deb, run_systemd_guest, systemd_vm_enabled, Arch};
+use camstream_tests::systemd_vm::{build_debs, run_systemd_guest, systemd_vm_enabled, Arch, Debs};
 use camstream_tests::vivid::{check_vivid_recording, BAR_TOLERANCE};
 use camstream_tests::vm::GuestRun;
 use camstream_tests::{bin_path, recorded_counts, wait_until, RecordingViewer};
@@ -88,6 +90,12 @@ echo BOOTED_AT_S=$(now)
 # --- install the package, then configure it as the README says -------------
 dpkg -i /vm/camstream-agent.deb > /tmp/dpkg.log 2>&1 || { cat /tmp/dpkg.log; exit 90; }
 echo INSTALLED=1
+# The workstation's package installs here too (its unit is not enabled), to
+# check that camstream-cert, which it carries, lands on PATH and makes a CA.
+dpkg -i /vm/camstream-viewer.deb > /tmp/dpkg.log 2>&1 || { cat /tmp/dpkg.log; exit 92; }
+echo CERT_PATH=$(command -v camstream-cert)
+camstream-cert ca --dir /tmp/pki > /tmp/cert.log 2>&1 && grep -q 'BEGIN CERTIFICATE' /tmp/pki/ca.pem \
+    && echo CERT_CA=1 || { echo CERT_CA=0; cat /tmp/cert.log; }
 sed -i 's/^CAMSTREAM_SERVER=.*/CAMSTREAM_SERVER=10.0.2.2:@PORT@/' /etc/camstream/agent.env
 cat >> /etc/camstream/agent.env <<'EOF'
 CAMSTREAM_SIZE=320x180
@@ -199,8 +207,8 @@ fn udev_starts_the_packaged_agent_for_vivid_and_unplug_stops_it() {
     let agent = bin_path("agent");
     let bin_dir = agent.parent().expect("target/<profile>");
     let debs = tempfile::tempdir().expect("temp dir");
-    let deb = build_agent_deb(bin_dir, None, debs.path());
-    hotplug_chain(test, Arch::Amd64, &deb, GUEST_TIMEOUT);
+    let built = build_debs(bin_dir, None, debs.path());
+    hotplug_chain(test, Arch::Amd64, &built, GUEST_TIMEOUT);
 }
 
 /// On an ARM node: the arm64 package of `packaging/cross-build.sh`'s aarch64
@@ -225,17 +233,21 @@ fn arm64_udev_starts_the_packaged_agent_for_vivid_and_unplug_stops_it() {
     }
     let bin_dir = aarch64_agent().parent().expect("target/<triple>/release");
     let debs = tempfile::tempdir().expect("temp dir");
-    let deb = build_agent_deb(bin_dir, Some(AARCH64), debs.path());
-    hotplug_chain(test, Arch::Arm64, &deb, ARM64_GUEST_TIMEOUT);
+    let built = build_debs(bin_dir, Some(AARCH64), debs.path());
+    hotplug_chain(test, Arch::Arm64, &built, ARM64_GUEST_TIMEOUT);
 }
 
-/// The whole chain in a guest of `arch` with the package `deb`.
-fn hotplug_chain(test: &str, arch: Arch, deb: &Path, timeout: Duration) {
+/// The whole chain in a guest of `arch` with the packages `debs`.
+fn hotplug_chain(test: &str, arch: Arch, debs: &Debs, timeout: Duration) {
     let viewer = RecordingViewer::start(&[]);
     let script = GUEST_SCRIPT
         .replace("@PORT@", &viewer.addr.port().to_string())
         .replace("@ID@", &CAMERA_ID.to_string());
-    let run = run_systemd_guest(arch, &script, &[(deb, "/vm/camstream-agent.deb")], timeout);
+    let files: [(&Path, &str); 2] = [
+        (&debs.agent, "/vm/camstream-agent.deb"),
+        (&debs.viewer, "/vm/camstream-viewer.deb"),
+    ];
+    let run = run_systemd_guest(arch, &script, &files, timeout);
     let context = || format!("---- console ----\n{}", run.tail(120));
     assert_eq!(
         run.status,
@@ -269,6 +281,19 @@ fn hotplug_chain(test: &str, arch: Arch, deb: &Path, timeout: Duration) {
     );
     assert_eq!(value(&run, "UNIT_STATE"), "active", "{journal}");
     assert_eq!(value(&run, "AGENT_EXE"), "/usr/bin/agent", "{journal}");
+    // The viewer package's certificate helper, installed by dpkg, runs.
+    assert_eq!(
+        value(&run, "CERT_PATH"),
+        "/usr/bin/camstream-cert",
+        "{}",
+        context()
+    );
+    assert_eq!(
+        value(&run, "CERT_CA"),
+        "1",
+        "camstream-cert ca failed\n{}",
+        context()
+    );
     assert_ne!(
         value(&run, "AGENT_UID"),
         "0",
