@@ -154,6 +154,25 @@ struct Shuffles {
     planar: Planar,
     grey: Packed,
     rgb: Packed,
+    /// Where the CPU has them: YUV rows to BGR in one pass.
+    fused: Option<&'static Fused>,
+}
+
+/// Row converters that skip the YUYV gather: each builds the YUYV
+/// kernel's registers from its own layout's loads and returns how many
+/// pixels (from the left, even) it converted; the gather does the rest.
+/// Where a row is a whole number of SIMD steps (640 and 1280 pixels are),
+/// nothing is gathered. With the gather, each YUV row is written once
+/// more and read once more than YUYV's, which cost 1.2-1.35x
+/// `cv2.cvtColor`'s time at 640x480 where YUYV alone takes 0.8x.
+struct Fused {
+    uyvy: fn(&[u8], &mut [u8]) -> usize,
+    yvyu: fn(&[u8], &mut [u8]) -> usize,
+    /// NV12 and NV21: luma row, chroma row, BGR.
+    nv12: fn(&[u8], &[u8], &mut [u8]) -> usize,
+    nv21: fn(&[u8], &[u8], &mut [u8]) -> usize,
+    /// YU12 (YV12 with U and V given swapped): luma row, U, V, BGR.
+    planar: fn(&[u8], &[u8], &[u8], &mut [u8]) -> usize,
 }
 
 static PORTABLE: Shuffles = Shuffles {
@@ -164,6 +183,7 @@ static PORTABLE: Shuffles = Shuffles {
     planar: interleave_planar,
     grey: grey_to_bgr,
     rgb: rgb_to_bgr,
+    fused: None,
 };
 
 /// The fastest shuffles this CPU runs: on x86-64 with SSSE3, SSE2 gathers
@@ -225,23 +245,26 @@ impl<'a> Rows<'a> {
         let k = self.shuffles;
         match self.format {
             PixelFormat::Yuyv => (self.yuyv)(self.row(0, r, 2 * w), dst),
-            PixelFormat::Uyvy => self.via_yuyv(dst, |x, n, out| {
-                let src = &self.row(0, r, 2 * w)[2 * x..2 * (x + n)];
-                (k.swap_pairs)(src, out);
-            }),
-            PixelFormat::Yvyu => self.via_yuyv(dst, |x, n, out| {
-                let src = &self.row(0, r, 2 * w)[2 * x..2 * (x + n)];
-                (k.swap_chroma)(src, out);
-            }),
+            PixelFormat::Uyvy | PixelFormat::Yvyu => {
+                let src = self.row(0, r, 2 * w);
+                let (fused, gather) = match self.format {
+                    PixelFormat::Uyvy => (k.fused.map(|f| f.uyvy), k.swap_pairs),
+                    _ => (k.fused.map(|f| f.yvyu), k.swap_chroma),
+                };
+                let done = fused.map_or(0, |f| f(src, dst));
+                self.via_yuyv(dst, done, |x, n, out| gather(&src[2 * x..2 * (x + n)], out))
+            }
             PixelFormat::Nv12 | PixelFormat::Nv21 => {
                 let y = self.row(0, r, w);
                 let c = self.row(1, r / 2, w);
-                let gather = if self.format == PixelFormat::Nv21 {
-                    k.nv21
-                } else {
-                    k.nv12
+                let (fused, gather) = match self.format {
+                    PixelFormat::Nv21 => (k.fused.map(|f| f.nv21), k.nv21),
+                    _ => (k.fused.map(|f| f.nv12), k.nv12),
                 };
-                self.via_yuyv(dst, |x, n, out| gather(&y[x..x + n], &c[x..x + n], out))
+                let done = fused.map_or(0, |f| f(y, c, dst));
+                self.via_yuyv(dst, done, |x, n, out| {
+                    gather(&y[x..x + n], &c[x..x + n], out)
+                })
             }
             PixelFormat::Yu12 | PixelFormat::Yv12 => {
                 let y = self.row(0, r, w);
@@ -249,7 +272,8 @@ impl<'a> Rows<'a> {
                 if self.format == PixelFormat::Yv12 {
                     std::mem::swap(&mut u, &mut v);
                 }
-                self.via_yuyv(dst, |x, n, out| {
+                let done = k.fused.map_or(0, |f| (f.planar)(y, u, v, dst));
+                self.via_yuyv(dst, done, |x, n, out| {
                     (k.planar)(
                         &y[x..x + n],
                         &u[x / 2..(x + n) / 2],
@@ -266,12 +290,19 @@ impl<'a> Rows<'a> {
         }
     }
 
-    /// Runs a YUV row through the YUYV kernel: `gather(x, n, yuyv)` writes
+    /// Runs a YUV row from pixel `from` on (even; the pixels before it
+    /// are done) through the YUYV kernel: `gather(x, n, yuyv)` writes
     /// pixels `x..x + n` (n even) as `2 * n` bytes of YUYV.
-    fn via_yuyv(&self, dst: &mut [u8], mut gather: impl FnMut(usize, usize, &mut [u8])) {
+    fn via_yuyv(
+        &self,
+        dst: &mut [u8],
+        from: usize,
+        mut gather: impl FnMut(usize, usize, &mut [u8]),
+    ) {
         let mut yuyv = [0u8; 2 * CHUNK];
-        let mut x = 0;
-        for out in dst.chunks_mut(3 * CHUNK) {
+        let mut x = from;
+        let rest = dst.get_mut(3 * from..).unwrap_or_default();
+        for out in rest.chunks_mut(3 * CHUNK) {
             let n = out.len() / 3;
             gather(x, n, &mut yuyv[..2 * n]);
             (self.yuyv)(&yuyv[..2 * n], out);
@@ -444,34 +475,42 @@ fn rgb_to_bgr(src: &[u8], dst: &mut [u8]) {
 
 /// The shuffles with x86 intrinsics: SSE2 (baseline on x86-64) gathers
 /// the YUV layouts into YUYV 16 pixels at a time, SSSE3's `pshufb`
-/// spreads GREY and reorders RGB 16 pixels at a time.
+/// spreads GREY and reorders RGB 16 pixels at a time; with AVX2, GREY and
+/// RGB take 32 pixels per step and the YUV layouts skip the gather (see
+/// [`Fused`]): each 32-pixel step builds the two YUYV registers of the
+/// YUYV kernel's AVX2 step (`pixel::x86::bgr32_avx2`) from its own loads,
+/// NV12 with one `vpunpcklbw`/`vpunpckhbw` pair, UYVY and YVYU with one
+/// `vpshufb` each.
 ///
 /// Why `unsafe` is allowed here: the portable loops of GREY and RGB do
 /// not vectorize for the SSE2 baseline (a 3-byte interleave needs a byte
-/// shuffle SSE2 lacks), and NV12's gather did so only partly. Measured on
-/// this project's 2-core Xeon, 640x480, CPU time of one thread, against
-/// `cv2.cvtColor` on one thread (`bench/run --only formats`):
+/// shuffle SSE2 lacks), and the gather-then-convert passes of the YUV
+/// layouts cost up to 1.35x `cv2.cvtColor` where YUYV alone costs 0.75x.
+/// Measured on this project's 2-core AMD EPYC (AVX2), CPU time of one
+/// thread, medians of 3 rounds, against `cv2.cvtColor` on one thread
+/// (OpenCV 5.0.0), `bench/run --only formats`, before this module's AVX2
+/// paths (SSSE3 GREY, YUV gathered into YUYV rows) → with them:
 ///
-/// | format | portable | with this module | cv2.cvtColor |
-/// |--------|----------|------------------|--------------|
-/// | GREY   | 0.085 ms | 0.022 ms         | 0.026 ms     |
-/// | RGB3   | 0.178 ms | 0.036 ms (AVX2)  | 0.032 ms     |
-/// | NV12   | 0.193 ms | 0.128 ms         | 0.134 ms     |
-/// | YU12   | 0.144 ms | 0.135 ms         | 0.138 ms     |
+/// | format | 640x480 ours / cv2          | 1280x720 ours / cv2         |
+/// |--------|-----------------------------|-----------------------------|
+/// | GREY   | 0.028 → 0.020 / 0.021 ms    | 0.090 → 0.059 / 0.071 ms    |
+/// | NV12   | 0.140 → 0.110 / 0.115 ms    | ≤ 1.14x → 0.337 / 0.379 ms  |
+/// | YU12   | 0.147 → 0.121 / 0.122 ms    | ≤ 1.14x → 0.352 / 0.432 ms  |
+/// | UYVY   | 1.10x → 0.116 / 0.130 ms    | ≤ 1.14x → 0.334 / 0.402 ms  |
 ///
-/// RGB3 has an AVX2 path too: with SSSE3 alone it took 0.044 ms, mostly
-/// the per-row work (one 640-pixel row is 40 steps); with AVX2 a 96-byte
-/// step is nine unaligned loads and no table lookup.
+/// (The portable code, for scale, on the earlier Xeon at 640x480: GREY
+/// 0.085 ms, RGB3 0.178 ms, NV12 0.193 ms.)
 ///
-/// The only unsafe operations are unaligned 16-byte loads and stores
-/// inside fixed-size arrays (so in bounds), and calling the SSSE3
+/// The only unsafe operations are unaligned loads and stores inside
+/// fixed-size arrays (so in bounds), and calling the SSSE3 and AVX2
 /// functions, which only happens after runtime detection.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::Shuffles;
+    use super::{Fused, Shuffles};
+    use crate::pixel::x86::bgr32_avx2;
 
     pub(super) static SHUFFLES: Shuffles = Shuffles {
         swap_pairs,
@@ -481,22 +520,30 @@ mod x86 {
         planar,
         grey,
         rgb,
+        fused: None,
     };
 
-    /// The same, with RGB → BGR on AVX2 (`shuffles` checks for it).
+    /// The same, with GREY and RGB on AVX2 and the YUV layouts fused into
+    /// the YUYV kernel's AVX2 step (`shuffles` checks for AVX2).
     pub(super) static SHUFFLES_AVX2: Shuffles = Shuffles {
+        grey: grey_with_avx2,
         rgb: rgb_with_avx2,
+        fused: Some(&FUSED_AVX2),
         ..SHUFFLES
     };
 
-    fn rgb_with_avx2(src: &[u8], dst: &mut [u8]) {
-        // SAFETY: SHUFFLES_AVX2 is handed out only after AVX2 (which
-        // implies SSSE3) was detected.
-        unsafe { rgb_avx2(src, dst) }
-    }
+    static FUSED_AVX2: Fused = Fused {
+        uyvy: packed_with_avx2::<UYVY>,
+        yvyu: packed_with_avx2::<YVYU>,
+        nv12: semi_with_avx2::<false>,
+        nv21: semi_with_avx2::<true>,
+        planar: planar_with_avx2,
+    };
 
     // The entry points: SHUFFLES is handed out only after SSSE3 (which
-    // implies SSE2) was detected, which makes each call below sound.
+    // implies SSE2) was detected, SHUFFLES_AVX2 (and FUSED_AVX2 through
+    // it) only after AVX2 (which implies SSSE3) was, which makes each call
+    // below sound.
     fn swap_pairs(src: &[u8], out: &mut [u8]) {
         // SAFETY: SSSE3 was detected (see above).
         unsafe { swap_pairs_ssse3(src, out) }
@@ -521,32 +568,66 @@ mod x86 {
         // SAFETY: SSSE3 was detected (see above).
         unsafe { rgb_ssse3(src, dst) }
     }
-
-    /// An unaligned 16-byte load from `bytes[at..at + 16]`.
-    #[target_feature(enable = "ssse3")]
-    #[inline]
-    fn load(bytes: &[u8], at: usize) -> __m128i {
-        let chunk: &[u8; 16] = bytes[at..at + 16].try_into().unwrap_or(&[0; 16]);
-        // SAFETY: `chunk` is 16 readable bytes.
-        unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) }
+    fn grey_with_avx2(src: &[u8], dst: &mut [u8]) {
+        // SAFETY: AVX2 was detected (see above).
+        unsafe { grey_avx2(src, dst) }
+    }
+    fn rgb_with_avx2(src: &[u8], dst: &mut [u8]) {
+        // SAFETY: AVX2 was detected (see above).
+        unsafe { rgb_avx2(src, dst) }
+    }
+    fn packed_with_avx2<const ORDER: u8>(src: &[u8], dst: &mut [u8]) -> usize {
+        // SAFETY: AVX2 was detected (see above).
+        unsafe { packed_avx2::<ORDER>(src, dst) }
+    }
+    fn semi_with_avx2<const SWAP: bool>(y: &[u8], c: &[u8], dst: &mut [u8]) -> usize {
+        // SAFETY: AVX2 was detected (see above).
+        unsafe { semi_avx2::<SWAP>(y, c, dst) }
+    }
+    fn planar_with_avx2(y: &[u8], u: &[u8], v: &[u8], dst: &mut [u8]) -> usize {
+        // SAFETY: AVX2 was detected (see above).
+        unsafe { planar_avx2(y, u, v, dst) }
     }
 
-    /// An unaligned 16-byte store to `bytes[at..at + 16]`.
+    // Loads and stores take fixed-size arrays, which the loops below cut
+    // with `chunks_exact`: no index is checked per step, and every access
+    // is in bounds by type.
+
+    /// An unaligned 16-byte load.
+    #[inline]
+    fn load(bytes: &[u8; 16]) -> __m128i {
+        // SAFETY: `bytes` is 16 readable bytes; SSE2 is baseline on x86-64.
+        unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) }
+    }
+
+    /// An unaligned 16-byte store.
+    #[inline]
+    fn store(bytes: &mut [u8; 16], v: __m128i) {
+        // SAFETY: `bytes` is 16 writable bytes; SSE2 is baseline on x86-64.
+        unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), v) }
+    }
+
+    /// An 8-byte load into the low half.
     #[target_feature(enable = "ssse3")]
     #[inline]
-    fn store(bytes: &mut [u8], at: usize, v: __m128i) {
-        if let Ok(chunk) = <&mut [u8; 16]>::try_from(&mut bytes[at..at + 16]) {
-            // SAFETY: `chunk` is 16 writable bytes.
-            unsafe { _mm_storeu_si128(chunk.as_mut_ptr().cast(), v) }
+    fn load8(bytes: &[u8; 8]) -> __m128i {
+        _mm_set_epi64x(0, i64::from_le_bytes(*bytes))
+    }
+
+    /// The 16-byte array at `at` of a fixed-size array (a constant offset:
+    /// checked at compile time once inlined).
+    #[inline(always)]
+    fn part<const N: usize>(bytes: &[u8; N], at: usize) -> &[u8; 16] {
+        bytes[at..at + 16].try_into().unwrap_or(&[0; 16])
+    }
+
+    /// An unaligned 16-byte store at `at` of a fixed-size array (a
+    /// constant offset: checked at compile time once inlined).
+    #[inline(always)]
+    fn store_at<const N: usize>(bytes: &mut [u8; N], at: usize, v: __m128i) {
+        if let Some(chunk) = bytes[at..].first_chunk_mut() {
+            store(chunk, v);
         }
-    }
-
-    /// An 8-byte load from `bytes[at..at + 8]` into the low half.
-    #[target_feature(enable = "ssse3")]
-    #[inline]
-    fn load8(bytes: &[u8], at: usize) -> __m128i {
-        let chunk: &[u8; 8] = bytes[at..at + 8].try_into().unwrap_or(&[0; 8]);
-        _mm_set_epi64x(0, i64::from_le_bytes(*chunk))
     }
 
     /// Swaps the two bytes of every 16-bit lane.
@@ -558,52 +639,68 @@ mod x86 {
 
     #[target_feature(enable = "ssse3")]
     fn swap_pairs_ssse3(src: &[u8], out: &mut [u8]) {
-        let n = src.len().min(out.len()) / 16 * 16;
-        for at in (0..n).step_by(16) {
-            store(out, at, swap16(load(src, at)));
+        for (s, d) in src.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+            if let (Ok(s), Ok(d)) = (s.try_into(), d.try_into()) {
+                store(d, swap16(load(s)));
+            }
         }
+        let n = src.len().min(out.len()) / 16 * 16;
         super::swap_pairs(&src[n..], &mut out[n..]);
     }
 
     #[target_feature(enable = "ssse3")]
     fn swap_chroma_ssse3(src: &[u8], out: &mut [u8]) {
-        let n = src.len().min(out.len()) / 16 * 16;
         let luma = _mm_set1_epi32(0x00ff_00ff);
-        for at in (0..n).step_by(16) {
-            let x = load(src, at);
-            // V and U are bytes 1 and 3 of each 32-bit lane: rotate them by 16.
-            let c = _mm_andnot_si128(luma, x);
-            let c = _mm_or_si128(_mm_slli_epi32::<16>(c), _mm_srli_epi32::<16>(c));
-            store(out, at, _mm_or_si128(_mm_and_si128(x, luma), c));
+        for (s, d) in src.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+            if let (Ok(s), Ok(d)) = (s.try_into(), d.try_into()) {
+                let x = load(s);
+                // V and U are bytes 1 and 3 of each 32-bit lane: rotate them by 16.
+                let c = _mm_andnot_si128(luma, x);
+                let c = _mm_or_si128(_mm_slli_epi32::<16>(c), _mm_srli_epi32::<16>(c));
+                store(d, _mm_or_si128(_mm_and_si128(x, luma), c));
+            }
         }
+        let n = src.len().min(out.len()) / 16 * 16;
         super::swap_chroma(&src[n..], &mut out[n..]);
     }
 
     #[target_feature(enable = "ssse3")]
     fn nv12_ssse3<const SWAP: bool>(y: &[u8], c: &[u8], out: &mut [u8]) {
-        let n = y.len().min(c.len()).min(out.len() / 2) / 16 * 16;
-        for at in (0..n).step_by(16) {
-            let uv = if SWAP {
-                swap16(load(c, at))
-            } else {
-                load(c, at)
-            };
-            let luma = load(y, at);
-            store(out, 2 * at, _mm_unpacklo_epi8(luma, uv));
-            store(out, 2 * at + 16, _mm_unpackhi_epi8(luma, uv));
+        let steps = y.chunks_exact(16).zip(c.chunks_exact(16));
+        for ((y, c), d) in steps.zip(out.chunks_exact_mut(32)) {
+            if let (Ok(y), Ok(c), Ok(d)) =
+                (y.try_into(), c.try_into(), <&mut [u8; 32]>::try_from(d))
+            {
+                let uv = if SWAP { swap16(load(c)) } else { load(c) };
+                let luma = load(y);
+                store_at(d, 0, _mm_unpacklo_epi8(luma, uv));
+                store_at(d, 16, _mm_unpackhi_epi8(luma, uv));
+            }
         }
+        let n = y.len().min(c.len()).min(out.len() / 2) / 16 * 16;
         super::interleave_semi::<SWAP>(&y[n..], &c[n..], &mut out[2 * n..]);
     }
 
     #[target_feature(enable = "ssse3")]
     fn planar_ssse3(y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
-        let n = y.len().min(2 * u.len()).min(2 * v.len()).min(out.len() / 2) / 16 * 16;
-        for at in (0..n).step_by(16) {
-            let uv = _mm_unpacklo_epi8(load8(u, at / 2), load8(v, at / 2));
-            let luma = load(y, at);
-            store(out, 2 * at, _mm_unpacklo_epi8(luma, uv));
-            store(out, 2 * at + 16, _mm_unpackhi_epi8(luma, uv));
+        let steps = y
+            .chunks_exact(16)
+            .zip(u.chunks_exact(8))
+            .zip(v.chunks_exact(8));
+        for (((y, u), v), d) in steps.zip(out.chunks_exact_mut(32)) {
+            if let (Ok(y), Ok(u), Ok(v), Ok(d)) = (
+                y.try_into(),
+                u.try_into(),
+                v.try_into(),
+                <&mut [u8; 32]>::try_from(d),
+            ) {
+                let uv = _mm_unpacklo_epi8(load8(u), load8(v));
+                let luma = load(y);
+                store_at(d, 0, _mm_unpacklo_epi8(luma, uv));
+                store_at(d, 16, _mm_unpackhi_epi8(luma, uv));
+            }
         }
+        let n = y.len().min(2 * u.len()).min(2 * v.len()).min(out.len() / 2) / 16 * 16;
         super::interleave_planar(&y[n..], &u[n / 2..], &v[n / 2..], &mut out[2 * n..]);
     }
 
@@ -622,15 +719,47 @@ mod x86 {
 
     #[target_feature(enable = "ssse3")]
     fn grey_ssse3(src: &[u8], dst: &mut [u8]) {
-        let n = src.len().min(dst.len() / 3) / 16 * 16;
-        let masks = GREY_MASKS.map(|m| load(&m, 0));
-        for at in (0..n).step_by(16) {
-            let g = load(src, at);
-            for (part, mask) in masks.iter().enumerate() {
-                store(dst, 3 * at + 16 * part, _mm_shuffle_epi8(g, *mask));
+        let masks = GREY_MASKS.map(|m| load(&m));
+        for (s, d) in src.chunks_exact(16).zip(dst.chunks_exact_mut(48)) {
+            if let (Ok(s), Ok(d)) = (s.try_into(), <&mut [u8; 48]>::try_from(d)) {
+                let g = load(s);
+                for (part, mask) in masks.iter().enumerate() {
+                    store_at(d, 16 * part, _mm_shuffle_epi8(g, *mask));
+                }
             }
         }
+        let n = src.len().min(dst.len() / 3) / 16 * 16;
         super::grey_to_bgr(&src[n..], &mut dst[3 * n..]);
+    }
+
+    /// GREY → BGR with AVX2, 32 pixels per step: `vpshufb` works within
+    /// each 128-bit lane, so one 32-byte load and the three SSSE3 masks in
+    /// both lanes give output bytes 0..16 and 48..64, 16..32 and 64..80,
+    /// 32..48 and 80..96; three lane permutes make them three 32-byte
+    /// stores (half the stores of the SSSE3 path, which were its limit).
+    #[target_feature(enable = "avx2")]
+    fn grey_avx2(src: &[u8], dst: &mut [u8]) {
+        let masks = GREY_MASKS.map(|m| _mm256_broadcastsi128_si256(load(&m)));
+        for (s, d) in src.chunks_exact(32).zip(dst.chunks_exact_mut(96)) {
+            if let (Ok(s), Ok(d)) = (<&[u8; 32]>::try_from(s), <&mut [u8; 96]>::try_from(d)) {
+                // SAFETY: `s` is 32 readable bytes.
+                let g = unsafe { _mm256_loadu_si256(s.as_ptr().cast()) };
+                let [a, b, c] = masks.map(|m| _mm256_shuffle_epi8(g, m));
+                let out = [
+                    _mm256_permute2x128_si256::<0x20>(a, b),
+                    _mm256_permute2x128_si256::<0x30>(c, a),
+                    _mm256_permute2x128_si256::<0x31>(b, c),
+                ];
+                for (at, v) in [0, 32, 64].into_iter().zip(out) {
+                    if let Some(chunk) = d[at..].first_chunk_mut::<32>() {
+                        // SAFETY: `chunk` is 32 writable bytes.
+                        unsafe { _mm256_storeu_si256(chunk.as_mut_ptr().cast(), v) }
+                    }
+                }
+            }
+        }
+        let n = src.len().min(dst.len() / 3) / 32 * 32;
+        grey_ssse3(&src[n..], &mut dst[3 * n..]);
     }
 
     /// Byte masks of the B, G and R positions (`p % 3` = 0, 1, 2) in each
@@ -665,11 +794,13 @@ mod x86 {
     /// masks: no table lookup at all.
     #[target_feature(enable = "ssse3")]
     fn rgb_ssse3(src: &[u8], dst: &mut [u8]) {
-        let n = src.len().min(dst.len()) / 48 * 48;
-        let masks = CHANNEL_MASKS.map(|part| part.map(|m| load(&m, 0)));
+        let masks = CHANNEL_MASKS.map(|part| part.map(|m| load(&m)));
         let zero = _mm_setzero_si128();
-        for at in (0..n).step_by(48) {
-            let r = [load(src, at), load(src, at + 16), load(src, at + 32)];
+        for (s, d) in src.chunks_exact(48).zip(dst.chunks_exact_mut(48)) {
+            let (Ok(s), Ok(d)) = (<&[u8; 48]>::try_from(s), <&mut [u8; 48]>::try_from(d)) else {
+                continue;
+            };
+            let r = [load(part(s, 0)), load(part(s, 16)), load(part(s, 32))];
             // Bytes from beyond the run are never selected: B at p + 2 and
             // R at p - 2 stay within their own pixel.
             let later = [
@@ -688,9 +819,10 @@ mod x86 {
                     _mm_and_si128(later[part], b),
                     _mm_or_si128(_mm_and_si128(r[part], g), _mm_and_si128(earlier[part], red)),
                 );
-                store(dst, at + 16 * part, out);
+                store_at(d, 16 * part, out);
             }
         }
+        let n = src.len().min(dst.len()) / 48 * 48;
         super::rgb_to_bgr(&src[n..], &mut dst[n..]);
     }
 
@@ -732,6 +864,121 @@ mod x86 {
         }
         rgb_ssse3(&src[..LEAD], &mut dst[..LEAD]);
         rgb_ssse3(&src[end..len], &mut dst[end..len]);
+    }
+
+    /// `packed_avx2`'s layouts.
+    const UYVY: u8 = 0;
+    const YVYU: u8 = 1;
+
+    /// A `pshufb` mask taking each group of four bytes to YUYV order:
+    /// output byte `k` of a group is input byte `order[k]`.
+    const fn group_mask(order: [u8; 4]) -> [u8; 16] {
+        let mut m = [0u8; 16];
+        let mut i = 0;
+        while i < 16 {
+            m[i] = (i / 4 * 4) as u8 + order[i % 4];
+            i += 1;
+        }
+        m
+    }
+    /// U Y0 V Y1 → Y0 U Y1 V (and NV21's V U pairs → U V: the same swap).
+    const SWAP_PAIRS: [u8; 16] = group_mask([1, 0, 3, 2]);
+    /// Y0 V Y1 U → Y0 U Y1 V.
+    const SWAP_CHROMA: [u8; 16] = group_mask([0, 3, 2, 1]);
+
+    /// A 32-byte register from two 16-byte halves, `lo` in the low lane.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn lanes(lo: &[u8; 16], hi: &[u8; 16]) -> __m256i {
+        _mm256_set_m128i(load(hi), load(lo))
+    }
+
+    /// A 32-byte load.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn load32(bytes: &[u8; 32]) -> __m256i {
+        // SAFETY: `bytes` is 32 readable bytes.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    }
+
+    /// UYVY or YVYU (`ORDER`) → BGR, 32 pixels per step, pixels converted
+    /// returned: the loads put pixels 0..8 and 16..24 in one register and
+    /// 8..16 and 24..32 in the other, as the YUYV step does, and one
+    /// `vpshufb` each makes them YUYV.
+    #[target_feature(enable = "avx2")]
+    fn packed_avx2<const ORDER: u8>(src: &[u8], dst: &mut [u8]) -> usize {
+        let mask = if ORDER == UYVY {
+            SWAP_PAIRS
+        } else {
+            SWAP_CHROMA
+        };
+        let mask = _mm256_broadcastsi128_si256(load(&mask));
+        for (s, d) in src.chunks_exact(64).zip(dst.chunks_exact_mut(96)) {
+            if let (Ok(s), Ok(d)) = (<&[u8; 64]>::try_from(s), d.try_into()) {
+                let a = _mm256_shuffle_epi8(lanes(part(s, 0), part(s, 32)), mask);
+                let b = _mm256_shuffle_epi8(lanes(part(s, 16), part(s, 48)), mask);
+                // SAFETY: AVX2 was detected (this function's caller).
+                unsafe { bgr32_avx2(a, b, d) }
+            }
+        }
+        32 * (src.len() / 64).min(dst.len() / 96)
+    }
+
+    /// NV12 or NV21 (`SWAP`) → BGR, 32 pixels per step, pixels converted
+    /// returned. `vpunpcklbw` interleaves within each 128-bit lane, so
+    /// luma and chroma loads of 32 pixels give pixels 0..8 and 16..24
+    /// (low unpack) and 8..16 and 24..32 (high): the YUYV step's order.
+    #[target_feature(enable = "avx2")]
+    fn semi_avx2<const SWAP: bool>(y: &[u8], c: &[u8], dst: &mut [u8]) -> usize {
+        let swap = _mm256_broadcastsi128_si256(load(&SWAP_PAIRS));
+        let steps = y.chunks_exact(32).zip(c.chunks_exact(32));
+        for ((y, c), d) in steps.zip(dst.chunks_exact_mut(96)) {
+            if let (Ok(y), Ok(c), Ok(d)) = (y.try_into(), c.try_into(), d.try_into()) {
+                let luma = load32(y);
+                let uv = if SWAP {
+                    _mm256_shuffle_epi8(load32(c), swap)
+                } else {
+                    load32(c)
+                };
+                let (a, b) = (
+                    _mm256_unpacklo_epi8(luma, uv),
+                    _mm256_unpackhi_epi8(luma, uv),
+                );
+                // SAFETY: AVX2 was detected (this function's caller).
+                unsafe { bgr32_avx2(a, b, d) }
+            }
+        }
+        32 * (y.len() / 32).min(c.len() / 32).min(dst.len() / 96)
+    }
+
+    /// YU12 → BGR (YV12 with U and V given swapped), 32 pixels per step,
+    /// pixels converted returned: 16 U and 16 V interleave into the
+    /// chroma of 32 pixels, then as NV12.
+    #[target_feature(enable = "avx2")]
+    fn planar_avx2(y: &[u8], u: &[u8], v: &[u8], dst: &mut [u8]) -> usize {
+        let steps = y
+            .chunks_exact(32)
+            .zip(u.chunks_exact(16))
+            .zip(v.chunks_exact(16));
+        for (((y, u), v), d) in steps.zip(dst.chunks_exact_mut(96)) {
+            if let (Ok(y), Ok(u), Ok(v), Ok(d)) =
+                (y.try_into(), u.try_into(), v.try_into(), d.try_into())
+            {
+                let (u, v) = (load(u), load(v));
+                let uv = _mm256_set_m128i(_mm_unpackhi_epi8(u, v), _mm_unpacklo_epi8(u, v));
+                let luma = load32(y);
+                let (a, b) = (
+                    _mm256_unpacklo_epi8(luma, uv),
+                    _mm256_unpackhi_epi8(luma, uv),
+                );
+                // SAFETY: AVX2 was detected (this function's caller).
+                unsafe { bgr32_avx2(a, b, d) }
+            }
+        }
+        32 * (y.len() / 32)
+            .min(u.len() / 16)
+            .min(v.len() / 16)
+            .min(dst.len() / 96)
     }
 }
 

@@ -346,7 +346,7 @@ fn yuyv_block_to_bgr(s: &[u8; 2 * BLOCK], d: &mut [u8; 3 * BLOCK]) {
 /// taken from fixed-size arrays, so every access is in bounds by type.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-mod x86 {
+pub(crate) mod x86 {
     use super::{yuyv_pair_to_bgr, CUB, CUG, CVG, CVR, CY, HALF, SHIFT};
     use std::arch::x86_64::*;
 
@@ -430,11 +430,27 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     #[inline]
     unsafe fn step_avx2(s: &[u8; 4 * STEP], d: &mut [u8; 6 * STEP]) {
-        // SAFETY (loads and stores): `s` holds 64 bytes and `d` 96, so each
-        // 16-byte unaligned access below is in bounds.
+        // SAFETY (loads): `s` holds 64 bytes, so each 16-byte unaligned
+        // load below is in bounds.
         let p = s.as_ptr();
         let a = _mm256_loadu2_m128i(p.add(32).cast(), p.cast());
         let b = _mm256_loadu2_m128i(p.add(48).cast(), p.add(16).cast());
+        bgr32_avx2(a, b, d);
+    }
+
+    /// The arithmetic and the stores of one AVX2 step, for every 4:2:2 and
+    /// 4:2:0 layout: `a` holds pixels 0..8 (low lane) and 16..24 (high
+    /// lane) as YUYV, `b` pixels 8..16 and 24..32; `d` gets their 32 BGR
+    /// pixels. `proto::convert` builds `a` and `b` in registers from the
+    /// other layouts (NV12's `vpunpcklbw` of a luma and a chroma load
+    /// gives exactly this lane order), so they skip the YUYV gather.
+    ///
+    /// # Safety
+    ///
+    /// AVX2 must be present (the caller checked it at run time).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(crate) unsafe fn bgr32_avx2(a: __m256i, b: __m256i, d: &mut [u8; 6 * STEP]) {
         let (b0, g0, r0) = eight_avx2(a);
         let (b1, g1, r1) = eight_avx2(b);
         let bgr = [
@@ -449,6 +465,7 @@ mod x86 {
                 let m = _mm256_broadcastsi128_si256(_mm_loadu_si128(m.as_ptr().cast()));
                 out = _mm256_or_si256(out, _mm256_shuffle_epi8(*plane, m));
             }
+            // SAFETY: `d` holds 96 bytes, so each 16-byte store is in bounds.
             _mm256_storeu2_m128i(q.add(48 + 16 * part).cast(), q.add(16 * part).cast(), out);
         }
     }
