@@ -19,8 +19,16 @@
 //! kernel of [`crate::pixel`], with its SIMD paths. Each format then costs
 //! the YUYV conversion plus one cheap byte shuffle, and gains whatever the
 //! YUYV kernel gains (NEON on aarch64 included), with no second copy of
-//! the arithmetic to keep exact. `make_golden.py` confirms the premise for
-//! every format: OpenCV's output for each is compared with this module's.
+//! the arithmetic to keep exact. With AVX2 even the gather goes: each
+//! layout's loads are shuffled in registers into the YUYV kernel's AVX2
+//! step (`Fused`), as that extra pass kept NV12 and YU12 above 1.2x
+//! `cv2.cvtColor`'s time. `make_golden.py` confirms the premise for every
+//! format: OpenCV's output for each is compared with this module's.
+//!
+//! The byte shuffles have a portable version (fixed-size blocks for the
+//! vectorizer) and SSE2/SSSE3/AVX2 (module `x86`) and NEON (module `neon`)
+//! ones, picked as [`paths`] says; the tests hold every one to the
+//! portable one and every format to a per-pixel reference.
 //!
 //! Every plane honours its stride (see [`crate::format`]); nothing here
 //! allocates except `to_bmp` growing its output once.
@@ -90,7 +98,81 @@ impl std::error::Error for ConvertError {
 /// `width * height * 3` bytes; a longer buffer keeps its tail). `data` is
 /// the frame as the camera delivered it, laid out as `layout` says.
 pub fn to_bgr(layout: &Layout, data: &[u8], bgr: &mut [u8]) -> Result<(), ConvertError> {
-    let rows = Rows::new(layout, data)?;
+    to_bgr_on(fastest(), layout, data, bgr)
+}
+
+/// One set of byte shuffles (gathers, and where the CPU has them fused
+/// converters) this CPU runs, by name: `"portable"`, `"ssse3"`, `"avx2"`
+/// or `"neon"`. For benchmarks that compare them (`stagebench --stage
+/// raw2bgr --path`); each gives the same bytes.
+#[derive(Clone, Copy)]
+pub struct Path {
+    /// The path's name, as `stagebench --path` takes it.
+    pub name: &'static str,
+    shuffles: &'static Shuffles,
+}
+
+const PORTABLE_PATH: Path = Path {
+    name: "portable",
+    shuffles: &PORTABLE,
+};
+
+/// Every shuffle path this CPU runs, the portable one first and the one
+/// [`to_bgr`] takes last. The YUYV kernel under them is always
+/// [`pixel::row_converter`]'s.
+///
+/// On x86-64: SSSE3 and AVX2 when the CPU has them (checked at run time).
+#[cfg(target_arch = "x86_64")]
+pub fn paths() -> &'static [Path] {
+    static ALL: [Path; 3] = [
+        PORTABLE_PATH,
+        Path {
+            name: "ssse3",
+            shuffles: &x86::SHUFFLES,
+        },
+        Path {
+            name: "avx2",
+            shuffles: &x86::SHUFFLES_AVX2,
+        },
+    ];
+    if std::arch::is_x86_feature_detected!("avx2") {
+        &ALL
+    } else if std::arch::is_x86_feature_detected!("ssse3") {
+        &ALL[..2]
+    } else {
+        &ALL[..1]
+    }
+}
+
+/// On aarch64: NEON, which every aarch64 CPU has.
+#[cfg(target_arch = "aarch64")]
+pub fn paths() -> &'static [Path] {
+    static ALL: [Path; 2] = [
+        PORTABLE_PATH,
+        Path {
+            name: "neon",
+            shuffles: &neon::SHUFFLES,
+        },
+    ];
+    &ALL
+}
+
+/// Elsewhere, armv7 among them, the portable code only.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub fn paths() -> &'static [Path] {
+    static ALL: [Path; 1] = [PORTABLE_PATH];
+    &ALL
+}
+
+/// [`to_bgr`] with the shuffles of `path` (one of [`paths`]).
+pub fn to_bgr_on(
+    path: Path,
+    layout: &Layout,
+    data: &[u8],
+    bgr: &mut [u8],
+) -> Result<(), ConvertError> {
+    let mut rows = Rows::new(layout, data)?;
+    rows.shuffles = path.shuffles;
     let row_len = rows.width * 3;
     let need = row_len * rows.height;
     if bgr.len() < need {
@@ -186,22 +268,13 @@ static PORTABLE: Shuffles = Shuffles {
     fused: None,
 };
 
-/// The fastest shuffles this CPU runs: on x86-64 with SSSE3, SSE2 gathers
-/// for the YUV layouts and SSSE3 (RGB: AVX2 where present) for GREY and
-/// RGB; elsewhere the portable code, written in fixed-size blocks for the
-/// vectorizer (its speed on aarch64 is not measured; its exactness is
-/// tested there under qemu-user).
-fn shuffles() -> &'static Shuffles {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return &x86::SHUFFLES_AVX2;
-        }
-        if std::arch::is_x86_feature_detected!("ssse3") {
-            return &x86::SHUFFLES;
-        }
-    }
-    &PORTABLE
+/// The fastest shuffles this CPU runs, the last of [`paths`]: on x86-64
+/// with AVX2, the YUV layouts fused into the YUYV kernel and GREY and RGB
+/// on AVX2; with SSSE3 alone, SSE2 gathers for the YUV layouts and SSSE3
+/// for GREY and RGB; on aarch64, NEON; elsewhere (armv7 among them) the
+/// portable code, written in fixed-size blocks for the vectorizer.
+fn fastest() -> Path {
+    paths().last().copied().unwrap_or(PORTABLE_PATH)
 }
 
 impl<'a> Rows<'a> {
@@ -228,7 +301,7 @@ impl<'a> Rows<'a> {
             height: layout.height() as usize,
             planes,
             yuyv: pixel::row_converter(),
-            shuffles: shuffles(),
+            shuffles: fastest().shuffles,
         })
     }
 
@@ -982,6 +1055,153 @@ mod x86 {
     }
 }
 
+/// The shuffles with aarch64 NEON, 16 pixels per step: the YUV layouts
+/// gathered into YUYV with `vst2q` (luma and chroma interleaved on the
+/// store), UYVY's pairs swapped with `rev16`, YVYU's chroma with one
+/// `tbl`, GREY spread and RGB reordered with `vld3q`/`vst3q`. The YUYV rows
+/// then go through `pixel`'s NEON kernel.
+///
+/// Why `unsafe` is allowed here: the portable loops do vectorize for NEON,
+/// but into longer code (the compiler builds the interleaves from
+/// `zip`/`tbl` sequences and handles the blocks' tails one byte at a
+/// time). Counted under qemu-user (`bench/arm-insns`, instructions retired
+/// per 640x480 frame, whole conversion to BGR): see the module doc of
+/// `bench/arm-insns`' figures in the README.
+///
+/// NEON is part of the aarch64 baseline (see `pixel`'s `neon`), so there
+/// is no run-time check. The only unsafe operations are NEON loads and
+/// stores through pointers taken from fixed-size arrays of exactly the
+/// size they access.
+#[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::Shuffles;
+
+    pub(super) static SHUFFLES: Shuffles = Shuffles {
+        swap_pairs,
+        swap_chroma,
+        nv12: nv12::<false>,
+        nv21: nv12::<true>,
+        planar,
+        grey,
+        rgb,
+        fused: None,
+    };
+
+    /// YVYU → YUYV as a `tbl` index: bytes 1 and 3 of each group swap.
+    const SWAP_CHROMA: [u8; 16] = [0, 3, 2, 1, 4, 7, 6, 5, 8, 11, 10, 9, 12, 15, 14, 13];
+
+    fn swap_pairs(src: &[u8], out: &mut [u8]) {
+        for (s, d) in src.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+            if let (Ok(s), Ok(d)) = (<&[u8; 16]>::try_from(s), <&mut [u8; 16]>::try_from(d)) {
+                // SAFETY: NEON is baseline; `s` and `d` are the 16 bytes
+                // read and written.
+                unsafe { vst1q_u8(d.as_mut_ptr(), vrev16q_u8(vld1q_u8(s.as_ptr()))) }
+            }
+        }
+        let n = src.len().min(out.len()) / 16 * 16;
+        super::swap_pairs(&src[n..], &mut out[n..]);
+    }
+
+    fn swap_chroma(src: &[u8], out: &mut [u8]) {
+        // SAFETY: NEON is baseline; the index is 16 readable bytes.
+        let index = unsafe { vld1q_u8(SWAP_CHROMA.as_ptr()) };
+        for (s, d) in src.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+            if let (Ok(s), Ok(d)) = (<&[u8; 16]>::try_from(s), <&mut [u8; 16]>::try_from(d)) {
+                // SAFETY: as in `swap_pairs`.
+                unsafe { vst1q_u8(d.as_mut_ptr(), vqtbl1q_u8(vld1q_u8(s.as_ptr()), index)) }
+            }
+        }
+        let n = src.len().min(out.len()) / 16 * 16;
+        super::swap_chroma(&src[n..], &mut out[n..]);
+    }
+
+    /// NV12 (or NV21, `SWAP`: its V U pairs reversed by `rev16`): 16 luma
+    /// and 16 chroma bytes, stored interleaved by `vst2q`: Y0 U Y1 V ...
+    fn nv12<const SWAP: bool>(y: &[u8], c: &[u8], out: &mut [u8]) {
+        let steps = y.chunks_exact(16).zip(c.chunks_exact(16));
+        for ((y, c), d) in steps.zip(out.chunks_exact_mut(32)) {
+            if let (Ok(y), Ok(c), Ok(d)) = (
+                <&[u8; 16]>::try_from(y),
+                <&[u8; 16]>::try_from(c),
+                <&mut [u8; 32]>::try_from(d),
+            ) {
+                // SAFETY: NEON is baseline; `y` and `c` are the 16 bytes
+                // read each, `d` the 32 bytes written.
+                unsafe {
+                    let uv = vld1q_u8(c.as_ptr());
+                    let uv = if SWAP { vrev16q_u8(uv) } else { uv };
+                    vst2q_u8(d.as_mut_ptr(), uint8x16x2_t(vld1q_u8(y.as_ptr()), uv));
+                }
+            }
+        }
+        let n = y.len().min(c.len()).min(out.len() / 2) / 16 * 16;
+        super::interleave_semi::<SWAP>(&y[n..], &c[n..], &mut out[2 * n..]);
+    }
+
+    /// YU12: 8 U and 8 V zipped into the chroma pairs of 16 pixels, then
+    /// as NV12.
+    fn planar(y: &[u8], u: &[u8], v: &[u8], out: &mut [u8]) {
+        let steps = y
+            .chunks_exact(16)
+            .zip(u.chunks_exact(8))
+            .zip(v.chunks_exact(8));
+        for (((y, u), v), d) in steps.zip(out.chunks_exact_mut(32)) {
+            if let (Ok(y), Ok(u), Ok(v), Ok(d)) = (
+                <&[u8; 16]>::try_from(y),
+                <&[u8; 8]>::try_from(u),
+                <&[u8; 8]>::try_from(v),
+                <&mut [u8; 32]>::try_from(d),
+            ) {
+                // SAFETY: NEON is baseline; each pointer comes from an
+                // array of exactly the size its load or store accesses.
+                unsafe {
+                    let (u, v) = (vld1_u8(u.as_ptr()), vld1_u8(v.as_ptr()));
+                    let uv = vcombine_u8(vzip1_u8(u, v), vzip2_u8(u, v));
+                    vst2q_u8(d.as_mut_ptr(), uint8x16x2_t(vld1q_u8(y.as_ptr()), uv));
+                }
+            }
+        }
+        let n = y.len().min(2 * u.len()).min(2 * v.len()).min(out.len() / 2) / 16 * 16;
+        super::interleave_planar(&y[n..], &u[n / 2..], &v[n / 2..], &mut out[2 * n..]);
+    }
+
+    /// GREY: 16 values stored three times interleaved by `vst3q`.
+    fn grey(src: &[u8], dst: &mut [u8]) {
+        for (s, d) in src.chunks_exact(16).zip(dst.chunks_exact_mut(48)) {
+            if let (Ok(s), Ok(d)) = (<&[u8; 16]>::try_from(s), <&mut [u8; 48]>::try_from(d)) {
+                // SAFETY: NEON is baseline; `s` is the 16 bytes read, `d`
+                // the 48 written.
+                unsafe {
+                    let g = vld1q_u8(s.as_ptr());
+                    vst3q_u8(d.as_mut_ptr(), uint8x16x3_t(g, g, g));
+                }
+            }
+        }
+        let n = src.len().min(dst.len() / 3) / 16 * 16;
+        super::grey_to_bgr(&src[n..], &mut dst[3 * n..]);
+    }
+
+    /// RGB: `vld3q` splits 16 pixels into R, G and B, `vst3q` stores them
+    /// back as B, G, R.
+    fn rgb(src: &[u8], dst: &mut [u8]) {
+        for (s, d) in src.chunks_exact(48).zip(dst.chunks_exact_mut(48)) {
+            if let (Ok(s), Ok(d)) = (<&[u8; 48]>::try_from(s), <&mut [u8; 48]>::try_from(d)) {
+                // SAFETY: NEON is baseline; `s` and `d` are the 48 bytes
+                // read and written.
+                unsafe {
+                    let p = vld3q_u8(s.as_ptr());
+                    vst3q_u8(d.as_mut_ptr(), uint8x16x3_t(p.2, p.1, p.0));
+                }
+            }
+        }
+        let n = src.len().min(dst.len()) / 48 * 48;
+        super::rgb_to_bgr(&src[n..], &mut dst[n..]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1070,19 +1290,7 @@ mod tests {
 
     /// Every set of shuffles this CPU can run, whichever `to_bgr` picks.
     fn all_shuffles() -> Vec<(&'static str, &'static Shuffles)> {
-        let all = vec![("portable", &PORTABLE)];
-        #[cfg(target_arch = "x86_64")]
-        let all = {
-            let mut all = all;
-            if std::arch::is_x86_feature_detected!("ssse3") {
-                all.push(("ssse3", &x86::SHUFFLES));
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                all.push(("avx2", &x86::SHUFFLES_AVX2));
-            }
-            all
-        };
-        all
+        paths().iter().map(|p| (p.name, p.shuffles)).collect()
     }
 
     proptest! {
@@ -1123,6 +1331,111 @@ mod tests {
                         rows.convert(r, dst);
                     }
                     prop_assert!(ours == expected, "{} on the {} path", format, path);
+                }
+            }
+        }
+    }
+
+    /// Each path's shuffles give the portable ones' bytes at every width
+    /// from 1 to 70 pixels (every tail after 16- and 32-pixel steps, twice
+    /// over), on random rows, and write nothing past their output; each
+    /// fused converter gives the portable gather's BGR for the pixels it
+    /// says it did. Every width for GREY and RGB, even ones for the YUV
+    /// layouts (they pair pixels).
+    #[test]
+    fn every_path_matches_the_portable_shuffles_at_every_width() {
+        let yuyv_bgr = crate::pixel::row_paths()[0].1;
+        let p = &PORTABLE;
+        for (path, k) in all_shuffles() {
+            for w in 1..=70usize {
+                let seed = w as u64;
+                // `f(out)` on a buffer of `len + 1` bytes must equal the
+                // portable `g(out)` and keep the spare byte.
+                let check =
+                    |what: &str, len: usize, f: &dyn Fn(&mut [u8]), g: &dyn Fn(&mut [u8])| {
+                        let mut ours = vec![0x5a; len + 1];
+                        let mut theirs = vec![0x5a; len + 1];
+                        f(&mut ours[..len]);
+                        g(&mut theirs[..len]);
+                        assert!(ours == theirs, "{what} on the {path} path, width {w}");
+                    };
+                let (grey, rgb) = (noise(w, seed), noise(3 * w, seed));
+                check("GREY", 3 * w, &|o| (k.grey)(&grey, o), &|o| {
+                    (p.grey)(&grey, o)
+                });
+                check("RGB3", 3 * w, &|o| (k.rgb)(&rgb, o), &|o| (p.rgb)(&rgb, o));
+                if w % 2 == 1 {
+                    continue;
+                }
+                let packed = noise(2 * w, seed);
+                let (y, c) = (noise(w, seed), noise(w, seed + 1));
+                let (u, v) = (&c[..w / 2], &c[w / 2..]);
+                let gathers: [(&str, Packed, Packed); 2] = [
+                    ("UYVY", k.swap_pairs, p.swap_pairs),
+                    ("YVYU", k.swap_chroma, p.swap_chroma),
+                ];
+                for (what, ours, theirs) in gathers {
+                    check(what, 2 * w, &|o| ours(&packed, o), &|o| theirs(&packed, o));
+                }
+                let semi: [(&str, SemiPlanar, SemiPlanar); 2] =
+                    [("NV12", k.nv12, p.nv12), ("NV21", k.nv21, p.nv21)];
+                for (what, ours, theirs) in semi {
+                    check(what, 2 * w, &|o| ours(&y, &c, o), &|o| theirs(&y, &c, o));
+                }
+                check("YU12", 2 * w, &|o| (k.planar)(&y, u, v, o), &|o| {
+                    (p.planar)(&y, u, v, o)
+                });
+                let Some(fused) = k.fused else { continue };
+                // The portable gather, then the portable YUYV kernel.
+                let bgr_of = |gather: &dyn Fn(&mut [u8])| {
+                    let mut yuyv = vec![0; 2 * w];
+                    gather(&mut yuyv);
+                    let mut bgr = vec![0; 3 * w];
+                    yuyv_bgr(&yuyv, &mut bgr);
+                    bgr
+                };
+                let runs: [(&str, &dyn Fn(&mut [u8]) -> usize, Vec<u8>); 5] = [
+                    (
+                        "UYVY",
+                        &|o| (fused.uyvy)(&packed, o),
+                        bgr_of(&|o| (p.swap_pairs)(&packed, o)),
+                    ),
+                    (
+                        "YVYU",
+                        &|o| (fused.yvyu)(&packed, o),
+                        bgr_of(&|o| (p.swap_chroma)(&packed, o)),
+                    ),
+                    (
+                        "NV12",
+                        &|o| (fused.nv12)(&y, &c, o),
+                        bgr_of(&|o| (p.nv12)(&y, &c, o)),
+                    ),
+                    (
+                        "NV21",
+                        &|o| (fused.nv21)(&y, &c, o),
+                        bgr_of(&|o| (p.nv21)(&y, &c, o)),
+                    ),
+                    (
+                        "YU12",
+                        &|o| (fused.planar)(&y, u, v, o),
+                        bgr_of(&|o| (p.planar)(&y, u, v, o)),
+                    ),
+                ];
+                for (what, run, expected) in runs {
+                    let mut ours = vec![0x5a; 3 * w + 1];
+                    let done = run(&mut ours[..3 * w]);
+                    assert!(
+                        done % 2 == 0 && done <= w,
+                        "{what} fused on {path}: {done} of {w}"
+                    );
+                    assert!(
+                        ours[..3 * done] == expected[..3 * done],
+                        "{what} fused on the {path} path, width {w}"
+                    );
+                    assert!(
+                        ours[3 * done..].iter().all(|&b| b == 0x5a),
+                        "{what} fused wrote past pixel {done}"
+                    );
                 }
             }
         }

@@ -27,7 +27,8 @@
 //!
 //! `bmp → pixel`: the BMP encoder converts YUYV rows straight into the
 //! file, and the decoder turns BGR rows into 0RGB. `convert` gathers every
-//! other YUV layout into YUYV rows for `pixel`'s kernel and writes them
+//! other YUV layout into YUYV rows for `pixel`'s kernel (with AVX2, into
+//! the registers of its AVX2 step instead) and writes them
 //! into a BMP through `bmp`. `body` is the viewer's decode path: gzip then
 //! `bmp`, or `jpeg`. Only `convert` and `body` use `bmp`, and `wire`, `gzip`,
 //! `jpeg`, `stats`, `format` and `pixel` use no other module, so each can be

@@ -7,9 +7,12 @@
 //!
 //! Speed: on x86-64, YUYV→BGR runs AVX2 or SSSE3 intrinsics picked at run
 //! time (module `x86`, with the measurements that justify it); about 0.8x
-//! `cv2.cvtColor`'s time with AVX2. On aarch64 (a Pi with a 64-bit OS) it
-//! runs NEON (module `neon`, whose 16-pixel kernel `neon::bgr16` other 4:2:2
-//! layouts can share). These two modules hold the crate's only `unsafe`.
+//! `cv2.cvtColor`'s time with AVX2. Its AVX2 step `x86::bgr32_avx2` takes
+//! registers, so `convert` feeds it every other YUV layout without first
+//! gathering YUYV rows. On aarch64 (a Pi with a 64-bit OS) it runs NEON
+//! (module `neon`, whose 16-pixel kernel `neon::bgr16` other 4:2:2 layouts
+//! can share). These two modules and `convert`'s `x86` and `neon` hold the
+//! crate's only `unsafe`.
 //! Elsewhere (armv7, see `neon` for why) and as the fallback, portable code
 //! works on fixed-size blocks (`chunks_exact` into arrays), so the compiler
 //! can drop every bounds check and vectorize. Every path gives the same

@@ -22,9 +22,10 @@
 //!   `stagebench --stage frame --input coffee_640x480_noise.yuyv` (README,
 //!   "Raspberry Pi").
 //!
-//! `--path` picks the YUYV→BGR code for `yuyv2bgr` (`portable`, or the
-//! intrinsics this CPU has: `ssse3`, `avx2`, `neon`), so paths can be
-//! compared; the default is the one the agent uses.
+//! `--path` picks the YUYV→BGR code for `yuyv2bgr`, and the byte
+//! shuffles (gathers into YUYV, GREY and RGB) for `raw2bgr`: `portable`,
+//! or the intrinsics this CPU has (`ssse3`, `avx2`, `neon`), so paths can
+//! be compared; the default is the one the agent uses.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -43,8 +44,9 @@ struct Args {
     /// jpegdecode, jpegencode, bodydecode or frame.
     #[arg(long)]
     stage: String,
-    /// For yuyv2bgr: portable, or an intrinsics path this CPU has (ssse3,
-    /// avx2, neon). Default: the one the agent uses.
+    /// For yuyv2bgr (the YUYV kernel) and raw2bgr (the byte shuffles):
+    /// portable, or an intrinsics path this CPU has (ssse3, avx2, neon).
+    /// Default: the one the agent uses.
     #[arg(long)]
     path: Option<String>,
     /// The input file for that stage.
@@ -137,8 +139,9 @@ fn run(args: Args) -> Result<()> {
         "raw2bgr" => {
             let format = PixelFormat::parse(&args.format)?;
             let layout = Layout::new(format, width, height, 0)?;
+            let path = shuffle_path(args.path.as_deref())?;
             Box::new(move || {
-                convert::to_bgr(&layout, &input, &mut bgr)?;
+                convert::to_bgr_on(path, &layout, &input, &mut bgr)?;
                 black_box(&bgr);
                 Ok(())
             })
@@ -245,6 +248,26 @@ fn row_path(name: Option<&str>) -> Result<pixel::RowFn> {
             let names: Vec<&str> = paths.iter().map(|(n, _)| *n).collect();
             bail!(
                 "--path {name:?} does not run on this CPU: use one of {}",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// The shuffle path `--path` names, or the one the agent uses.
+fn shuffle_path(name: Option<&str>) -> Result<convert::Path> {
+    let paths = convert::paths();
+    let found = match name {
+        Some(name) => paths.iter().find(|p| p.name == name),
+        None => paths.last(),
+    };
+    match found {
+        Some(&path) => Ok(path),
+        None => {
+            let names: Vec<&str> = paths.iter().map(|p| p.name).collect();
+            bail!(
+                "--path {:?} does not run on this CPU: use one of {}",
+                name.unwrap_or_default(),
                 names.join(", ")
             )
         }
