@@ -248,14 +248,19 @@ struct Shuffles {
 /// more and read once more than YUYV's, which cost 1.2-1.35x
 /// `cv2.cvtColor`'s time at 640x480 where YUYV alone takes 0.8x.
 struct Fused {
-    uyvy: fn(&[u8], &mut [u8]) -> usize,
-    yvyu: fn(&[u8], &mut [u8]) -> usize,
-    /// NV12 and NV21: luma row, chroma row, BGR.
-    nv12: fn(&[u8], &[u8], &mut [u8]) -> usize,
-    nv21: fn(&[u8], &[u8], &mut [u8]) -> usize,
-    /// YU12 (YV12 with U and V given swapped): luma row, U, V, BGR.
-    planar: fn(&[u8], &[u8], &[u8], &mut [u8]) -> usize,
+    uyvy: FusedPacked,
+    yvyu: FusedPacked,
+    nv12: FusedSemiPlanar,
+    nv21: FusedSemiPlanar,
+    planar: FusedPlanar,
 }
+
+/// A packed row in, BGR out, pixels done returned.
+type FusedPacked = fn(&[u8], &mut [u8]) -> usize;
+/// A luma row and an interleaved chroma row in, BGR out, pixels done returned.
+type FusedSemiPlanar = fn(&[u8], &[u8], &mut [u8]) -> usize;
+/// A luma row, U and V in (YV12 gives V as U), BGR out, pixels done returned.
+type FusedPlanar = fn(&[u8], &[u8], &[u8], &mut [u8]) -> usize;
 
 static PORTABLE: Shuffles = Shuffles {
     swap_pairs,
@@ -1394,7 +1399,8 @@ mod tests {
                     yuyv_bgr(&yuyv, &mut bgr);
                     bgr
                 };
-                let runs: [(&str, &dyn Fn(&mut [u8]) -> usize, Vec<u8>); 5] = [
+                type Run<'a> = &'a dyn Fn(&mut [u8]) -> usize;
+                let runs: [(&str, Run, Vec<u8>); 5] = [
                     (
                         "UYVY",
                         &|o| (fused.uyvy)(&packed, o),
