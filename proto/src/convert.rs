@@ -567,14 +567,16 @@ fn rgb_to_bgr(src: &[u8], dst: &mut [u8]) {
 /// Measured on this project's 2-core AMD EPYC (AVX2), CPU time of one
 /// thread, medians of 3 rounds, against `cv2.cvtColor` on one thread
 /// (OpenCV 5.0.0), `bench/run --only formats`, before this module's AVX2
-/// paths (SSSE3 GREY, YUV gathered into YUYV rows) → with them:
+/// paths (SSSE3 GREY, YUV gathered into YUYV rows; an idle run) → with
+/// them (three runs at a load of 7-8, ratios of each run):
 ///
-/// | format | 640x480 ours / cv2          | 1280x720 ours / cv2         |
-/// |--------|-----------------------------|-----------------------------|
-/// | GREY   | 0.028 → 0.020 / 0.021 ms    | 0.090 → 0.059 / 0.071 ms    |
-/// | NV12   | 0.140 → 0.110 / 0.115 ms    | ≤ 1.14x → 0.337 / 0.379 ms  |
-/// | YU12   | 0.147 → 0.121 / 0.122 ms    | ≤ 1.14x → 0.352 / 0.432 ms  |
-/// | UYVY   | 1.10x → 0.116 / 0.130 ms    | ≤ 1.14x → 0.334 / 0.402 ms  |
+/// | format | 640x480 before | after ours / cv2, ratios  | 1280x720 before | after, ratios        |
+/// |--------|----------------|---------------------------|-----------------|----------------------|
+/// | GREY   | 1.32x          | 0.024 / 0.026 ms, 0.80-0.97x | 1.34x        | 0.067 / 0.074 ms, 0.75-0.91x |
+/// | NV12   | 1.20x+         | 0.139 / 0.147 ms, 0.91-1.11x | ≤ 1.14x      | 0.379 / 0.438 ms, 0.76-0.91x |
+/// | YU12   | 1.25x          | 0.129 / 0.151 ms, 0.85-0.97x | ≤ 1.14x      | 0.351 / 0.448 ms, 0.76-0.89x |
+/// | YV12   | 1.20x          | 0.123 / 0.129 ms, 0.93-0.94x | ≤ 1.14x      | 0.349 / 0.392 ms, 0.77-0.89x |
+/// | UYVY   | 1.10x          | 0.132 / 0.159 ms, 0.85-0.91x | ≤ 1.14x      | 0.408 / 0.480 ms, 0.79-0.84x |
 ///
 /// (The portable code, for scale, on the earlier Xeon at 640x480: GREY
 /// 0.085 ms, RGB3 0.178 ms, NV12 0.193 ms.)
