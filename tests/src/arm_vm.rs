@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::vm::{run_script, vm_dir, GuestRun, SKIP_ENV};
+use crate::vm::{rig_enabled, run_script, vm_dir, GuestRun, Rig};
 use crate::workspace::workspace_root;
 
 /// The Rust target of a 64-bit Raspberry Pi OS.
@@ -23,35 +23,17 @@ pub fn arm_vm_dir() -> PathBuf {
     vm_dir().join("arm64")
 }
 
-/// Whether the arm64 guest tests should run: `false` (after saying so) only
-/// when [`SKIP_ENV`] is `1`; a missing kernel, initramfs or QEMU fails the
-/// test with the setup command.
+/// Whether the arm64 guest tests should run: [`rig_enabled`] for it.
 pub fn arm_vm_enabled(test: &str) -> bool {
-    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED {test}: {SKIP_ENV}=1 is set, so the VM tests do not run");
-        return false;
-    }
-    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
-    let check = CHECK.get_or_init(|| {
-        let out = Command::new(arm_vm_dir().join("setup.sh"))
-            .arg("--check")
-            .output()
-            .map_err(|e| format!("cannot run tests/vm/arm64/setup.sh --check: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    });
-    if let Err(why) = check {
-        panic!(
-            "{test}: the arm64 guest is not set up: {why}\n\
-             run `tests/vm/arm64/setup.sh` (as root: installs qemu-system-arm and fetches trixie's \
-             arm64 kernel into /var/cache/camstream/vm-arm64/), or set {SKIP_ENV}=1 to skip the VM \
-             tests on purpose"
-        );
-    }
-    true
+    rig_enabled(
+        test,
+        &Rig {
+            name: "the arm64 guest",
+            setup: &["tests/vm/arm64/setup.sh"],
+            does: "installs qemu-system-arm and fetches trixie's arm64 kernel into \
+                   /var/cache/camstream/vm-arm64/",
+        },
+    )
 }
 
 /// The aarch64 agent, release-built by `packaging/cross-build.sh` (once per

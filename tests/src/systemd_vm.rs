@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::vm::{run_script, vm_dir, GuestRun, SKIP_ENV};
+use crate::vm::{rig_enabled, run_script, vm_dir, GuestRun, Rig};
 use crate::workspace::workspace_root;
 
 /// `tests/vm/systemd/`.
@@ -36,29 +36,17 @@ impl Arch {
     }
 }
 
-/// Whether the hot-plug guest tests for `arch` should run: `false` (after
-/// saying so) only when [`SKIP_ENV`] is `1`, as for the vivid VM; a missing
-/// root file system or kernel fails the test with the setup command.
+/// Whether the hot-plug guest tests for `arch` should run: [`rig_enabled`]
+/// for its `setup.sh --arch`.
 pub fn systemd_vm_enabled(test: &str, arch: Arch) -> bool {
-    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED {test}: {SKIP_ENV}=1 is set, so the VM tests do not run");
-        return false;
-    }
-    let out = Command::new(systemd_vm_dir().join("setup.sh"))
-        .args(["--arch", arch.name(), "--check"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tests/vm/systemd/setup.sh --check: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{test}: the {arch} hot-plug guest is not set up: {}\n\
-             run `tests/vm/systemd/setup.sh --arch {arch}` (as root: debootstraps a small Debian \
-             root into /var/cache/camstream/vm-systemd/), or set {SKIP_ENV}=1 to skip the VM tests \
-             on purpose",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            arch = arch.name()
-        );
-    }
-    true
+    rig_enabled(
+        test,
+        &Rig {
+            name: &format!("the {} hot-plug guest", arch.name()),
+            setup: &["tests/vm/systemd/setup.sh", "--arch", arch.name()],
+            does: "debootstraps a small Debian root into /var/cache/camstream/vm-systemd/",
+        },
+    )
 }
 
 /// Boots the `arch` guest with `files` (host path, guest path) copied in, runs

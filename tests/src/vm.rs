@@ -7,6 +7,7 @@
 //! A guest always ends: `run.sh` kills QEMU after its timeout, and as a second
 //! line of defence [`run_guest`] kills the whole process group a little later.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -30,36 +31,70 @@ pub fn vm_dir() -> PathBuf {
     workspace_root().join("tests/vm")
 }
 
-/// Whether the VM tests should run. Returns `false` (after printing why) only
-/// when [`SKIP_ENV`] is `1`; panics with the setup command when the kernel
-/// cache or a package is missing, so a CI without the VM fails loudly instead
-/// of passing with nothing tested.
-pub fn vm_enabled(test: &str) -> bool {
+/// A rig's `setup.sh`, as [`rig_enabled`] checks it.
+pub struct Rig<'a> {
+    /// What it is, for messages: "the vivid VM".
+    pub name: &'a str,
+    /// The setup script, from the workspace root, and the arguments that go
+    /// before `--check`.
+    pub setup: &'a [&'a str],
+    /// What the script does when run as root, for the message that says to
+    /// run it.
+    pub does: &'a str,
+}
+
+/// Whether the tests of `rig` should run. Returns `false` (after printing
+/// why) only when [`SKIP_ENV`] is `1`; panics with the setup command when
+/// `setup.sh --check` finds something missing (a cache, a package), so a CI
+/// without the rig fails loudly instead of passing with nothing tested. The
+/// check runs once per test process and setup command.
+pub fn rig_enabled(test: &str, rig: &Rig<'_>) -> bool {
     if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED {test}: {SKIP_ENV}=1 is set, so the vivid VM tests do not run");
+        eprintln!("SKIPPED {test}: {SKIP_ENV}=1 is set, so the VM tests do not run");
         return false;
     }
-    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
-    let check = CHECK.get_or_init(|| {
-        let out = Command::new(vm_dir().join("setup.sh"))
-            .arg("--check")
-            .output()
-            .map_err(|e| format!("cannot run tests/vm/setup.sh --check: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    });
+    static CHECKS: Mutex<BTreeMap<Vec<String>, Result<(), String>>> = Mutex::new(BTreeMap::new());
+    let key: Vec<String> = rig.setup.iter().map(|s| s.to_string()).collect();
+    let command = key.join(" ");
+    let check = CHECKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_insert_with(|| {
+            let (script, args) = rig.setup.split_first().ok_or("no setup script named")?;
+            let out = Command::new(workspace_root().join(script))
+                .args(args)
+                .arg("--check")
+                .output()
+                .map_err(|e| format!("cannot run {command} --check: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+            }
+        })
+        .clone();
     if let Err(why) = check {
         panic!(
-            "{test}: the vivid VM is not set up: {why}\n\
-             run `tests/vm/setup.sh` (as root: installs qemu-system-x86, busybox-static, kmod, cpio, \
-             udev, v4l-utils and fetches the Debian kernel into tests/vm/cache/), \
-             or set {SKIP_ENV}=1 to skip the VM tests on purpose"
+            "{test}: {} is not set up: {why}\n\
+             run `{command}` (as root: {}), or set {SKIP_ENV}=1 to skip the VM tests on purpose",
+            rig.name, rig.does
         );
     }
     true
+}
+
+/// [`rig_enabled`] for the vivid VM.
+pub fn vm_enabled(test: &str) -> bool {
+    rig_enabled(
+        test,
+        &Rig {
+            name: "the vivid VM",
+            setup: &["tests/vm/setup.sh"],
+            does: "installs qemu-system-x86, busybox-static, kmod, cpio, udev, v4l-utils and \
+                   fetches the Debian kernel into tests/vm/cache/",
+        },
+    )
 }
 
 /// The base initramfs (busybox, kernel modules, `v4l2-ctl`, and udev's

@@ -11,9 +11,9 @@
 # Build it once per test run; run.sh appends the per-run command to it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${CAMSTREAM_VM_CACHE:-$here/cache}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
+cache=${CAMSTREAM_VM_CACHE:-$here/cache}
 
 [[ $# -ge 1 ]] || { echo "usage: $0 OUT [HOST_FILE[:GUEST_PATH]]..." >&2; exit 2; }
 out=$1

@@ -16,27 +16,16 @@
 # without reporting a status (kernel panic, crash).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${CAMSTREAM_VM_CACHE:-$here/cache}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
+cache=${CAMSTREAM_VM_CACHE:-$here/cache}
 
 initramfs=""
 timeout_secs=120
 mem_mb=512
 files=()
 script=""
-while [[ $# -gt 0 ]]; do
-    case $1 in
-        --initramfs) initramfs=$2; shift 2 ;;
-        --timeout) timeout_secs=$2; shift 2 ;;
-        --mem) mem_mb=$2; shift 2 ;;
-        --file) files+=("$2"); shift 2 ;;
-        -c) script=$2; shift 2 ;;
-        -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
-        *) script=$(cat "$1"); shift ;;
-    esac
-done
-[[ -n $script ]] || { echo "usage: $0 [--initramfs F] [--timeout S] [--file H[:G]]... (-c CMD | SCRIPT)" >&2; exit 2; }
+parse_run_args "$0 [--initramfs F] [--timeout S] [--file H[:G]]... (-c CMD | SCRIPT)" --initramfs "$@"
 "$here/setup.sh" --check >/dev/null || { echo "vm: not set up; run tests/vm/setup.sh (as root)" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -46,44 +35,17 @@ if [[ -z $initramfs ]]; then
     "$here/mkinitramfs.sh" "$initramfs"
 fi
 
-# The per-run archive, appended to the base one: the kernel unpacks
-# concatenated cpio archives in order, later files winning.
 overlay="$work/overlay"
-init_stage "$overlay"
-mkdir -p "$overlay/vm"
-printf '%s\n' "$script" >"$overlay/vm/cmd.sh"
-for spec in "${files[@]}"; do
-    src=${spec%%:*}
-    dest=${spec#*:}
-    [[ $spec == *:* ]] || dest=/$(basename "$src")
-    stage_file "$overlay" "$src" "$dest"
-done
+start_overlay "$overlay"
+# shellcheck disable=SC2317 # called by each_file
+add_file() { stage_file "$overlay" "$1" "$2"; }
+each_file "" add_file
 make_cpio "$overlay" "$work/overlay.cpio"
 cat "$initramfs" "$work/overlay.cpio" >"$work/initrd"
 
-log="$work/console.log"
 # TCG: /dev/kvm here is PVM, which cannot boot a stock kernel. The ELF vmlinux
 # boots through its PVH entry with qboot: no bzImage decompression, no SeaBIOS.
-set +e
-timeout --kill-after=5 "$timeout_secs" qemu-system-x86_64 \
-    -nodefaults -no-user-config -no-reboot \
-    -machine pc -accel tcg -smp 1 -m "$mem_mb" \
+boot_guest vm "kernel panic?" "$work/console.log" qemu-system-x86_64 -machine pc \
     -bios /usr/share/qemu/qboot.rom \
     -kernel "$cache/vmlinux" -initrd "$work/initrd" \
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 reboot=t" \
-    -display none -monitor none -serial stdio \
-    -netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
-    </dev/null | tee "$log"
-qemu_rc=${PIPESTATUS[0]}
-set -e
-
-if [[ $qemu_rc == 124 || $qemu_rc == 137 ]]; then
-    echo "vm: guest did not finish within ${timeout_secs}s; killed" >&2
-    exit 124
-fi
-rc=$(tr -d '\r' <"$log" | sed -n 's/^.*VM_EXIT=\([0-9]\{1,3\}\)$/\1/p' | tail -n 1)
-if [[ -z $rc ]]; then
-    echo "vm: guest ended without reporting VM_EXIT (qemu exit $qemu_rc; kernel panic?)" >&2
-    exit 125
-fi
-exit "$rc"
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 reboot=t"

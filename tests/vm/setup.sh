@@ -14,6 +14,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
 cache=${CAMSTREAM_VM_CACHE:-$here/cache}
 # Modules the guest loads: the NIC (to reach the host's viewer) and vivid.
 # Their dependency closure is resolved from modules.dep after depmod.
@@ -51,31 +53,8 @@ kernel_ready() {
     [[ -s $cache/vmlinux && -s $cache/KERNEL_VERSION && -d $cache/modules ]]
 }
 
-if ((check_only)); then
-    bad=0
-    if ((${#missing_pkgs[@]})); then
-        echo "missing packages: ${missing_pkgs[*]}" >&2
-        bad=1
-    fi
-    if ! kernel_ready; then
-        echo "missing kernel cache: $cache (vmlinux, modules)" >&2
-        bad=1
-    fi
-    ((bad)) && echo "run tests/vm/setup.sh (as root) to set up the VM tests" >&2
-    exit $bad
-fi
-
-if ((${#missing_pkgs[@]})); then
-    mapfile -t missing_pkgs < <(printf '%s\n' "${missing_pkgs[@]}" | sort -u)
-    if [[ $(id -u) != 0 ]]; then
-        echo "missing packages: ${missing_pkgs[*]}; run: sudo apt-get install --no-install-recommends ${missing_pkgs[*]}" >&2
-        exit 1
-    fi
-    echo "installing: ${missing_pkgs[*]}"
-    # Only refresh the lists when they are absent (a fresh container), to stay fast.
-    if ! compgen -G '/var/lib/apt/lists/*Packages*' >/dev/null; then apt-get update -q; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing_pkgs[@]}"
-fi
+setup_or_check "$check_only" "${missing_pkgs[*]}" "missing kernel cache: $cache (vmlinux, modules)" \
+    "tests/vm/setup.sh (as root) to set up the VM tests" kernel_ready
 
 if kernel_ready; then
     echo "vm: kernel $(cat "$cache/KERNEL_VERSION") cached in $cache"
@@ -132,27 +111,12 @@ if [[ $(od -An -tx1 -N 4 "$work/vmlinux" | tr -d ' ') != 7f454c46 ]]; then
 fi
 
 # --- the module closure, with its own modules.dep ----------------------------
-# Debian's package ships no modules.dep: build one, resolve the closure, then
-# keep only those modules (the full tree is ~400 MB) and depmod the small tree.
-depmod -b "$work/root" "$version"
-moddir="$work/root/lib/modules/$version"
-declare -A keep=()
-for m in "${guest_modules[@]}"; do
-    path=$(modprobe -d "$work/root" -S "$version" --show-depends "$m" | awk '$1 == "insmod" {print $2}')
-    [[ -n $path ]] || { echo "module $m not found in $image_pkg" >&2; exit 1; }
-    for p in $path; do keep[${p#"$work/root/"}]=1; done
-done
 small="$work/modules"
-for rel in "${!keep[@]}"; do
-    mkdir -p "$small/$(dirname "$rel")"
-    cp "$work/root/$rel" "$small/$rel"
-done
-cp "$moddir/modules.order" "$moddir/modules.builtin" "$moddir/modules.builtin.modinfo" "$small/lib/modules/$version/" 2>/dev/null || true
-depmod -b "$small" "$version"
+module_closure "$work/root" "$version" "$small/lib/modules" "${guest_modules[@]}"
 
 rm -rf "$cache/modules" "$cache/vmlinux"
 mv "$small" "$cache/modules"
 mv "$work/vmlinux" "$cache/vmlinux"
 echo "$image_pkg" >"$cache/KERNEL_PACKAGE"
 echo "$version" >"$cache/KERNEL_VERSION"
-echo "vm: kernel $version ready in $cache (${#keep[@]} modules)"
+echo "vm: kernel $version ready in $cache ($modules_kept modules)"

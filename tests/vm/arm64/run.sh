@@ -29,32 +29,19 @@ timeout_secs=120
 mem_mb=512
 files=()
 script=""
-while [[ $# -gt 0 ]]; do
-    case $1 in
-        --timeout) timeout_secs=$2; shift 2 ;;
-        --mem) mem_mb=$2; shift 2 ;;
-        --file) files+=("$2"); shift 2 ;;
-        -c) script=$2; shift 2 ;;
-        -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
-        *) script=$(cat "$1"); shift ;;
-    esac
-done
-[[ -n $script ]] || { echo "usage: $0 [--timeout S] [--mem MB] [--file H[:G]]... (-c CMD | SCRIPT)" >&2; exit 2; }
+parse_run_args "$0 [--timeout S] [--mem MB] [--file H[:G]]... (-c CMD | SCRIPT)" "" "$@"
 "$here/setup.sh" --check >/dev/null || { echo "vm-arm64: not set up; run tests/vm/arm64/setup.sh (as root)" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The per-run archive, appended to the base one (later files win).
 overlay=$work/overlay
-init_stage "$overlay"
-mkdir -p "$overlay/vm"
-printf '%s\n' "$script" >"$overlay/vm/cmd.sh"
+start_overlay "$overlay"
 base_libs=$work/base
-for spec in "${files[@]}"; do
-    src=${spec%%:*}
-    dest=${spec#*:}
-    [[ $spec == *:* ]] || dest=/$(basename "$src")
+# add_file SRC DEST: an arm64 ELF must find its libraries in the base archive.
+# shellcheck disable=SC2317 # called by each_file
+add_file() {
+    local src=$1 dest=$2 absent
     [[ -e $src ]] || { echo "vm-arm64: $src does not exist" >&2; exit 1; }
     if file -L "$src" | grep -q 'ARM aarch64.*dynamically linked'; then
         # The libraries are in the base archive: list them once, from it.
@@ -67,32 +54,13 @@ for spec in "${files[@]}"; do
     fi
     mkdir -p "$overlay$(dirname "$dest")"
     cp -L "$src" "$overlay$dest"
-done
+}
+each_file "" add_file
 make_cpio "$overlay" "$work/overlay.cpio"
 cat "$cache/base.cpio" "$work/overlay.cpio" >"$work/initrd"
 
-log=$work/console.log
 # TCG: there is no KVM for arm64 on an x86 host. cortex-a72 is the Pi 4's
 # core; QEMU's `max` CPU emulates more features and runs about half as fast.
-set +e
-timeout --kill-after=5 "$timeout_secs" qemu-system-aarch64 \
-    -nodefaults -no-user-config -no-reboot \
-    -machine virt -accel tcg -cpu cortex-a72 -smp 1 -m "$mem_mb" \
+boot_guest vm-arm64 "kernel panic?" "$work/console.log" qemu-system-aarch64 -machine virt -cpu cortex-a72 \
     -kernel "$cache/Image" -initrd "$work/initrd" \
-    -append "console=ttyAMA0 quiet loglevel=3 panic=-1" \
-    -display none -monitor none -serial stdio \
-    -netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
-    </dev/null | tee "$log"
-qemu_rc=${PIPESTATUS[0]}
-set -e
-
-if [[ $qemu_rc == 124 || $qemu_rc == 137 ]]; then
-    echo "vm-arm64: guest did not finish within ${timeout_secs}s; killed" >&2
-    exit 124
-fi
-rc=$(tr -d '\r' <"$log" | sed -n 's/^.*VM_EXIT=\([0-9]\{1,3\}\)$/\1/p' | tail -n 1)
-if [[ -z $rc ]]; then
-    echo "vm-arm64: guest ended without reporting VM_EXIT (qemu exit $qemu_rc; kernel panic?)" >&2
-    exit 125
-fi
-exit "$rc"
+    -append "console=ttyAMA0 quiet loglevel=3 panic=-1"

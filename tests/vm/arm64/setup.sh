@@ -72,30 +72,8 @@ ready() {
     [[ -s $cache/Image && -s $cache/base.cpio && -s $cache/KERNEL_VERSION ]]
 }
 
-if ((check_only)); then
-    bad=0
-    if ((${#missing_pkgs[@]})); then
-        echo "missing packages: ${missing_pkgs[*]}" >&2
-        bad=1
-    fi
-    if ! ready; then
-        echo "missing arm64 guest cache: $cache (Image, base.cpio)" >&2
-        bad=1
-    fi
-    ((bad)) && echo "run tests/vm/arm64/setup.sh (as root) to set up the arm64 guest" >&2
-    exit $bad
-fi
-
-if ((${#missing_pkgs[@]})); then
-    mapfile -t missing_pkgs < <(printf '%s\n' "${missing_pkgs[@]}" | sort -u)
-    if [[ $(id -u) != 0 ]]; then
-        echo "missing packages: ${missing_pkgs[*]}; run: sudo apt-get install --no-install-recommends ${missing_pkgs[*]}" >&2
-        exit 1
-    fi
-    echo "installing: ${missing_pkgs[*]}"
-    if ! compgen -G '/var/lib/apt/lists/*Packages*' >/dev/null; then apt-get update -q; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing_pkgs[@]}"
-fi
+setup_or_check "$check_only" "${missing_pkgs[*]}" "missing arm64 guest cache: $cache (Image, base.cpio)" \
+    "tests/vm/arm64/setup.sh (as root) to set up the arm64 guest" ready
 
 if ready; then
     echo "vm-arm64: kernel $(cat "$cache/KERNEL_VERSION") and initramfs cached in $cache"
@@ -147,30 +125,13 @@ version=$(basename "${versions[0]}")
 }
 
 # --- the module closure, with its own modules.dep ----------------------------
-# trixie keeps modules under /usr/lib/modules and ships no modules.dep; depmod
-# wants lib/modules/VER, so a symlink gives it that layout.
+# trixie keeps modules under /usr/lib/modules; module_closure looks in
+# lib/modules, which this symlink gives it.
 ln -s usr/lib "$root/lib" 2>/dev/null || true
-depmod -b "$root" "$version"
 stage=$work/stage
 init_stage "$stage"
 mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,vm,root,etc}
-kept=0
-for m in "${guest_modules[@]}"; do
-    deps=$(modprobe -d "$root" -S "$version" --show-depends "$m") || { echo "vm-arm64: module $m not found in $image_pkg" >&2; exit 1; }
-    while read -r path; do
-        rel=${path#"$root"/}
-        rel=usr/${rel#usr/}
-        [[ -e $stage/$rel ]] && continue
-        mkdir -p "$stage/$(dirname "$rel")"
-        cp "$path" "$stage/$rel"
-        kept=$((kept + 1))
-    done < <(awk '$1 == "insmod" {print $2}' <<<"$deps")
-done
-moddir=$root/usr/lib/modules/$version
-cp "$moddir/modules.order" "$moddir/modules.builtin" "$moddir/modules.builtin.modinfo" "$stage/usr/lib/modules/$version/" 2>/dev/null || true
-mkdir -p "$work/dep/lib"
-ln -s "$stage/usr/lib/modules" "$work/dep/lib/modules"
-depmod -b "$work/dep" "$version"
+module_closure "$root" "$version" "$stage/usr/lib/modules" "${guest_modules[@]}"
 
 # --- busybox, v4l2-ctl and the libraries, at their trixie paths -------------
 cp "$root/usr/bin/busybox" "$stage/bin/busybox"
@@ -192,4 +153,4 @@ mv "$work/base.cpio" "$cache/base.cpio"
 mv "$work/Image" "$cache/Image"
 echo "$image_pkg" >"$cache/KERNEL_PACKAGE"
 echo "$version" >"$cache/KERNEL_VERSION"
-echo "vm-arm64: kernel $version and initramfs ($kept modules, $(du -m "$cache/base.cpio" | cut -f1) MB) ready in $cache"
+echo "vm-arm64: kernel $version and initramfs ($modules_kept modules, $(du -m "$cache/base.cpio" | cut -f1) MB) ready in $cache"

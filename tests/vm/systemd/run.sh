@@ -22,27 +22,16 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 vm=$here/..
-cache=${CAMSTREAM_VM_CACHE:-$vm/cache}
 # shellcheck source=tests/vm/lib.sh
 . "$vm/lib.sh"
+cache=${CAMSTREAM_VM_CACHE:-$vm/cache}
 
 arch=amd64
 timeout_secs=180
 mem_mb=1024
 files=()
 script=""
-while [[ $# -gt 0 ]]; do
-    case $1 in
-        --arch) arch=$2; shift 2 ;;
-        --timeout) timeout_secs=$2; shift 2 ;;
-        --mem) mem_mb=$2; shift 2 ;;
-        --file) files+=("$2"); shift 2 ;;
-        -c) script=$2; shift 2 ;;
-        -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
-        *) script=$(cat "$1"); shift ;;
-    esac
-done
-[[ -n $script ]] || { echo "usage: $0 [--arch A] [--timeout S] [--mem MB] [--file H[:G]]... (-c CMD | SCRIPT)" >&2; exit 2; }
+parse_run_args "$0 [--arch A] [--timeout S] [--mem MB] [--file H[:G]]... (-c CMD | SCRIPT)" --arch "$@"
 "$here/setup.sh" --arch "$arch" --check >/dev/null || { echo "vm-systemd: not set up; run tests/vm/systemd/setup.sh --arch $arch (as root)" >&2; exit 1; }
 archive=$("$here/setup.sh" --arch "$arch" --archive)
 
@@ -52,7 +41,7 @@ trap 'rm -rf "$work"' EXIT
 # The per-run archive, appended to the cached root: the kernel unpacks
 # concatenated cpio archives in order, later files winning.
 overlay=$work/overlay
-init_stage "$overlay"
+start_overlay "$overlay"
 case $arch in
 amd64) cp -a "$cache/modules/lib/modules" "$overlay/usr/lib/" ;;
 arm64)
@@ -60,8 +49,7 @@ arm64)
     (cd "$overlay" && cpio -id --quiet 'usr/lib/modules/*' <"$arm_initramfs")
     ;;
 esac
-mkdir -p "$overlay/vm" "$overlay/etc/systemd/system/multi-user.target.wants"
-printf '%s\n' "$script" >"$overlay/vm/cmd.sh"
+mkdir -p "$overlay/etc/systemd/system/multi-user.target.wants"
 cat >"$overlay/vm/run" <<'EOF'
 #!/bin/sh
 # Runs the test command and reports its status where run.sh looks for it.
@@ -94,18 +82,16 @@ TTYVHangup=no
 TimeoutStartSec=infinity
 EOF
 ln -s ../camstream-vm.service "$overlay/etc/systemd/system/multi-user.target.wants/camstream-vm.service"
-for spec in "${files[@]}"; do
-    src=${spec%%:*}
-    dest=${spec#*:}
-    [[ $spec == *:* ]] || dest=/vm/$(basename "$src")
-    [[ -e $src ]] || { echo "vm-systemd: $src does not exist" >&2; exit 1; }
-    mkdir -p "$overlay$(dirname "$dest")"
-    cp -L "$src" "$overlay$dest"
-done
+# shellcheck disable=SC2317 # called by each_file
+add_file() {
+    [[ -e $1 ]] || { echo "vm-systemd: $1 does not exist" >&2; exit 1; }
+    mkdir -p "$overlay$(dirname "$2")"
+    cp -L "$1" "$overlay$2"
+}
+each_file /vm add_file
 make_cpio "$overlay" "$work/overlay.cpio"
 cat "$archive" "$work/overlay.cpio" >"$work/initrd"
 
-log=$work/console.log
 # rdinit= makes systemd PID 1 straight from the initramfs, which stays the
 # root file system.
 append="quiet loglevel=3 panic=-1 rdinit=/lib/systemd/systemd systemd.show_status=error"
@@ -123,23 +109,5 @@ arm64)
     ;;
 *) echo "run.sh: --arch must be amd64 or arm64, not $arch" >&2; exit 2 ;;
 esac
-set +e
-timeout --kill-after=5 "$timeout_secs" "${qemu[@]}" \
-    -nodefaults -no-user-config -no-reboot -accel tcg -smp 1 -m "$mem_mb" \
-    -initrd "$work/initrd" -append "$append" \
-    -display none -monitor none -serial stdio \
-    -netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
-    </dev/null | tee "$log"
-qemu_rc=${PIPESTATUS[0]}
-set -e
-
-if [[ $qemu_rc == 124 || $qemu_rc == 137 ]]; then
-    echo "vm-systemd: guest did not finish within ${timeout_secs}s; killed" >&2
-    exit 124
-fi
-rc=$(tr -d '\r' <"$log" | sed -n 's/^.*VM_EXIT=\([0-9]\{1,3\}\)$/\1/p' | tail -n 1)
-if [[ -z $rc ]]; then
-    echo "vm-systemd: guest ended without reporting VM_EXIT (qemu exit $qemu_rc; kernel panic, or systemd never ran the command?)" >&2
-    exit 125
-fi
-exit "$rc"
+boot_guest vm-systemd "kernel panic, or systemd never ran the command?" "$work/console.log" \
+    "${qemu[@]}" -initrd "$work/initrd" -append "$append"

@@ -32,6 +32,8 @@ cache=${CAMSTREAM_CACHE:-/var/cache/camstream}/vm-systemd
 # Bump when what goes into the root changes: an older archive is then made
 # again instead of being reused (and removed).
 layout=2
+# shellcheck source=tests/vm/lib.sh
+. "$here/../lib.sh"
 mirror=${CAMSTREAM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # What the guest needs beyond minbase: systemd as init, udev (the hot-plug
 # chain under test), kmod (modprobe vivid), v4l-utils (v4l2-ctl presses
@@ -84,11 +86,7 @@ if [[ -s $archive ]]; then
 fi
 
 [[ $(id -u) == 0 ]] || { echo "vm-systemd: making the guest's root file system needs root (debootstrap); run: sudo $0" >&2; exit 1; }
-if ! command -v debootstrap >/dev/null 2>&1; then
-    echo "vm-systemd: installing debootstrap"
-    if ! compgen -G '/var/lib/apt/lists/*Packages*' >/dev/null; then apt-get update -q; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap
-fi
+command -v debootstrap >/dev/null 2>&1 || install_packages debootstrap
 
 # second_stage_in_guest ROOT WORK: debootstrap's second stage for a foreign
 # ROOT, run where its programs are native: ROOT boots as the initramfs of the
