@@ -92,7 +92,7 @@ pub fn vm_enabled(test: &str) -> bool {
             name: "the vivid VM",
             setup: &["tests/vm/setup.sh"],
             does: "installs qemu-system-x86, busybox-static, kmod, cpio, udev, v4l-utils and \
-                   fetches the Debian kernel into tests/vm/cache/",
+                   fetches the Debian kernel into /var/cache/camstream/vm-amd64/",
         },
     )
 }

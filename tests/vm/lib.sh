@@ -3,6 +3,14 @@
 # the runners' command line and QEMU boot, the kernel setups' package check
 # and module closure.
 
+# amd64_cache: where the amd64 vivid rig's kernel (vmlinux, its modules) is
+# cached by setup.sh: outside the source tree like the other rigs' caches,
+# so every clone and worktree on the machine reuses it; $CAMSTREAM_CACHE
+# moves them all.
+amd64_cache() {
+    echo "${CAMSTREAM_CACHE:-/var/cache/camstream}/vm-amd64"
+}
+
 # init_stage STAGE: the guest's merged /usr, like the host's, so library paths
 # from ldd resolve either way. The per-run archive needs it too: a real /lib
 # directory in it would replace the base archive's /lib symlink when the

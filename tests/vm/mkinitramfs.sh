@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
-cache=${CAMSTREAM_VM_CACHE:-$here/cache}
+cache=$(amd64_cache)
 
 [[ $# -ge 1 ]] || { echo "usage: $0 OUT [HOST_FILE[:GUEST_PATH]]..." >&2; exit 2; }
 out=$1

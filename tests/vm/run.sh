@@ -18,7 +18,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
-cache=${CAMSTREAM_VM_CACHE:-$here/cache}
+cache=$(amd64_cache)
 
 initramfs=""
 timeout_secs=120

@@ -2,7 +2,9 @@
 # One-time (and idempotent) setup for the vivid VM tests.
 #
 #   tests/vm/setup.sh            install missing apt packages (as root), fetch the
-#                                Debian kernel into tests/vm/cache/ (never installed)
+#                                Debian kernel (never installed) into
+#                                $CAMSTREAM_CACHE/vm-amd64 (default
+#                                /var/cache/camstream/vm-amd64)
 #   tests/vm/setup.sh --check    only report what is missing; exit 1 if anything is
 #
 # Fast when everything is cached: no apt call, no download.
@@ -16,7 +18,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
-cache=${CAMSTREAM_VM_CACHE:-$here/cache}
+cache=$(amd64_cache)
 # Modules the guest loads: the NIC (to reach the host's viewer) and vivid.
 # Their dependency closure is resolved from modules.dep after depmod.
 guest_modules=(virtio_pci virtio_net vivid)

@@ -24,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 vm=$here/..
 # shellcheck source=tests/vm/lib.sh
 . "$vm/lib.sh"
-cache=${CAMSTREAM_VM_CACHE:-$vm/cache}
+cache=$(amd64_cache)
 
 arch=amd64
 timeout_secs=180
