@@ -13,6 +13,15 @@
 //! installs the camstream-viewer package, whose `camstream-cert` must then
 //! be on PATH and make a CA (the one `dpkg -i` of that package in the tests).
 //!
+//! In the same boot (a second boot would cost more guest time than the
+//! check itself), the unit then streams over mutual TLS (issue 15): the
+//! certificates from `camstream-cert` go root-only into
+//! `/etc/camstream/tls`, `agent.env` names them with `CAMSTREAM_TLS_*`, and
+//! the unit's `LoadCredential=` hands them to the unprivileged agent, whose
+//! launcher passes the credential paths. A second viewer on the host,
+//! started with `--tls-cert/--tls-key/--tls-client-ca`, must record frames
+//! from camera 21 with vivid's bars.
+//!
 //! The unplug unbinds vivid from its platform device, which is what the USB
 //! core does to uvcvideo when a cable is pulled: the driver unregisters the
 //! node, udev sees "remove", `dev-video0.device` goes and `BindsTo=` stops
@@ -26,10 +35,10 @@
 //! arm64`): its cold root does not fit the suite's time budget. `CAMSTREAM_SKIP_VM=1` skips this on purpose. Run
 //! it alone with `cargo test -p camstream-tests --test e2e hotplug::`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use camstream_tests::arm_vm::{aarch64_agent, AARCH64};
+use camstream_tests::certs::camstream_cert;
 use camstream_tests::systemd_vm::{build_debs, run_systemd_guest, systemd_vm_enabled, Arch, Debs};
 use camstream_tests::vivid::{check_vivid_recording, BAR_TOLERANCE};
 use camstream_tests::vm::GuestRun;
@@ -48,7 +57,9 @@ const ARM64_OPT_IN: &str = "CAMSTREAM_ARM64_HOTPLUG";
 /// The same on an emulated ARM core, which runs systemd a few times slower.
 const ARM64_GUEST_TIMEOUT: Duration = Duration::from_secs(900);
 
-/// The guest's part. `@PORT@` is the viewer's port on the host.
+/// The guest's part. `@PORT@` is the plaintext viewer's port on the host,
+/// `@TLS_PORT@` the TLS viewer's, and `/vm/tls/` holds the CA and the
+/// camera's certificate and key.
 ///
 /// Each step prints `KEY=value` lines for the host to check, and the journal
 /// of the agent units at the end. Every wait has a bound, so a broken chain
@@ -172,6 +183,30 @@ else
 fi
 systemctl stop $unit
 echo FINAL_RESULT=$(systemctl show -P Result $unit)
+
+# --- over mutual TLS: root-only files, handed to the unit as credentials ----
+t3=$(now)
+install -m 0600 /vm/tls/ca.pem /vm/tls/camera-@ID@.pem /vm/tls/camera-@ID@.key /etc/camstream/tls/
+echo KEY_MODE=$(stat -c %a:%U /etc/camstream/tls/camera-@ID@.key)
+sed -i 's/^CAMSTREAM_SERVER=.*/CAMSTREAM_SERVER=10.0.2.2:@TLS_PORT@/' /etc/camstream/agent.env
+cat >> /etc/camstream/agent.env <<'EOF'
+CAMSTREAM_TLS_CA=ca.pem
+CAMSTREAM_TLS_CERT=camera-@ID@.pem
+CAMSTREAM_TLS_KEY=camera-@ID@.key
+EOF
+n=$(journalctl -q -o cat -u $unit | grep -c 'fps captured')
+systemctl start $unit
+if wait_opened $unit 60; then
+    echo TLS_STARTED_AFTER_S=$(since $t3)
+    echo TLS_ARGS=$(tr '\0' ' ' < /proc/$(systemctl show -P MainPID $unit)/cmdline)
+    wait_stats $((n + 2)) && echo TLS_STREAMING=1 || echo TLS_STREAMING=0
+else
+    echo TLS_STARTED_AFTER_S=never
+fi
+echo TLS_CONNECTED=$(journalctl -q -o cat -u $unit | grep -m 1 ' over TLS')
+systemctl stop $unit
+echo TLS_RESULT=$(systemctl show -P Result $unit)
+echo TLS_PHASE_S=$(since $t3)
 echo UPTIME_S=$(now)
 report
 "#;
@@ -237,15 +272,53 @@ fn arm64_udev_starts_the_packaged_agent_for_vivid_and_unplug_stops_it() {
     hotplug_chain(test, Arch::Arm64, &built, ARM64_GUEST_TIMEOUT);
 }
 
+/// Certificates from `camstream-cert` in a temp dir: the CA, the viewer
+/// (for 10.0.2.2, the host as the guest reaches it, which is what the
+/// agent's `--server` says) and camera [`CAMERA_ID`].
+fn make_certificates() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().to_str().expect("utf-8 temp path");
+    let id = CAMERA_ID.to_string();
+    for args in [
+        &["ca"][..],
+        &["viewer", "--ip", "10.0.2.2"],
+        &["camera", "--id", &id],
+    ] {
+        camstream_cert(&[args, &["--dir", path]].concat());
+    }
+    dir
+}
+
 /// The whole chain in a guest of `arch` with the packages `debs`.
 fn hotplug_chain(test: &str, arch: Arch, debs: &Debs, timeout: Duration) {
     let viewer = RecordingViewer::start(&[]);
+    let certs = make_certificates();
+    let cert = |name: &str| certs.path().join(name);
+    let arg = |name: &str| cert(name).to_str().expect("utf-8 temp path").to_owned();
+    let (viewer_pem, viewer_key, ca_pem) = (arg("viewer.pem"), arg("viewer.key"), arg("ca.pem"));
+    let tls_viewer = RecordingViewer::start(&[
+        "--tls-cert",
+        &viewer_pem,
+        "--tls-key",
+        &viewer_key,
+        "--tls-client-ca",
+        &ca_pem,
+    ]);
     let script = GUEST_SCRIPT
         .replace("@PORT@", &viewer.addr.port().to_string())
+        .replace("@TLS_PORT@", &tls_viewer.addr.port().to_string())
         .replace("@ID@", &CAMERA_ID.to_string());
-    let files: [(&Path, &str); 2] = [
-        (&debs.agent, "/vm/camstream-agent.deb"),
-        (&debs.viewer, "/vm/camstream-viewer.deb"),
+    let ca = cert("ca.pem");
+    let camera_pem = cert(&format!("camera-{CAMERA_ID}.pem"));
+    let camera_key = cert(&format!("camera-{CAMERA_ID}.key"));
+    let guest_camera_pem = format!("/vm/tls/camera-{CAMERA_ID}.pem");
+    let guest_camera_key = format!("/vm/tls/camera-{CAMERA_ID}.key");
+    let files = [
+        (debs.agent.as_path(), "/vm/camstream-agent.deb"),
+        (debs.viewer.as_path(), "/vm/camstream-viewer.deb"),
+        (ca.as_path(), "/vm/tls/ca.pem"),
+        (camera_pem.as_path(), guest_camera_pem.as_str()),
+        (camera_key.as_path(), guest_camera_key.as_str()),
     ];
     let run = run_systemd_guest(arch, &script, &files, timeout);
     let context = || format!("---- console ----\n{}", run.tail(120));
@@ -348,21 +421,94 @@ fn hotplug_chain(test: &str, arch: Arch, debs: &Debs, timeout: Duration) {
     );
 
     // On the host: frames from both plug-ins, every one with vivid's bars.
-    let conns = wait_until(Duration::from_secs(20), || {
+    check_recording(
+        test,
+        "the viewer",
+        &viewer,
+        2,
+        "(before the unplug and after the replug)",
+        &journal,
+    );
+
+    check_tls_phase(test, &run, &tls_viewer, &journal);
+}
+
+/// The same unit over mutual TLS, in the same boot: the launcher hands the
+/// agent the files systemd copied as credentials, the agent says it is
+/// connected over TLS, and the TLS viewer records camera [`CAMERA_ID`]'s
+/// frames with vivid's bars.
+fn check_tls_phase(test: &str, run: &GuestRun, tls_viewer: &RecordingViewer, journal: &str) {
+    eprintln!(
+        "{test}: TLS: agent started {} s after the restart; the TLS phase took {} s of guest time",
+        value(run, "TLS_STARTED_AFTER_S"),
+        value(run, "TLS_PHASE_S")
+    );
+    // Root-only on the node: the unprivileged agent reads it only as a
+    // credential.
+    assert_eq!(value(run, "KEY_MODE"), "600:root");
+    assert_ne!(
+        value(run, "TLS_STARTED_AFTER_S"),
+        "never",
+        "camera-agent@video0.service did not open the camera with CAMSTREAM_TLS_* set\n{journal}"
+    );
+    let creds = "/run/credentials/camera-agent@video0.service";
+    let args = value(run, "TLS_ARGS");
+    for want in [
+        format!("--tls-ca {creds}/tls_ca.pem"),
+        format!("--tls-cert {creds}/tls_camera-{CAMERA_ID}.pem"),
+        format!("--tls-key {creds}/tls_camera-{CAMERA_ID}.key"),
+    ] {
+        assert!(
+            args.contains(&want),
+            "the launcher did not pass `{want}` (the credential systemd made of \
+             /etc/camstream/tls); the agent ran as `{args}`\n{journal}"
+        );
+    }
+    let connected = value(run, "TLS_CONNECTED");
+    assert!(
+        connected.contains(&format!("10.0.2.2:{} over TLS", tls_viewer.addr.port())),
+        "the agent did not log a TLS connection to the TLS viewer; its line: `{connected}`\n\
+         {journal}\n---- TLS viewer ----\n{}",
+        tls_viewer.child.tail(30)
+    );
+    assert_eq!(
+        value(run, "TLS_STREAMING"),
+        "1",
+        "the agent did not log 2 stats lines over TLS\n{journal}"
+    );
+    assert_eq!(value(run, "TLS_RESULT"), "success", "{journal}");
+
+    // On the host: the TLS viewer's frames, every one with vivid's bars.
+    check_recording(test, "the TLS viewer", tls_viewer, 1, "(over TLS)", journal);
+}
+
+/// Waits until `viewer` has frames from `conns` connections (`why` says
+/// which), then checks every recorded frame: 320x180, vivid's bars, from
+/// camera [`CAMERA_ID`].
+fn check_recording(
+    test: &str,
+    name: &str,
+    viewer: &RecordingViewer,
+    conns: usize,
+    why: &str,
+    journal: &str,
+) {
+    let recorded = wait_until(Duration::from_secs(20), || {
         let dirs = camstream_tests::recorded_conn_dirs(viewer.record_dir());
-        (dirs.len() >= 2).then_some(dirs.len())
+        (dirs.len() >= conns).then_some(dirs.len())
     });
     assert!(
-        conns.is_some(),
-        "the viewer recorded {:?} (camera id: frames), want frames from two connections \
-         (before the unplug and after the replug)\n{journal}",
-        recorded_counts(viewer.record_dir())
+        recorded.is_some(),
+        "{name} recorded {:?} (camera id: frames), want frames from {conns} connection(s) \
+         {why}\n{journal}\n---- {name} ----\n{}",
+        recorded_counts(viewer.record_dir()),
+        viewer.child.tail(30)
     );
     let frames = check_vivid_recording(viewer.record_dir(), 320, 180)
-        .unwrap_or_else(|e| panic!("{e}\n{journal}"));
+        .unwrap_or_else(|e| panic!("{name}: {e}\n{journal}"));
     eprintln!(
-        "{test}: recorded {:?} (camera id, frames) per connection: {} with 75% bars, {} with 100%, \
-         largest bar colour deviation {} (tolerance {BAR_TOLERANCE})",
+        "{test}: {name} recorded {:?} (camera id, frames) per connection: {} with 75% bars, \
+         {} with 100%, largest bar colour deviation {} (tolerance {BAR_TOLERANCE})",
         frames.per_conn, frames.bars_75, frames.bars_100, frames.worst
     );
     assert!(
@@ -370,7 +516,7 @@ fn hotplug_chain(test: &str, arch: Arch, debs: &Debs, timeout: Duration) {
             .per_conn
             .iter()
             .all(|&(id, n)| id == CAMERA_ID && n > 0),
-        "every connection must carry frames from camera {CAMERA_ID}: {:?}",
+        "every connection to {name} must carry frames from camera {CAMERA_ID}: {:?}",
         frames.per_conn
     );
 }

@@ -24,6 +24,7 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
+use camstream_tests::certs::camstream_cert;
 use camstream_tests::{
     bin_path, interop_script, recorded_conn_dirs, recorded_frames, start_pattern_agent,
     testdata_frame, venv_python, LoggedChild, RecordingViewer, PATIENCE,
@@ -78,8 +79,8 @@ impl Pki {
             dir: tempfile::tempdir().expect("temp dir"),
         };
         let dir = pki.s("");
-        cert_helper(&["ca", "--dir", &dir]);
-        cert_helper(&[
+        camstream_cert(&["ca", "--dir", &dir]);
+        camstream_cert(&[
             "viewer",
             "--dir",
             &dir,
@@ -89,7 +90,7 @@ impl Pki {
             "127.0.0.1",
         ]);
         for id in ids {
-            cert_helper(&["camera", "--dir", &dir, "--id", &id.to_string()]);
+            camstream_cert(&["camera", "--dir", &dir, "--id", &id.to_string()]);
         }
         pki
     }
@@ -131,18 +132,6 @@ impl Pki {
         );
         pki
     }
-}
-
-fn cert_helper(args: &[&str]) {
-    let out = Command::new(bin_path("camstream-cert"))
-        .args(args)
-        .output()
-        .expect("run camstream-cert");
-    assert!(
-        out.status.success(),
-        "camstream-cert {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `openssl` with `words` (split at spaces) and then `args`, in `dir`.
