@@ -1,10 +1,10 @@
 """The viewer's memory per TLS client place, against a plaintext one.
 
 README "Memory bound" counts each client place; with `--tls-*` a place also
-holds `viewer/src/tls.rs`'s raw socket buffer (RAW_BUF_LEN, 64 KiB) and
-rustls's own buffers (the record buffer, up to 64 KiB while a handshake
-message is joined and 18 KiB after; decrypted plaintext, up to 16 KiB past
-its 16 KiB limit) and connection state. This measures it on the real binary:
+holds `viewer/src/tls.rs`'s socket buffer (INCOMING_LEN, 64 KiB, where
+rustls decrypts in place and joins handshake messages), rustls's state (the
+client's certificate chain, one decrypted record) and the rest of a record
+the reader had no room for. This measures it on the real binary:
 the viewer's VmRSS with N clients in each state, minus before they came,
 divided by N, for a plaintext viewer and a TLS one:
 
@@ -13,8 +13,8 @@ divided by N, for a plaintext viewer and a TLS one:
 - `frame`: then each sends one gzip-BMP frame (320x240 noise, about 230 KB,
   so every buffer on the way fills) and stays connected;
 - `stalled` (TLS only): a client that sends 60 KiB of an unfinished
-  64 KiB ClientHello and stops, which keeps rustls's record buffer at its
-  handshake maximum until --idle-timeout.
+  64 KiB ClientHello and stops, which keeps the socket buffer holding
+  it until --idle-timeout.
 
     python3 bench/tls_memory.py                      # after cargo build --release
     python3 bench/tls_memory.py --bin target/debug --clients 32

@@ -2,15 +2,24 @@
 //! and `--tls-client-ca` turn it on. TLS 1.3 only, and every client must
 //! present a certificate signed by the client CA.
 //!
-//! rustls is driven by the viewer's own poll(2) loop, the way rustls's
-//! `tlsserver-mio` example drives it from mio: when the socket is readable,
-//! `read_tls` and `process_new_packets`, then take the plaintext from
-//! `reader()`; when rustls has bytes to send (`wants_write`: the handshake's
-//! flight, an alert), poll for POLLOUT too and `write_tls`. [`TlsStream`]
-//! wraps that in `io::Read`, so `Conn` reads plaintext from it exactly as it
-//! reads a `TcpStream`: the framing, the limits and newest-frame-wins do
-//! not change, and the handshake needs no loop of its own.
+//! rustls is driven by the viewer's own poll(2) loop through its unbuffered
+//! API (`UnbufferedServerConnection`): when the socket is readable, we read
+//! it into a buffer of our own and `process_tls_records` works through it,
+//! state by state. Application data is decrypted in place there and copied
+//! into the caller's buffer; records rustls wants sent (the handshake's
+//! flight, an alert) are queued in another buffer of ours, and while it
+//! holds bytes the loop polls for POLLOUT too. [`TlsStream`] wraps that in
+//! `io::Read`, so `Conn` reads plaintext from it exactly as it reads a
+//! `TcpStream`: the framing, the limits and newest-frame-wins do not change,
+//! and the handshake needs no loop of its own.
 //!
+//! - **Why unbuffered.** The buffered `ServerConnection` (rustls's
+//!   `tlsserver-mio` example) copies every byte twice more than this: from
+//!   our socket buffer into its record buffer (`read_tls`, at most 4 KiB at
+//!   a time, each followed by a `process_new_packets`), and from its
+//!   plaintext queue into ours. One copy inside rustls remains in both APIs
+//!   (each decrypted record goes into a fresh `Vec`; in-place reading is a
+//!   rustls TODO).
 //! - **Nothing blocks.** The socket is non-blocking; a client that stops in
 //!   the middle of the handshake is one more silent connection, and
 //!   `--idle-timeout` counts from the accept until the first plaintext byte
@@ -20,25 +29,24 @@
 //!   another CA signed, a record that fails its integrity check (tampering).
 //!   rustls queues the matching alert; it is sent once, best effort, before
 //!   the connection closes.
-//! - **Fewer system calls.** rustls reads at most 4 KiB from its reader per
-//!   `read_tls`; reading the socket that way cost one `recv` per 4 KiB of a
-//!   750 KB frame. [`TlsStream`] reads the socket in [`RAW_BUF_LEN`] bites
-//!   into a buffer of its own and lets rustls read from that.
+//! - **The unbuffered contract.** rustls may keep ranges of our buffer (a
+//!   handshake message it is joining), so every call sees the same bytes,
+//!   less those it said to discard, and never an empty stand-in: its
+//!   checks of that are assertions.
 //! - **Identity** ([`pki::identity`]): once the handshake is done, the
 //!   camera ids the client certificate names become [`TlsStream::camera_ids`];
 //!   `Conn` refuses a frame header carrying any other id.
 //!
-//! Memory per TLS connection, on top of a plaintext one: the raw buffer
-//! ([`RAW_BUF_LEN`]), rustls's record buffer (one record, 18 KiB, or up to
-//! 64 KiB while it joins a handshake message), a handshake message being
-//! processed or the client's certificate chain (up to 64 KiB), and its
-//! decrypted plaintext (16 KiB before it stops reading, plus one record):
-//! at most 224 KiB, the README's L. `bench/tls_memory.py` measures it:
-//! 117-125 KiB for an idle client, 190-196 KiB for one stalled in a
-//! 64 KiB ClientHello.
+//! Memory per TLS connection, on top of a plaintext one: our socket buffer
+//! ([`INCOMING_LEN`], which also holds a handshake message rustls is joining),
+//! the client's certificate chain or a handshake message being processed (up
+//! to 64 KiB), one decrypted record in rustls and the rest of one in ours
+//! (16 KiB each), and what waits to be sent (a few KiB; refused beyond
+//! 64 KiB): at most 224 KiB, the README's L. `bench/tls_memory.py` measures
+//! it.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
@@ -47,11 +55,19 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use pki::identity::{certificate_camera_ids, CameraIds};
 use pki::pem::{load_certs, load_key};
-use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
-use rustls::{CertificateError, RootCertStore, ServerConfig, ServerConnection};
+use rustls::server::{NoServerSessionStorage, UnbufferedServerConnection, WebPkiClientVerifier};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, InsufficientSizeError};
+use rustls::{CertificateError, RootCertStore, ServerConfig};
 
-/// Bytes read from the socket at once and handed to rustls 4 KiB at a time.
-pub const RAW_BUF_LEN: usize = 64 << 10;
+/// The socket is read into a buffer this big, where rustls decrypts in
+/// place: 64 KiB holds rustls's largest handshake message (and so any
+/// record), and bigger reads mean fewer `recv` calls per frame.
+pub const INCOMING_LEN: usize = 64 << 10;
+
+/// Bytes queued for the client before it is refused as not reading them.
+/// rustls queues a handshake flight and at most one alert or key update
+/// reply, a few KiB: a bound that only a bug would reach.
+const OUTGOING_MAX: usize = 64 << 10;
 
 /// Where the listener's certificate, key and client CA come from.
 #[derive(Debug, Clone)]
@@ -183,35 +199,61 @@ impl std::error::Error for TlsError {}
 /// One accepted TLS connection as a non-blocking `io::Read` of plaintext.
 pub struct TlsStream {
     sock: TcpStream,
-    tls: ServerConnection,
-    /// Bytes read from the socket, `raw[start..end]` not yet given to rustls.
-    raw: Box<[u8]>,
+    tls: UnbufferedServerConnection,
+    /// TLS bytes read from the socket; `incoming[start..filled]` not yet
+    /// processed. rustls decrypts each record in place here.
+    incoming: Box<[u8]>,
     start: usize,
-    end: usize,
-    /// The socket said EOF; rustls has been told.
+    filled: usize,
+    /// The last read stopped because the caller's buffer was full: records
+    /// may still wait in `incoming` or in rustls.
+    unread_records: bool,
+    /// Decrypted plaintext the caller's buffer had no room for:
+    /// `plaintext[plaintext_start..]`, read before anything else.
+    plaintext: Vec<u8>,
+    plaintext_start: usize,
+    /// TLS bytes for the peer (a handshake flight, an alert, a key update
+    /// reply); `outgoing[sent..]` not yet taken by the socket.
+    outgoing: Vec<u8>,
+    sent: usize,
+    /// The socket said EOF, or the client sent close_notify.
     eof: bool,
-    /// Decrypted bytes rustls holds for us.
-    plaintext_len: usize,
     /// Set once, when the handshake completes.
     camera_ids: Option<CameraIds>,
-    /// The last alert was sent (or could not be): never again.
-    alert_sent: bool,
+    /// rustls refused the peer: every later read returns this again.
+    failed: Option<TlsError>,
+}
+
+/// What one pass of rustls over `incoming` left to do.
+enum Step {
+    /// Go on: the caller's buffer has room and rustls may have more.
+    More,
+    /// The caller's buffer is full.
+    Full,
+    /// Every whole record is processed; rustls needs more bytes.
+    NeedInput,
+    /// The client sent close_notify.
+    PeerClosed,
 }
 
 impl TlsStream {
     /// `sock` must be non-blocking.
     pub fn new(sock: TcpStream, config: Arc<ServerConfig>) -> io::Result<TlsStream> {
-        let tls = ServerConnection::new(config).map_err(io::Error::other)?;
+        let tls = UnbufferedServerConnection::new(config).map_err(io::Error::other)?;
         Ok(TlsStream {
             sock,
             tls,
-            raw: vec![0; RAW_BUF_LEN].into_boxed_slice(),
+            incoming: vec![0; INCOMING_LEN].into_boxed_slice(),
             start: 0,
-            end: 0,
+            filled: 0,
+            unread_records: false,
+            plaintext: Vec::new(),
+            plaintext_start: 0,
+            outgoing: Vec::new(),
+            sent: 0,
             eof: false,
-            plaintext_len: 0,
             camera_ids: None,
-            alert_sent: false,
+            failed: None,
         })
     }
 
@@ -221,75 +263,157 @@ impl TlsStream {
         self.camera_ids.filter(|ids| !ids.is_empty())
     }
 
-    /// rustls has bytes to send: poll for POLLOUT too.
+    /// Bytes for the peer wait for the socket: poll for POLLOUT too.
     pub fn wants_write(&self) -> bool {
-        self.tls.wants_write()
+        self.sent < self.outgoing.len()
     }
 
-    /// Decrypted plaintext waits in rustls, or raw bytes in our buffer: the
-    /// socket may not poll readable again, so read without waiting.
+    /// Decrypted plaintext, whole records or the end (close_notify) wait in
+    /// our buffers: the socket may not poll readable again, so read without
+    /// waiting.
     pub fn has_buffered_input(&self) -> bool {
-        self.plaintext_len > 0 || self.start < self.end
+        self.plaintext_start < self.plaintext.len() || self.unread_records || self.eof
     }
 
-    /// Sends what rustls has queued, as far as the socket takes it now.
+    /// Sends what is queued for the peer, as far as the socket takes it now.
     fn flush(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.sock) {
-                Ok(_) => {}
+        while self.sent < self.outgoing.len() {
+            match self.sock.write(&self.outgoing[self.sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        self.outgoing.clear();
+        self.sent = 0;
         Ok(())
     }
 
-    /// The alert rustls queued for a fatal error: one try, never waits.
-    fn send_alert(&mut self) {
-        if !self.alert_sent {
-            self.alert_sent = true;
-            let _ = self.flush();
+    /// The error a refusal reads as, now and on every later read.
+    fn failure(&self) -> Option<io::Error> {
+        let e = self.failed.as_ref()?;
+        let again = match e {
+            TlsError::Refused { error, handshaking } => TlsError::Refused {
+                error: error.clone(),
+                handshaking: *handshaking,
+            },
+            TlsError::ClosedInHandshake => TlsError::ClosedInHandshake,
+        };
+        Some(io::Error::new(io::ErrorKind::InvalidData, again))
+    }
+
+    /// rustls refused the peer: queue the alert it made, try once to send
+    /// it (never waits), and fail this read and every later one.
+    fn refuse(&mut self, error: rustls::Error, handshaking: bool) -> io::Error {
+        // After an error, rustls hands out the alert it queued as the next
+        // record to encode. Ask once: it must see the same buffer as before,
+        // less what it said to discard (it may hold ranges of a handshake
+        // message in it), and asking again would process the bad input again.
+        let incoming = &mut self.incoming[self.start..self.filled];
+        let status = self.tls.process_tls_records(incoming);
+        if let Ok(ConnectionState::EncodeTlsData(mut record)) = status.state {
+            let _ = encode(&mut record, &mut self.outgoing);
         }
+        let _ = self.flush();
+        self.failed = Some(TlsError::Refused { error, handshaking });
+        self.failure()
+            .unwrap_or_else(|| io::Error::other("TLS refused"))
     }
 
-    fn refused(&mut self, error: rustls::Error, handshaking: bool) -> io::Error {
-        self.send_alert();
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            TlsError::Refused { error, handshaking },
-        )
-    }
-
-    /// Gives rustls more TLS bytes: from our buffer, refilled from the
-    /// socket when empty (`WouldBlock` when it has none).
-    fn feed_rustls(&mut self) -> io::Result<()> {
-        if self.start == self.end && !self.eof {
-            match self.sock.read(&mut self.raw) {
-                Ok(0) => self.eof = true,
-                Ok(n) => (self.start, self.end) = (0, n),
-                Err(e) => return Err(e),
+    /// Reads the socket into `incoming` (`WouldBlock` when it has nothing).
+    /// `Ok(false)` at EOF.
+    fn fill_incoming(&mut self) -> io::Result<bool> {
+        // What is left is at most one partial record: move it to the front.
+        self.incoming.copy_within(self.start..self.filled, 0);
+        self.filled -= self.start;
+        self.start = 0;
+        if self.filled == self.incoming.len() {
+            // Cannot happen with rustls's limits (a record is at most 18 KiB,
+            // a handshake message 64 KiB); never read into an empty slice.
+            return Err(io::Error::other(
+                "TLS: a record or handshake message larger than the viewer's buffer",
+            ));
+        }
+        match self.sock.read(&mut self.incoming[self.filled..])? {
+            0 => Ok(false),
+            n => {
+                self.filled += n;
+                Ok(true)
             }
         }
-        let mut pending = &self.raw[self.start..self.end];
-        let before = pending.len();
-        // At EOF this reads 0 bytes, which tells rustls the peer is gone.
-        let result = self.tls.read_tls(&mut pending);
-        let taken = before - pending.len();
-        self.start += taken;
-        if result? == 0 && before > 0 {
-            // rustls took none of the bytes it was offered: never spin.
-            return Err(io::Error::other("rustls took no input"));
-        }
+    }
+
+    /// One pass of rustls over `incoming[start..filled]`: decrypted records
+    /// go to `buf[*n..]` (the rest of one that does not fit, to
+    /// `plaintext`); a record rustls wants sent is queued in `outgoing`.
+    fn step(&mut self, buf: &mut [u8], n: &mut usize) -> io::Result<Step> {
         let handshaking = self.tls.is_handshaking();
-        match self.tls.process_new_packets() {
-            Ok(state) => self.plaintext_len = state.plaintext_bytes_to_read(),
-            Err(e) => return Err(self.refused(e, handshaking)),
-        }
+        let status = self
+            .tls
+            .process_tls_records(&mut self.incoming[self.start..self.filled]);
+        let mut discard = status.discard;
+        let step = match status.state {
+            Err(error) => {
+                self.start += discard;
+                return Err(self.refuse(error, handshaking));
+            }
+            Ok(ConnectionState::ReadTraffic(mut records)) => {
+                let mut step = Step::More;
+                while *n < buf.len() {
+                    let Some(record) = records.next_record() else {
+                        break;
+                    };
+                    let record = record.map_err(|e| io::Error::other(format!("TLS: {e}")))?;
+                    discard += record.discard;
+                    let payload = record.payload;
+                    let fits = payload.len().min(buf.len() - *n);
+                    buf[*n..*n + fits].copy_from_slice(&payload[..fits]);
+                    *n += fits;
+                    if fits < payload.len() {
+                        self.plaintext.clear();
+                        self.plaintext.extend_from_slice(&payload[fits..]);
+                        self.plaintext_start = 0;
+                    }
+                }
+                if *n == buf.len() {
+                    step = Step::Full;
+                }
+                step
+            }
+            Ok(ConnectionState::EncodeTlsData(mut record)) => {
+                encode(&mut record, &mut self.outgoing)?;
+                if self.outgoing.len() > OUTGOING_MAX {
+                    return Err(io::Error::other(
+                        "TLS: the client does not read what the viewer sends",
+                    ));
+                }
+                Step::More
+            }
+            Ok(ConnectionState::TransmitTlsData(sending)) => {
+                // Queued in `outgoing` from here on: sent as the socket
+                // takes it, POLLOUT meanwhile (`wants_write`).
+                sending.done();
+                Step::More
+            }
+            Ok(ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_)) => {
+                Step::NeedInput
+            }
+            Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => Step::PeerClosed,
+            // Early data stays off (`max_early_data_size` 0), and a state
+            // this code does not know is not one to guess about.
+            Ok(other) => {
+                return Err(io::Error::other(format!(
+                    "TLS: unexpected connection state {other:?}"
+                )))
+            }
+        };
+        self.start += discard;
         if handshaking && !self.tls.is_handshaking() {
             self.camera_ids = Some(self.certificate_ids());
         }
-        self.flush()
+        Ok(step)
     }
 
     /// The camera ids among the verified client certificate's DNS names.
@@ -301,44 +425,80 @@ impl TlsStream {
     }
 }
 
+/// Appends the record rustls wants sent to `outgoing`.
+fn encode<Data>(record: &mut EncodeTlsData<'_, Data>, outgoing: &mut Vec<u8>) -> io::Result<()> {
+    let at = outgoing.len();
+    let required = match record.encode(&mut []) {
+        Ok(_) => return Ok(()),
+        Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+            required_size
+        }
+        Err(e) => return Err(io::Error::other(format!("TLS: {e}"))),
+    };
+    outgoing.resize(at + required, 0);
+    match record.encode(&mut outgoing[at..]) {
+        Ok(written) => {
+            outgoing.truncate(at + written);
+            Ok(())
+        }
+        Err(e) => {
+            outgoing.truncate(at);
+            Err(io::Error::other(format!("TLS: {e}")))
+        }
+    }
+}
+
 impl Read for TlsStream {
     /// Plaintext, `Ok(0)` at the end (close_notify, or a TCP close: a frame
     /// cut short is still caught by the frame reader), `WouldBlock` when
     /// the socket has nothing more, or an error whose inner error is a
     /// [`TlsError`].
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
         // A handshake flight POLLOUT woke us for.
         self.flush()?;
+        let left = &self.plaintext[self.plaintext_start..];
+        let mut n = left.len().min(buf.len());
+        buf[..n].copy_from_slice(&left[..n]);
+        self.plaintext_start += n;
+        // After close_notify (or the socket's EOF) nothing more comes:
+        // what was left, then `Ok(0)`.
+        if self.plaintext_start < self.plaintext.len() || buf.is_empty() || self.eof {
+            return Ok(n);
+        }
         loop {
-            match self.tls.reader().read(buf) {
-                Ok(n) => {
-                    self.plaintext_len = self.plaintext_len.saturating_sub(n);
+            match self.step(buf, &mut n)? {
+                Step::More => {}
+                Step::Full => {
+                    self.unread_records = true;
+                    self.flush()?;
                     return Ok(n);
                 }
-                // Nothing decrypted is waiting, whatever was counted: a
-                // stale count would make the loop poll with no timeout.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.plaintext_len = 0,
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return if self.tls.is_handshaking() {
-                        Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            TlsError::ClosedInHandshake,
-                        ))
-                    } else {
-                        Ok(0)
-                    };
+                Step::PeerClosed => {
+                    self.eof = true;
+                    self.unread_records = false;
+                    return Ok(n);
                 }
-                Err(e) => return Err(e),
+                Step::NeedInput => {
+                    self.unread_records = false;
+                    self.flush()?;
+                    if n > 0 {
+                        return Ok(n);
+                    }
+                    if !self.fill_incoming()? {
+                        self.eof = true;
+                        if self.tls.is_handshaking() {
+                            self.failed = Some(TlsError::ClosedInHandshake);
+                            return Err(self
+                                .failure()
+                                .unwrap_or_else(|| io::ErrorKind::UnexpectedEof.into()));
+                        }
+                        return Ok(0);
+                    }
+                }
             }
-            if self.eof && self.start == self.end {
-                // rustls has seen the EOF and still says WouldBlock: only
-                // while handshaking (it reports UnexpectedEof otherwise).
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    TlsError::ClosedInHandshake,
-                ));
-            }
-            self.feed_rustls()?;
         }
     }
 }
@@ -397,5 +557,191 @@ mod tests {
         };
         let e = format!("{:#}", server_config(&files).unwrap_err());
         assert!(e.contains("holds no certificate"), "{e}");
+    }
+
+    /// A CA, the viewer's certificate and a client certificate naming
+    /// camera 3, written as PEM files, and the client's configuration.
+    struct Pki {
+        dir: tempfile::TempDir,
+        client: Arc<rustls::ClientConfig>,
+    }
+
+    impl Pki {
+        fn new() -> Pki {
+            use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+            let dir = tempfile::tempdir().unwrap();
+            let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text);
+            let ca_key = KeyPair::generate().unwrap();
+            let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let ca_cert = ca.self_signed(&ca_key).unwrap();
+            write("ca.pem", ca_cert.pem()).unwrap();
+            let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).unwrap();
+            let leaf = |name: String| {
+                let key = KeyPair::generate().unwrap();
+                let cert = CertificateParams::new(vec![name])
+                    .unwrap()
+                    .signed_by(&key, &issuer)
+                    .unwrap();
+                (cert.pem(), key.serialize_pem())
+            };
+            let (cert, key) = leaf("viewer.test".into());
+            write("viewer.pem", cert).unwrap();
+            write("viewer.key", key).unwrap();
+            let (cert, key) = leaf(pki::identity::camera_dns_name(3));
+            write("camera.pem", cert).unwrap();
+            write("camera.key", key).unwrap();
+
+            let mut roots = RootCertStore::empty();
+            roots.add(ca_cert.der().clone()).unwrap();
+            let path = |name: &str| dir.path().join(name);
+            let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                load_certs(&path("camera.pem"), "camera").unwrap(),
+                load_key(&path("camera.key"), "camera").unwrap(),
+            )
+            .unwrap();
+            Pki {
+                dir,
+                client: Arc::new(client),
+            }
+        }
+
+        fn server_config(&self) -> Arc<ServerConfig> {
+            let path = |name: &str| self.dir.path().join(name);
+            let (cert, key, client_ca) = (path("viewer.pem"), path("viewer.key"), path("ca.pem"));
+            server_config(&Files {
+                cert: &cert,
+                key: &key,
+                client_ca: &client_ca,
+            })
+            .unwrap()
+        }
+    }
+
+    /// A connected pair: our non-blocking server end, and the client's
+    /// blocking socket.
+    fn pair(pki: &Pki) -> (TlsStream, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (TlsStream::new(server, pki.server_config()).unwrap(), client)
+    }
+
+    /// Reads with `sizes` in turn, as the frame reader does (a header, a
+    /// body tail), waiting as the poll loop would, until `Ok(0)` or an error.
+    fn read_all(server: &mut TlsStream, sizes: &[usize]) -> (Vec<u8>, io::Result<()>) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut got = Vec::new();
+        let mut buf = vec![0; *sizes.iter().max().unwrap()];
+        for size in sizes.iter().cycle() {
+            if !server.has_buffered_input() {
+                let events = if server.wants_write() {
+                    PollFlags::POLLIN | PollFlags::POLLOUT
+                } else {
+                    PollFlags::POLLIN
+                };
+                let mut fds = [PollFd::new(server.as_fd(), events)];
+                assert_eq!(
+                    poll(&mut fds, PollTimeout::from(10_000u16)).unwrap(),
+                    1,
+                    "stalled"
+                );
+            }
+            match server.read(&mut buf[..*size]) {
+                Ok(0) => return (got, Ok(())),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return (got, Err(e)),
+            }
+        }
+        unreachable!()
+    }
+
+    /// Bytes no two records would share by chance.
+    fn sent_bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    /// Whatever the sizes the reader asks for, it gets the bytes sent, in
+    /// order, once each: records split across reads, several records in
+    /// one read, and close_notify as the end.
+    #[test]
+    fn reads_of_any_size_get_the_plaintext_sent_then_the_end() {
+        let pki = Pki::new();
+        let sent = sent_bytes(300_000);
+        for sizes in [&[1, 5, 4096][..], &[70_000], &[16_384, 3], &[300_000]] {
+            let (mut server, sock) = pair(&pki);
+            let config = pki.client.clone();
+            let to_send = sent.clone();
+            let client = std::thread::spawn(move || {
+                let name = "viewer.test".try_into().unwrap();
+                let conn = rustls::ClientConnection::new(config, name).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, sock);
+                tls.write_all(&to_send).unwrap();
+                tls.conn.send_close_notify();
+                tls.flush().unwrap();
+                tls
+            });
+            let (got, end) = read_all(&mut server, sizes);
+            end.unwrap();
+            assert!(
+                got == sent,
+                "sizes {sizes:?}: {} bytes of {} came",
+                got.len(),
+                sent.len()
+            );
+            let ids = server.camera_ids().expect("the certificate names camera 3");
+            assert_eq!(ids.iter().collect::<Vec<_>>(), [3]);
+            drop(client.join().unwrap());
+        }
+    }
+
+    /// A key update from the client mid-stream: the records after it come
+    /// under new keys, and reading goes on. (rustls answers it lazily, with
+    /// the next record it sends, and the viewer sends none.)
+    #[test]
+    fn a_key_update_mid_stream_changes_nothing_read() {
+        let pki = Pki::new();
+        let (mut server, sock) = pair(&pki);
+        let config = pki.client.clone();
+        let client = std::thread::spawn(move || {
+            let name = "viewer.test".try_into().unwrap();
+            let conn = rustls::ClientConnection::new(config, name).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, sock);
+            tls.write_all(&sent_bytes(50_000)).unwrap();
+            tls.conn.refresh_traffic_keys().unwrap();
+            tls.write_all(&sent_bytes(50_000)).unwrap();
+            tls.conn.send_close_notify();
+            tls.flush().unwrap();
+            tls
+        });
+        let (got, end) = read_all(&mut server, &[65_536]);
+        end.unwrap();
+        assert!(got == [sent_bytes(50_000), sent_bytes(50_000)].concat());
+        drop(client.join().unwrap());
+    }
+
+    /// A client that hangs up in the middle of its hello is named as such,
+    /// and so is every later read.
+    #[test]
+    fn a_close_in_the_handshake_is_an_error_that_stays() {
+        let pki = Pki::new();
+        let (mut server, mut sock) = pair(&pki);
+        // The first 5 bytes of a ClientHello record: a header, no body.
+        sock.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+        drop(sock);
+        let (got, end) = read_all(&mut server, &[100]);
+        assert!(got.is_empty());
+        for e in [end.unwrap_err(), server.read(&mut [0; 10]).unwrap_err()] {
+            let inner = e.get_ref().and_then(|e| e.downcast_ref::<TlsError>());
+            assert!(matches!(inner, Some(TlsError::ClosedInHandshake)), "{e}");
+        }
     }
 }
