@@ -1,10 +1,11 @@
 //! Processes under test: [`LoggedChild`] reads a child's stdout and stderr
 //! line by line into memory, so a test can wait for a log line, signal the
-//! child, and see its last lines when it fails.
+//! child, and see its last lines when it fails. [`run_ok`] runs a tool to
+//! completion (openssl, ffmpeg, `camstream-cert`) and says why when it fails.
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -217,6 +218,54 @@ impl Drop for LoggedChild {
     }
 }
 
+/// How much of a failed tool's stdout [`run_ok`] shows: its errors are on
+/// stderr, shown whole; stdout's last lines only give the context.
+const STDOUT_TAIL_LINES: usize = 20;
+
+/// Runs `cmd` to completion (stdin closed, stdout and stderr captured, as
+/// [`Command::output`] does) and returns its output. If it cannot be started
+/// or exits non-zero, panics naming `what` (the step, e.g. "making the test
+/// PKI with openssl"), the command with its arguments, the exit status, its
+/// stderr and the last lines of its stdout: a tool's failure in a test is
+/// the test's failure, and its own words say why. For tools a test runs once
+/// and then reads the output or files of; a process to watch while it runs
+/// is a [`LoggedChild`].
+#[track_caller]
+pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    // A `match`, not `unwrap_or_else`: a closure would hide the caller's
+    // line that `#[track_caller]` puts in the panic message.
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "{what}: cannot run {cmd:?}: {e} (is {} installed? ./run-tests installs the tools the tests run)",
+            cmd.get_program().to_string_lossy()
+        ),
+        Err(e) => panic!("{what}: cannot run {cmd:?}: {e}"),
+    };
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        let start = lines.len().saturating_sub(STDOUT_TAIL_LINES);
+        let stdout = if lines.is_empty() {
+            "---- stdout: empty ----".to_string()
+        } else {
+            format!(
+                "---- stdout (last {} of {} lines) ----\n{}",
+                lines.len() - start,
+                lines.len(),
+                lines[start..].join("\n")
+            )
+        };
+        panic!(
+            "{what}: {cmd:?} failed ({}):\n---- stderr ----\n{}\n{stdout}",
+            out.status,
+            stderr.trim_end()
+        );
+    }
+    out
+}
+
 /// Sends signal `sig` (by name) to `pid` with the shell's `kill` builtin,
 /// which every Debian has (procps may be absent).
 fn kill(sig: &str, pid: u32) -> std::io::Result<ExitStatus> {
@@ -230,4 +279,75 @@ fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message `run_ok` panicked with for `cmd`.
+    fn failure_of(mut cmd: Command, what: &str) -> String {
+        // AssertUnwindSafe: the command is dropped with the closure, so
+        // nothing half-updated by the panic is seen afterwards.
+        let run = std::panic::AssertUnwindSafe(move || run_ok(&mut cmd, what));
+        let payload = std::panic::catch_unwind(run).expect_err("run_ok should have panicked");
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .expect("a formatted panic message")
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn run_ok_returns_the_output_of_a_tool_that_succeeds() {
+        let out = run_ok(&mut sh("echo out; echo err >&2"), "echoing");
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    fn a_failed_tool_is_named_with_its_status_its_stderr_and_its_last_stdout_lines() {
+        let msg = failure_of(
+            sh("for i in $(seq 1 25); do echo out-$i.; done; echo 'bad input' >&2; exit 3"),
+            "making things",
+        );
+        assert!(msg.starts_with("making things: "), "{msg}");
+        assert!(msg.contains("\"sh\" \"-c\""), "the command: {msg}");
+        assert!(msg.contains("exit status: 3"), "the status: {msg}");
+        assert!(msg.contains("---- stderr ----\nbad input\n"), "{msg}");
+        assert!(msg.contains("(last 20 of 25 lines)"), "{msg}");
+        assert!(msg.contains("out-6.") && msg.contains("out-25."), "{msg}");
+        assert!(!msg.contains("out-5."), "only the last 20 lines: {msg}");
+    }
+
+    #[test]
+    fn an_empty_stdout_is_said_to_be_empty() {
+        let msg = failure_of(sh("echo oops >&2; exit 1"), "failing quietly");
+        assert!(
+            msg.ends_with("---- stderr ----\noops\n---- stdout: empty ----"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_tool_that_is_not_installed_is_named_with_what_to_do() {
+        let msg = failure_of(
+            Command::new("camstream-no-such-tool"),
+            "running a missing tool",
+        );
+        assert!(
+            msg.starts_with("running a missing tool: cannot run"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("is camstream-no-such-tool installed? ./run-tests installs"),
+            "{msg}"
+        );
+    }
 }

@@ -20,7 +20,7 @@
 //! vivid ───► bars, image, record                vivid's bars in a recording
 //! netns ───► delay_line, wait                   a namespace behind a veth pair: cut it, shape it (tc)
 //! delay_line                                    TUN devices joined with a delay (no netem here)
-//! child ───► wait                               a process and its log lines
+//! child ───► wait                               a process and its log lines; a tool run to success
 //! x11 ─────► image                              the X11 wire client, xwininfo, xwd
 //! chromium ► child, http, image, wait           headless Chromium over DevTools pipes
 //! http ────► child, image                       HTTP GET, /api/cameras, metrics, promtool, ffmpeg
@@ -54,7 +54,7 @@ pub mod x11;
 pub mod xvfb;
 
 pub use agent::{run_agent_expecting_failure, start_agent, start_pattern_agent};
-pub use child::LoggedChild;
+pub use child::{run_ok, LoggedChild};
 pub use image::Image;
 pub use netns::NetNs;
 pub use record::{
