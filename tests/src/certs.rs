@@ -3,18 +3,15 @@
 
 use std::process::Command;
 
+use crate::child::run_ok;
 use crate::workspace::bin_path;
 
 /// Runs `camstream-cert` with `args` (e.g. `["camera", "--dir", DIR, "--id",
 /// "3"]`); panics with its error output if it fails.
+#[track_caller]
 pub fn camstream_cert(args: &[&str]) {
-    let out = Command::new(bin_path("camstream-cert"))
-        .args(args)
-        .output()
-        .expect("run camstream-cert");
-    assert!(
-        out.status.success(),
-        "camstream-cert {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(bin_path("camstream-cert")).args(args),
+        "making certificates with camstream-cert",
     );
 }

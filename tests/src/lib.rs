@@ -16,7 +16,7 @@
 //! vm ──────► workspace                          the vivid VM (QEMU guest)
 //! systemd_vm ► vm, workspace                    the hot-plug guest: systemd, udev, the .deb
 //! arm_vm ──► vm, workspace                      the arm64 guest and the cross-built agent
-//! certs ───► workspace                          camstream-cert: certificates for TLS tests
+//! certs ───► child, workspace                   camstream-cert: certificates for TLS tests
 //! vivid ───► bars, image, record                vivid's bars in a recording
 //! netns ───► delay_line, wait                   a namespace behind a veth pair: cut it, shape it (tc)
 //! delay_line                                    TUN devices joined with a delay (no netem here)
