@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use camstream_tests::certs::camstream_cert;
 use camstream_tests::{
-    bin_path, interop_script, recorded_conn_dirs, recorded_frames, start_pattern_agent,
+    bin_path, interop_script, recorded_conn_dirs, recorded_frames, run_ok, start_pattern_agent,
     testdata_frame, venv_python, LoggedChild, RecordingViewer, PATIENCE,
 };
 
@@ -136,16 +136,12 @@ impl Pki {
 
 /// `openssl` with `words` (split at spaces) and then `args`, in `dir`.
 fn openssl(dir: &Path, words: &str, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(words.split(' '))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {words} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("openssl")
+            .args(words.split(' '))
+            .args(args)
+            .current_dir(dir),
+        "making the test PKI with openssl",
     );
 }
 
