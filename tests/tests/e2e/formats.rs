@@ -21,8 +21,8 @@ use std::time::Duration;
 use camstream_tests::bars::{self, Probe, BARS, LEVEL_75};
 use camstream_tests::vm::vm_enabled;
 use camstream_tests::{
-    recorded_conn_dirs, recorded_counts, recorded_frames, start_agent, testdata_frame, venv_python,
-    wait_until, Image, RecordingViewer, PATIENCE,
+    recorded_conn_dirs, recorded_counts, recorded_frames, run_ok, start_agent, testdata_frame,
+    venv_python, wait_until, Image, RecordingViewer, PATIENCE,
 };
 
 use crate::vm::{assert_guest_ok, run_agent_in_guest, VIVID_UP};
@@ -71,16 +71,12 @@ for fourcc, (frame, code) in frames.items():
 fn file_source_streams_every_raw_format_exactly_as_opencv_converts_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let photo = testdata_frame("coffee_640x480_noise.bgr");
-    let made = Command::new(venv_python())
-        .args(["-c", MAKE_FRAMES])
-        .arg(&photo)
-        .arg(dir.path())
-        .output()
-        .expect("run the venv's Python (tests/python/setup.sh makes it)");
-    assert!(
-        made.status.success(),
-        "OpenCV could not make the frames: {}",
-        String::from_utf8_lossy(&made.stderr)
+    run_ok(
+        Command::new(venv_python())
+            .args(["-c", MAKE_FRAMES])
+            .arg(&photo)
+            .arg(dir.path()),
+        "OpenCV making the frames in every raw format",
     );
     let mut viewer = RecordingViewer::start(&[]);
     let server = viewer.addr.to_string();
