@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::child::LoggedChild;
+use crate::child::{run_ok, LoggedChild};
 use crate::image::Image;
 
 /// A whole response: status code, head (status line and headers) and body.
@@ -210,24 +210,13 @@ pub fn ffprobe_size(input: &str) -> (u32, u32) {
 /// in `dir`, and reads them back.
 pub fn ffmpeg_frames(input: &str, frames: u32, dir: &Path) -> Vec<Image> {
     let pattern = dir.join("frame-%03d.bmp");
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-nostdin",
-            "-rw_timeout",
-            "20000000",
-            "-i",
-            input,
-        ])
-        .args(["-frames:v", &frames.to_string(), "-pix_fmt", "bgr24", "-y"])
-        .arg(&pattern)
-        .output()
-        .expect("run ffmpeg (Debian package ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {input}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-rw_timeout", "20000000"])
+            .args(["-i", input])
+            .args(["-frames:v", &frames.to_string(), "-pix_fmt", "bgr24", "-y"])
+            .arg(&pattern),
+        &format!("ffmpeg decoding {frames} frames of {input}"),
     );
     (1..=frames)
         .map(|i| dir.join(format!("frame-{i:03}.bmp")))
@@ -240,18 +229,13 @@ pub fn ffmpeg_frames(input: &str, frames: u32, dir: &Path) -> Vec<Image> {
 /// to an [`Image`].
 pub fn ffmpeg_image(path: &Path) -> Image {
     let bmp = path.with_extension("bmp");
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-i"])
-        .arg(path)
-        .args(["-pix_fmt", "bgr24", "-y"])
-        .arg(&bmp)
-        .output()
-        .expect("run ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-i"])
+            .arg(path)
+            .args(["-pix_fmt", "bgr24", "-y"])
+            .arg(&bmp),
+        &format!("ffmpeg converting {} to BMP", path.display()),
     );
     Image::read_bmp(&bmp)
 }

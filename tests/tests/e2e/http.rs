@@ -18,8 +18,8 @@ use camstream_tests::http::{
 };
 use camstream_tests::image::channel_distance;
 use camstream_tests::{
-    pattern, recorded_conn_dirs, start_agent, start_pattern_agent, start_viewer, wait_until, Image,
-    LoggedChild, PATIENCE,
+    pattern, recorded_conn_dirs, run_ok, start_agent, start_pattern_agent, start_viewer,
+    wait_until, Image, LoggedChild, PATIENCE,
 };
 
 /// A bar's colour after the agent's YUYV, the viewer's JPEG at quality 85
@@ -216,16 +216,12 @@ fn ffmpeg_reads_the_stream_and_the_snapshot() {
     // The input half of the README's MediaMTX recipe: ffmpeg copies the
     // JPEGs into another container without re-encoding them.
     let copied = dir.path().join("copy.mkv");
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-f", "mpjpeg", "-i", &stream])
-        .args(["-frames:v", "20", "-c:v", "copy", "-y"])
-        .arg(&copied)
-        .output()
-        .expect("run ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg -c:v copy: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-f", "mpjpeg", "-i", &stream])
+            .args(["-frames:v", "20", "-c:v", "copy", "-y"])
+            .arg(&copied),
+        "ffmpeg copying the stream's JPEGs into Matroska (-c:v copy)",
     );
     assert_eq!(ffprobe_size(copied.to_str().unwrap()), (640, 480));
 
