@@ -52,17 +52,11 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Runs `cmd` and asserts it succeeded; returns stdout.
+/// Runs a packaging step and returns what it printed; a failure panics with
+/// the command, its status and its output, at the caller's line.
+#[track_caller]
 fn run_ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    text(&camstream_tests::run_ok(cmd, "packaging step").stdout)
 }
 
 /// Writes `body` to `root/rel` with permissions `mode`, creating the
