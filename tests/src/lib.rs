@@ -14,7 +14,7 @@
 //! viewer ──► child, record, wait, workspace     start the viewer; RecordingViewer
 //! xvfb ────► child, image, wait, x11            a real X server and its tools
 //! vm ──────► workspace                          the vivid VM (QEMU guest)
-//! systemd_vm ► vm, workspace                    the hot-plug guest: systemd, udev, the .deb
+//! systemd_vm ► child, vm, workspace             the hot-plug guest: systemd, udev, the .deb
 //! arm_vm ──► vm, workspace                      the arm64 guest and the cross-built agent
 //! certs ───► child, workspace                   camstream-cert: certificates for TLS tests
 //! vivid ───► bars, image, record                vivid's bars in a recording

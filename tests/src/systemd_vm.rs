@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::child::run_ok;
 use crate::vm::{rig_enabled, run_script, vm_dir, GuestRun, Rig};
 use crate::workspace::workspace_root;
 
@@ -87,16 +88,8 @@ pub fn build_debs(bin_dir: &Path, target: Option<&str>, out: &Path) -> Debs {
         cmd.args(["--target", target]);
     }
     cmd.arg("--bin-dir").arg(bin_dir).arg("--out").arg(out);
-    let result = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run packaging/build-deb.sh: {e}"));
+    let result = run_ok(&mut cmd, "packaging/build-deb.sh");
     let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(
-        result.status.success(),
-        "packaging/build-deb.sh failed ({}):\n{stdout}\n{}",
-        result.status,
-        String::from_utf8_lossy(&result.stderr)
-    );
     let find = |prefix: &str| {
         stdout
             .lines()

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::child::LoggedChild;
+use crate::child::{run_ok, LoggedChild};
 use crate::image::Image;
 use crate::wait::wait_until;
 use crate::x11::{self, XWindow};
@@ -117,20 +117,11 @@ impl Xvfb {
 
     /// Runs an X client tool (`xwininfo`, `xdotool`, `xwd`) to completion and
     /// returns its stdout; panics with its stderr if it fails.
+    #[track_caller]
     pub fn run(&self, program: &str, args: &[&str]) -> Vec<u8> {
         let mut cmd = Command::new(program);
         cmd.args(args);
-        let out = self
-            .env(&mut cmd)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-        assert!(
-            out.status.success(),
-            "{program} {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        run_ok(self.env(&mut cmd), "an X client").stdout
     }
 
     /// The top-level windows (children of the root) that have a name, with
