@@ -744,4 +744,74 @@ mod tests {
             assert!(matches!(inner, Some(TlsError::ClosedInHandshake)), "{e}");
         }
     }
+
+    /// Sends what the client's rustls has queued, one byte per write: the
+    /// viewer meets every record and handshake message in pieces.
+    fn send_chopped(conn: &mut rustls::ClientConnection, sock: &mut TcpStream) {
+        let mut tls = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut tls).unwrap();
+        }
+        for byte in tls {
+            sock.write_all(&[byte]).unwrap();
+        }
+    }
+
+    /// The whole conversation a byte at a time (TCP_NODELAY: most bytes
+    /// arrive alone): rustls joins the handshake in our buffer across many
+    /// reads and compactions, and the plaintext comes out whole.
+    #[test]
+    fn a_conversation_sent_a_byte_at_a_time_arrives_whole() {
+        let pki = Pki::new();
+        let (mut server, mut sock) = pair(&pki);
+        sock.set_nodelay(true).unwrap();
+        let config = pki.client.clone();
+        let client = std::thread::spawn(move || {
+            let name = "viewer.test".try_into().unwrap();
+            let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+            while conn.is_handshaking() {
+                send_chopped(&mut conn, &mut sock);
+                if conn.is_handshaking() {
+                    conn.read_tls(&mut sock).unwrap();
+                    conn.process_new_packets().unwrap();
+                }
+            }
+            conn.writer().write_all(&sent_bytes(40_000)).unwrap();
+            conn.send_close_notify();
+            send_chopped(&mut conn, &mut sock);
+            sock
+        });
+        let (got, end) = read_all(&mut server, &[4096]);
+        end.unwrap();
+        assert!(got == sent_bytes(40_000), "{} bytes came", got.len());
+        drop(client.join().unwrap());
+    }
+
+    /// A client hello cut short or with any one byte changed, then a close:
+    /// every read ends in a named error, none panics (rustls's unbuffered
+    /// API asserts its contract with us), and nothing reads as plaintext.
+    #[test]
+    fn cut_or_changed_client_hellos_end_in_an_error_never_a_panic() {
+        let pki = Pki::new();
+        let name = "viewer.test".try_into().unwrap();
+        let mut client = rustls::ClientConnection::new(pki.client.clone(), name).unwrap();
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).unwrap();
+        let cut = (0..hello.len()).map(|at| hello[..at].to_vec());
+        let changed = (0..hello.len()).map(|at| {
+            let mut bytes = hello.clone();
+            bytes[at] ^= 0x5a;
+            bytes
+        });
+        for bytes in cut.chain(changed) {
+            let (mut server, mut sock) = pair(&pki);
+            sock.write_all(&bytes).unwrap();
+            sock.shutdown(std::net::Shutdown::Write).unwrap();
+            let (got, end) = read_all(&mut server, &[4096]);
+            assert!(got.is_empty());
+            let e = end.expect_err("a cut or changed hello was accepted");
+            let inner = e.get_ref().and_then(|e| e.downcast_ref::<TlsError>());
+            assert!(inner.is_some(), "not a named TLS error: {e}");
+        }
+    }
 }
