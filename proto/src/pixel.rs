@@ -108,6 +108,14 @@ fn checked_len(width: u32, height: u32, size: usize) -> Result<usize, PixelError
         .ok_or(PixelError::TooLarge { width, height })
 }
 
+/// Bytes in one row of `width` elements of `size` bytes, or `TooLarge`
+/// naming the whole image (a row alone can overflow a 32-bit `usize`).
+fn row_len(width: u32, height: u32, size: usize) -> Result<usize, PixelError> {
+    (width as usize)
+        .checked_mul(size)
+        .ok_or(PixelError::TooLarge { width, height })
+}
+
 /// Converts a YUYV image into `bgr` (tightly packed, top-down,
 /// `width * height * 3` bytes). `stride` is V4L2's `bytesperline` and may
 /// exceed `2 * width`; `width` must be even. Allocates nothing.
@@ -123,7 +131,7 @@ pub fn yuyv_to_bgr(
     bgr: &mut [u8],
 ) -> Result<(), PixelError> {
     let rows = yuyv_rows(yuyv, width, height, stride)?;
-    let row_out = checked_len(width, 1, 3)?;
+    let row_out = row_len(width, height, 3)?;
     let need_out = checked_len(width, height, 3)?;
     if bgr.len() < need_out {
         return Err(PixelError::OutputTooShort {
@@ -153,7 +161,7 @@ pub(crate) fn yuyv_rows(
     if !width.is_multiple_of(2) {
         return Err(PixelError::OddWidth { width });
     }
-    let row_in = checked_len(width, 1, 2)?;
+    let row_in = row_len(width, height, 2)?;
     if stride < row_in {
         return Err(PixelError::StrideTooSmall {
             stride,

@@ -579,7 +579,7 @@ mod tests {
                 len: 2,
                 max: 1,
             },
-            WireError::BodyTooLong { len: 1 << 33 },
+            WireError::BodyTooLong { len: usize::MAX },
         ];
         for e in errors {
             assert!(e.to_string().len() > 20, "{e:?}");
